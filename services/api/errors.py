@@ -1,0 +1,97 @@
+"""One error shape for every route: HTTP status + JSON {code, message, message_zh, ...}.
+
+`code` is stable (clients branch on it); `message` is English and `message_zh` Chinese, both
+one clear sentence.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+# Chinese wording per code; the English message comes from the raiser, with its specifics.
+MESSAGES_ZH: dict[str, str] = {
+    "unauthorized": "未认证：请提供有效的访问令牌。",
+    "forbidden": "无权执行此操作。",
+    "not_found": "未找到请求的资源。",
+    "method_not_allowed": "不支持该请求方法。",
+    "invalid_request": "请求参数不合法。",
+    "bad_file_name": "文件名不合法。",
+    "bad_start_header": "X-Recording-Start 不是带时区偏移的 RFC 3339 时间。",
+    "missing_start": "缺少录像开始时间：请在文件名或 X-Recording-Start 中提供。",
+    "start_mismatch": "文件名中的开始时间与 X-Recording-Start 不一致。",
+    "bad_checksum_header": "X-Content-SHA256 不是 64 位十六进制 SHA-256。",
+    "checksum_mismatch": "上传内容的 SHA-256 与 X-Content-SHA256 不一致，请重新上传。",
+    "too_large": "文件超过允许的大小上限。",
+    "conflict": "该摄像机在同一开始时间已有不同的录像，文件已隔离保存。",
+    "empty_file": "文件为空，已隔离保存。",
+    "not_a_video": "文件不是可识别的视频，已隔离保存。",
+    "no_video_stream": "文件没有视频流，已隔离保存。",
+    "image_not_recording": "文件是一张图片而不是录像，已隔离保存。",
+    "undecodable": "视频流无法解码，已隔离保存。",
+    "zero_duration": "录像时长为零，已隔离保存。",
+    "absurd_duration": "录像时长超出合理范围，已隔离保存。",
+    "unreadable": "文件无法读取，已隔离保存。",
+    "unknown_camera": "摄像机未登记，文件已隔离保存。",
+    "unparseable_start": "无法解析录像开始时间，文件已隔离保存。",
+    "clock_reset": "录像开始时间早于 2000 年（主机时钟可能被重置），文件已隔离保存。",
+    "busy": "该文件正在被处理，请稍后重试。",
+    "internal_error": "服务器内部错误。",
+}
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    message_zh: str
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.extra = extra
+
+
+def error_response(
+    status: int, code: str, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    body = {"code": code, "message": message, "message_zh": MESSAGES_ZH.get(code, message)}
+    body.update(extra)
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+_STATUS_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "too_large",
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        return error_response(400, "invalid_request", f"{where}: {first.get('msg', 'invalid')}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _STATUS_CODES.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail))

@@ -1,0 +1,247 @@
+"""`PUT /api/v1/ingest/{camera_code}/{file_name}`: camera hosts push one finished segment.
+
+The body is streamed to `<spool>/.incoming/<id>.part` (never held in memory), hashed on the
+way, checked against `X-Content-SHA256`, given a sidecar with what the request said, renamed
+to `<id>.bin` and handed to the pipeline. If the process dies after that rename, the worker's
+sweep finishes the ingest; before it, the client never got an answer and will retry.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import re
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Annotated, Any
+
+import anyio
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from services.api.deps import CameraPusher, ServicesDep
+from services.api.errors import ApiError, ErrorBody, error_response
+from services.api.ingest.schemas import StoredSegment
+from services.ingest.clock import StartError, name_carries_start, parse_name_start, parse_rfc3339
+from services.ingest.pipeline import Arrival, IngestResult, Outcome
+from services.ingest.quarantine import write_json_atomically
+from services.timefmt import rfc3339
+
+router = APIRouter(tags=["ingest"])
+
+FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
+SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
+_WRITE_BATCH = 1024 * 1024
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in (
+        (400, "bad header or file name, or the body does not match X-Content-SHA256"),
+        (401, "no valid bearer token"),
+        (403, "the token may not push for this camera"),
+        (409, "the camera already has different bytes at this start (file quarantined)"),
+        (413, "over the size limit"),
+        (422, "not a usable video (file quarantined, reason given)"),
+        (503, "the same file is being ingested right now; retry"),
+    )
+}
+
+
+def _check_file_name(file_name: str) -> None:
+    if ".." in file_name or not FILE_NAME.match(file_name):
+        raise ApiError(
+            400,
+            "bad_file_name",
+            f"file name {file_name!r} must be 1-200 letters, digits, '.', '_', '+' or '-', "
+            "with no path separators or '..'",
+        )
+
+
+def _declared_start(file_name: str, header: str | None, services: ServicesDep) -> str | None:
+    """Validate the start early (400), return what the pipeline should read it from."""
+    from_name = None
+    if name_carries_start(file_name):
+        try:
+            from_name = parse_name_start(file_name, services.settings.zone)
+        except StartError as exc:
+            raise ApiError(400, "bad_file_name", exc.reason) from exc
+    if header is None:
+        if from_name is None:
+            raise ApiError(
+                400,
+                "missing_start",
+                "the recording start is needed: send X-Recording-Start (RFC 3339) or name "
+                "the file YYYYMMDDTHHMMSS+HHMM.ext",
+            )
+        return None
+    try:
+        declared = parse_rfc3339(header)
+    except StartError as exc:
+        raise ApiError(400, exc.code, exc.reason) from exc
+    if from_name is not None and from_name.instant != declared.instant:
+        raise ApiError(
+            400,
+            "start_mismatch",
+            f"X-Recording-Start {header!r} and the file name's start {from_name.raw!r} differ",
+        )
+    return header
+
+
+class _Upload:
+    """The temporary file of one upload, locked while it is written."""
+
+    def __init__(self, incoming: Path) -> None:
+        incoming.mkdir(parents=True, exist_ok=True)
+        self.stem = incoming / uuid.uuid4().hex
+        self.part = self.stem.with_suffix(".part")
+        self.handle: IO[bytes] = self.part.open("xb")
+        fcntl.flock(self.handle.fileno(), fcntl.LOCK_EX)
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.digest.update(data)
+        self.handle.write(data)
+
+    def finish(self) -> None:
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+
+    def discard(self) -> None:
+        self.handle.close()
+        self.part.unlink(missing_ok=True)
+        self.stem.with_suffix(".json").unlink(missing_ok=True)
+
+
+async def _receive(request: Request, upload: _Upload, limit: int) -> None:
+    pending = bytearray()
+    async for chunk in request.stream():
+        upload.size += len(chunk)
+        if upload.size > limit:
+            raise ApiError(413, "too_large", f"the body is over the {limit}-byte limit")
+        pending += chunk
+        if len(pending) >= _WRITE_BATCH:
+            await anyio.to_thread.run_sync(upload.write, bytes(pending))
+            pending.clear()
+    if pending:
+        await anyio.to_thread.run_sync(upload.write, bytes(pending))
+    await anyio.to_thread.run_sync(upload.finish)
+
+
+@router.put(
+    "/api/v1/ingest/{camera_code}/{file_name}",
+    status_code=201,
+    response_model=StoredSegment,
+    responses={
+        200: {"model": StoredSegment, "description": "the same bytes were already stored"},
+        **_ERRORS,
+    },
+    summary="Push one recording segment",
+)
+async def push_segment(
+    camera_code: str,
+    file_name: str,
+    request: Request,
+    services: ServicesDep,
+    subject: CameraPusher,
+    x_recording_start: Annotated[str | None, Header()] = None,
+    x_content_sha256: Annotated[str | None, Header()] = None,
+) -> JSONResponse:
+    if subject.role == "camera_host" and camera_code not in subject.cameras:
+        raise ApiError(403, "forbidden", f"this token may not push for camera {camera_code!r}")
+    _check_file_name(file_name)
+    declared_start = _declared_start(file_name, x_recording_start, services)
+    if x_content_sha256 is not None and not SHA256_HEX.match(x_content_sha256):
+        raise ApiError(400, "bad_checksum_header", "X-Content-SHA256 must be 64 hex digits")
+    limit = services.settings.max_upload_bytes
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise ApiError(413, "too_large", f"Content-Length {length} is over the {limit}-byte limit")
+
+    received_at = datetime.now(UTC)
+    upload = _Upload(services.settings.incoming_dir)
+    try:
+        await _receive(request, upload, limit)
+    except BaseException:
+        # Too large, client gone, or cancelled: nothing was acknowledged, so nothing is kept.
+        upload.discard()
+        raise
+    sha256 = upload.digest.hexdigest()
+    if x_content_sha256 is not None and sha256 != x_content_sha256.lower():
+        upload.discard()
+        raise ApiError(
+            400,
+            "checksum_mismatch",
+            f"the body's SHA-256 is {sha256}, not {x_content_sha256.lower()}: resend the file",
+        )
+    meta_path = upload.stem.with_suffix(".json")
+    data_path = upload.stem.with_suffix(".bin")
+    write_json_atomically(
+        meta_path,
+        {
+            "camera": camera_code,
+            "file_name": file_name,
+            "declared_start": declared_start,
+            "received_at": received_at.isoformat(),
+            "sha256": sha256,
+            "actor": subject.actor,
+        },
+    )
+    os.rename(upload.part, data_path)
+    upload.handle.close()  # releases the lock: the pipeline takes its own on the .bin
+
+    arrival = Arrival(
+        path=data_path,
+        camera_code=camera_code,
+        file_name=file_name,
+        source="http",
+        received_at=received_at,
+        declared_start=declared_start,
+        meta_path=meta_path,
+    )
+    result = await run_in_threadpool(services.pipeline.ingest, arrival, actor=subject.actor)
+    return _answer(result, camera_code, services)
+
+
+def _answer(result: IngestResult, camera_code: str, services: ServicesDep) -> JSONResponse:
+    zone = services.settings.zone
+    if result.outcome in (Outcome.STORED, Outcome.DUPLICATE) and result.segment is not None:
+        segment = result.segment
+        body = StoredSegment(
+            segment_id=segment.id,
+            status=result.outcome.value,
+            camera=camera_code,
+            sha256=segment.sha256,
+            size=segment.size_bytes,
+            start=rfc3339(segment.starts_at, zone),
+            end=rfc3339(segment.ends_at, zone),
+            duration_seconds=segment.duration_seconds,
+            expires_at=rfc3339(segment.expires_at, zone),
+            clock_flags=segment.clock_flags,
+        )
+        status = 201 if result.outcome is Outcome.STORED else 200
+        return JSONResponse(body.model_dump(), status_code=status)
+    if result.outcome is Outcome.CONFLICT:
+        return error_response(
+            409,
+            "conflict",
+            result.reason or "conflict",
+            segment_id=result.segment.id if result.segment else None,
+            quarantine_id=result.quarantine_id,
+        )
+    if result.outcome is Outcome.REJECTED:
+        return error_response(
+            422,
+            result.code or "not_a_video",
+            result.reason or "rejected",
+            quarantine_id=result.quarantine_id,
+        )
+    return error_response(
+        503,
+        "busy",
+        "this file is being ingested right now; retry shortly",
+        headers={"Retry-After": "5"},
+    )

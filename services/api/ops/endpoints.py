@@ -1,0 +1,56 @@
+"""Operations: liveness, readiness and Prometheus metrics (no auth: nothing here is evidence)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from sqlalchemy import func, select, text
+
+from services.api.deps import ServicesDep
+from storage.models import QuarantineRecord, Segment
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="The process is up and has finished starting")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="The database answers and the blob store is reachable")
+def readyz(services: ServicesDep) -> JSONResponse:
+    problems: list[str] = []
+    try:
+        with services.db.read() as session:
+            session.execute(text("SELECT 1"))
+    except Exception as exc:
+        problems.append(f"database: {exc.__class__.__name__}")
+    try:
+        services.store.stat("readyz-probe")
+    except Exception as exc:
+        problems.append(f"blob store: {exc.__class__.__name__}")
+    if problems:
+        return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+@router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus text format")
+def metrics(request: Request, services: ServicesDep) -> str:
+    with services.db.read() as session:
+        segments = session.scalar(select(func.count()).select_from(Segment)) or 0
+        stored_bytes = session.scalar(select(func.coalesce(func.sum(Segment.size_bytes), 0))) or 0
+        quarantined = session.scalar(select(func.count()).select_from(QuarantineRecord)) or 0
+    lines = [
+        "# TYPE examvault_segments gauge",
+        f"examvault_segments {segments}",
+        "# TYPE examvault_segment_bytes gauge",
+        f"examvault_segment_bytes {stored_bytes}",
+        "# TYPE examvault_quarantined gauge",
+        f"examvault_quarantined {quarantined}",
+    ]
+    worker = getattr(request.app.state, "worker", None)
+    if worker is not None:
+        lines.append("# TYPE examvault_ingest_outcomes_total counter")
+        for outcome, count in sorted(worker.outcomes.items()):
+            lines.append(f'examvault_ingest_outcomes_total{{outcome="{outcome}"}} {count}')
+    return "\n".join(lines) + "\n"

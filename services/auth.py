@@ -1,0 +1,94 @@
+"""Machine identities: API tokens (camera hosts, integrations, the admin's own scripts).
+
+A token is 32 random bytes shown once; the database keeps only its SHA-256, so a leaked
+database grants nothing. Lookups go by that hash, so the comparison is an index probe on a
+value the caller cannot choose, not a byte-by-byte compare of the secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from storage import ledger
+from storage.models import ApiToken, Camera
+
+ROLES = ("admin", "district_officer", "supervisor", "institution", "camera_host")
+TOKEN_PREFIX = "evt_"
+
+
+class TokenError(ValueError):
+    """A token that cannot be created as asked; the message says why."""
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def create_token(
+    session: Session,
+    *,
+    role: str,
+    name: str,
+    cameras: list[str] | None = None,
+    expires_at: datetime | None = None,
+    actor: str,
+) -> tuple[ApiToken, str]:
+    if role not in ROLES:
+        raise TokenError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    cameras = sorted(set(cameras or []))
+    if role == "camera_host":
+        if not cameras:
+            raise TokenError("a camera_host token needs --cameras CODE[,CODE...]")
+        known = set(session.scalars(select(Camera.code).where(Camera.code.in_(cameras))))
+        unknown = [code for code in cameras if code not in known]
+        if unknown:
+            raise TokenError(f"unknown camera(s): {', '.join(unknown)}")
+    elif cameras:
+        raise TokenError("--cameras applies to camera_host tokens only")
+    plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken(
+        name=name,
+        role=role,
+        token_hash=hash_token(plaintext),
+        cameras=cameras,
+        created_at=datetime.now(UTC),
+        expires_at=expires_at,
+        revoked_at=None,
+    )
+    session.add(row)
+    session.flush()
+    ledger.append(
+        session,
+        actor=actor,
+        action="token.created",
+        subject_type="token",
+        subject_id=row.id,
+        details={
+            "name": name,
+            "role": role,
+            "cameras": cameras,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+        },
+    )
+    return row, plaintext
+
+
+def token_subject(session: Session, token: str, *, now: datetime | None = None) -> ApiToken | None:
+    """The live token row for a presented bearer token, or None (unknown, expired, revoked)."""
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+    now = now or datetime.now(UTC)
+    if row is None or row.revoked_at is not None:
+        return None
+    if row.expires_at is not None and row.expires_at <= now:
+        return None
+    # Defence in depth against a hash collision on a truncated or altered column.
+    if not secrets.compare_digest(row.token_hash, hash_token(token)):
+        return None
+    return row

@@ -1,0 +1,266 @@
+"""The `examvault` command: parses, calls services, prints. Exit codes: 0 success, 1 the check
+or operation failed, 2 bad usage or bad input; errors go to stderr in one sentence."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from services.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from services.context import Services
+
+logger = logging.getLogger("examvault")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class CommandError(Exception):
+    def __init__(self, message: str, exit_code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _services(settings: Settings, *, migrate: bool = True) -> Services:
+    # Imported here so `examvault --help` and bad usage answer without loading PyAV and OpenCV.
+    from services.context import Services
+
+    return Services.from_settings(settings, migrate=migrate)
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from services.api.app import create_app
+    from services.ingest.jobs import IngestWorker
+
+    services = _services(settings)
+    if not args.no_demo:
+        from services.demo import seed_demo_if_empty
+
+        seed_demo_if_empty(services)
+    worker = IngestWorker(services.pipeline)
+    app = create_app(services, worker=worker)
+    logger.info(
+        "examvault serving on http://%s:%d (data in %s)",
+        args.host,
+        args.port,
+        settings.data_dir.resolve(),
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
+    services.close()
+    return EXIT_OK
+
+
+def cmd_worker(_args: argparse.Namespace, settings: Settings) -> int:
+    from services.ingest.jobs import IngestWorker
+
+    services = _services(settings)
+    worker = IngestWorker(services.pipeline)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    worker.start()
+    logger.info("ingest worker watching %s", settings.resolved_spool_dir)
+    stop.wait()
+    worker.stop()
+    services.close()
+    return EXIT_OK
+
+
+def cmd_db_upgrade(_args: argparse.Namespace, settings: Settings) -> int:
+    services = _services(settings)
+    print(f"database is at the newest schema ({settings.resolved_database_url.split('://')[0]})")
+    services.close()
+    return EXIT_OK
+
+
+def _read_input(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise CommandError(f"{path}: no such file") from exc
+    except UnicodeDecodeError as exc:
+        raise CommandError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except OSError as exc:
+        raise CommandError(f"{path}: {exc.strerror}") from exc
+
+
+def cmd_registry_import(args: argparse.Namespace, settings: Settings) -> int:
+    from services.registry import RegistryError, import_registry
+
+    text = _read_input(args.file)
+    services = _services(settings)
+    try:
+        summary = services.db.run_write(
+            lambda session: import_registry(session, text, actor="cli:registry-import")
+        )
+    except RegistryError as exc:
+        raise CommandError(f"{args.file}: {exc}; nothing was imported") from exc
+    finally:
+        services.close()
+    print(
+        f"imported {summary.institutions} institution(s), {summary.sites} site(s), "
+        f"{summary.rooms} room(s), {summary.cameras} camera(s)"
+    )
+    if summary.retired_cameras:
+        print(f"retired camera(s) no longer listed: {', '.join(summary.retired_cameras)}")
+    return EXIT_OK
+
+
+def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
+    from services.auth import TokenError, create_token
+
+    cameras = [code.strip() for code in (args.cameras or "").split(",") if code.strip()]
+    services = _services(settings)
+    try:
+        row, plaintext = services.db.run_write(
+            lambda session: create_token(
+                session,
+                role=args.role,
+                name=args.name or args.role,
+                cameras=cameras,
+                actor="cli:token-create",
+            )
+        )
+    except TokenError as exc:
+        raise CommandError(str(exc)) from exc
+    finally:
+        services.close()
+    print(
+        f"token {row.id} for {row.name} (role {row.role}"
+        + (f", cameras {', '.join(row.cameras)}" if row.cameras else "")
+        + "); it is shown only once:"
+    )
+    print(plaintext)
+    return EXIT_OK
+
+
+def cmd_ledger_verify(_args: argparse.Namespace, settings: Settings) -> int:
+    from storage import ledger
+
+    services = _services(settings)
+    try:
+        with services.db.read() as session:
+            verdict = ledger.verify(session)
+    finally:
+        services.close()
+    if verdict.mismatch is not None:
+        print(
+            f"ledger does not verify: entry {verdict.mismatch.seq}: {verdict.mismatch.reason}",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    print(f"ledger verifies: {verdict.entries} entries, head {verdict.head_hash}")
+    return EXIT_OK
+
+
+def cmd_push(args: argparse.Namespace, _settings: Settings) -> int:
+    from services.push import PushError, push_file
+
+    failures = 0
+    for name in args.files:
+        try:
+            answer = push_file(
+                Path(name),
+                server=args.server,
+                token=args.token,
+                camera=args.camera,
+                start=args.start,
+                remove_when_confirmed=args.remove,
+            )
+        except PushError as exc:
+            print(f"{name}: {exc}", file=sys.stderr)
+            failures += 1
+            continue
+        print(json.dumps({"file": name, **answer}, ensure_ascii=False))
+    return EXIT_FAILED if failures else EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="examvault", description="考场录像证据服务")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="API, web page and ingest watcher in one process")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--no-demo", action="store_true", help="do not seed demo data")
+    serve.set_defaults(handler=cmd_serve)
+
+    commands.add_parser("worker", help="ingest only").set_defaults(handler=cmd_worker)
+
+    db = commands.add_parser("db", help="database schema").add_subparsers(
+        dest="db_command", required=True, metavar="ACTION"
+    )
+    db.add_parser("upgrade", help="apply migrations").set_defaults(handler=cmd_db_upgrade)
+
+    registry = commands.add_parser("registry", help="institutions, sites, rooms, cameras")
+    registry_actions = registry.add_subparsers(
+        dest="registry_command", required=True, metavar="ACTION"
+    )
+    registry_import = registry_actions.add_parser("import", help="import the registry JSON")
+    registry_import.add_argument("file")
+    registry_import.set_defaults(handler=cmd_registry_import)
+
+    token = commands.add_parser("token", help="API tokens for machines")
+    token_actions = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    token_create = token_actions.add_parser("create", help="create a token, printed once")
+    token_create.add_argument("--role", required=True)
+    token_create.add_argument("--cameras", help="CODE[,CODE...] for camera_host tokens")
+    token_create.add_argument("--name")
+    token_create.set_defaults(handler=cmd_token_create)
+
+    ledger = commands.add_parser("ledger", help="the tamper-evident ledger")
+    ledger_actions = ledger.add_subparsers(dest="ledger_command", required=True, metavar="ACTION")
+    ledger_actions.add_parser("verify", help="recompute the chain").set_defaults(
+        handler=cmd_ledger_verify
+    )
+
+    push = commands.add_parser("push", help="camera-host client: upload segment files")
+    push.add_argument("--server", required=True, help="e.g. http://127.0.0.1:8000")
+    push.add_argument("--token", required=True)
+    push.add_argument("--camera", required=True)
+    push.add_argument("--start", help="RFC 3339 start, when the file name does not carry it")
+    push.add_argument(
+        "--remove",
+        action="store_true",
+        help="delete each local file once the server confirmed its SHA-256",
+    )
+    push.add_argument("files", nargs="+")
+    push.set_defaults(handler=cmd_push)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # Migration chatter is noise at INFO on every command.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    handler: Callable[[argparse.Namespace, Settings], int] = args.handler
+    try:
+        settings = load_settings()
+        return handler(args, settings)
+    except SettingsError as exc:
+        print(f"examvault: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CommandError as exc:
+        print(f"examvault: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

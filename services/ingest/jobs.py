@@ -1,0 +1,185 @@
+"""The ingest worker: watches the spool, rescans it periodically, feeds files to the pipeline.
+
+A thread with a `stop_event` (frigate's habit): `stop_event.wait(...)` between steps, so shutdown
+is prompt. watchdog events make ingest immediate; the periodic rescan makes it certain (a missed
+event or a restart loses nothing). A failing file is retried later, never dropped; a bad one is
+quarantined by the pipeline and the loop goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from watchdog.events import (
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+
+from services.ingest.pipeline import IngestPipeline, Outcome
+from services.ingest.spool import (
+    Candidate,
+    incoming_arrival,
+    is_spool_recording,
+    scan_spool,
+    settled,
+    spool_arrival,
+    sweep_incoming,
+)
+
+logger = logging.getLogger(__name__)
+
+RETRY_SECONDS = 30.0
+
+
+class IngestWorker:
+    def __init__(self, pipeline: IngestPipeline, *, watch: bool = True) -> None:
+        self.pipeline = pipeline
+        settings = pipeline.settings
+        self.spool_dir = settings.resolved_spool_dir
+        self.incoming_dir = settings.incoming_dir
+        self.settle_seconds = settings.spool_settle_seconds
+        self.rescan_seconds = settings.spool_rescan_seconds
+        self.watch = watch
+        self.stop_event = threading.Event()
+        self.outcomes: Counter[str] = Counter()
+        self._pending: dict[Path, float] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._observer: BaseObserver | None = None
+        self._next_scan = 0.0
+
+    def start(self) -> None:
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
+        self.incoming_dir.mkdir(parents=True, exist_ok=True)
+        removed = self.pipeline.store.recover()
+        if removed:
+            logger.warning("removed %d partial blob writes left by an interrupted run", removed)
+        if self.watch:
+            observer = Observer()
+            observer.schedule(_SpoolEvents(self), str(self.spool_dir), recursive=True)
+            observer.daemon = True
+            observer.start()
+            self._observer = observer
+        self._thread = threading.Thread(target=self._run, name="ingest-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stop_event.set()
+        self._wake.set()
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def submit(self, path: Path, ready_at: float) -> None:
+        with self._lock:
+            known = self._pending.get(path)
+            self._pending[path] = ready_at if known is None else min(known, ready_at)
+        self._wake.set()
+
+    def rescan(self) -> None:
+        for candidate in (
+            *scan_spool(self.spool_dir, self.settle_seconds),
+            *sweep_incoming(self.incoming_dir),
+        ):
+            self.submit(candidate.path, candidate.ready_at)
+        self._next_scan = time.time() + self.rescan_seconds
+
+    def idle(self) -> bool:
+        with self._lock:
+            return not self._pending
+
+    def _run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                if time.time() >= self._next_scan:
+                    self.rescan()
+                due = self._take_due()
+                if due is None:
+                    self._wake.clear()
+                    self._wake.wait(self._sleep_for())
+                    continue
+                self._ingest(due)
+            except Exception:
+                # The loop must outlive any one failure (database down, disk full, ...).
+                logger.exception("ingest loop error; retrying in %.0f s", RETRY_SECONDS)
+                self.stop_event.wait(RETRY_SECONDS)
+
+    def _take_due(self) -> Path | None:
+        now = time.time()
+        with self._lock:
+            due = [path for path, ready in self._pending.items() if ready <= now]
+            if not due:
+                return None
+            path = min(due, key=lambda p: self._pending[p])
+            del self._pending[path]
+            return path
+
+    def _sleep_for(self) -> float:
+        now = time.time()
+        with self._lock:
+            soonest = min(self._pending.values(), default=self._next_scan)
+        return max(0.05, min(soonest, self._next_scan) - now)
+
+    def _ingest(self, path: Path) -> None:
+        if path.suffix == ".bin" and path.parent == self.incoming_dir:
+            arrival = incoming_arrival(path)
+        elif is_spool_recording(path, self.spool_dir) and path.exists():
+            candidate = settled(path, self.settle_seconds)
+            if candidate.ready_at > time.time():
+                # Still being written by a host that skips the .part convention.
+                self.submit(path, candidate.ready_at)
+                return
+            arrival = spool_arrival(path, self.spool_dir)
+        else:
+            return
+        if arrival is None:
+            return
+        try:
+            result = self.pipeline.ingest(arrival)
+        except Exception:
+            logger.exception("ingest of %s failed; it stays in the spool and is retried", path)
+            self.submit(path, time.time() + RETRY_SECONDS)
+            self.outcomes["error"] += 1
+            return
+        self.outcomes[result.outcome.value] += 1
+        if result.outcome is Outcome.SKIPPED and path.exists():
+            self.submit(path, time.time() + self.settle_seconds)
+
+
+class _SpoolEvents(FileSystemEventHandler):
+    def __init__(self, worker: IngestWorker) -> None:
+        self.worker = worker
+
+    def _offer(self, raw: str | bytes, *, complete: bool) -> None:
+        path = Path(raw.decode() if isinstance(raw, bytes) else raw)
+        if not is_spool_recording(path, self.worker.spool_dir):
+            return
+        # A rename from NAME.part is the host saying "complete"; a bare creation must settle.
+        candidate = (
+            Candidate(path, time.time()) if complete else settled(path, self.worker.settle_seconds)
+        )
+        self.worker.submit(candidate.path, candidate.ready_at)
+
+    def on_moved(self, event: FileSystemEvent) -> None:
+        if isinstance(event, FileMovedEvent):
+            self._offer(event.dest_path, complete=True)
+
+    def on_created(self, event: FileSystemEvent) -> None:
+        if isinstance(event, FileCreatedEvent):
+            self._offer(event.src_path, complete=False)
+
+    def on_closed(self, event: FileSystemEvent) -> None:
+        if isinstance(event, FileClosedEvent):
+            self._offer(event.src_path, complete=False)

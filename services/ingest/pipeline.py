@@ -1,0 +1,361 @@
+"""One complete recording file -> durable, indexed, hashed evidence (or quarantine, with reason).
+
+Order matters for crash safety (docs/operations.md): the blob is made durable first, then the
+segment row and its ledger entry are committed in one transaction, and only then is the arrival
+file removed. A kill between any two steps leaves the arrival in place; ingesting it again finds
+the same key (keys include the content hash) and completes the job.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from services.ingest.clock import (
+    DeclaredStart,
+    StartError,
+    check_plausible,
+    clock_flags,
+    file_extension,
+    parse_name_start,
+    parse_rfc3339,
+)
+from services.ingest.probe import MediaProbe, ProbeError, probe_recording
+from services.ingest.quarantine import Quarantine, Rejection
+from services.ingest.retention import expiry_for
+from services.settings import Settings
+from storage import ledger
+from storage.blobs import CHUNK, BlobStore
+from storage.db import Database
+from storage.models import Camera, Segment, Sitting
+
+logger = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+    REJECTED = "rejected"
+    # Another worker holds the file, or it vanished because another worker finished it.
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A complete recording file waiting to become evidence."""
+
+    path: Path
+    camera_code: str
+    file_name: str
+    source: str  # "http" | "spool"
+    received_at: datetime
+    # The upload header's value; None means the start is read from the file name.
+    declared_start: str | None = None
+    # An HTTP upload's sidecar (docs/operations.md), removed together with the file.
+    meta_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    outcome: Outcome
+    segment: Segment | None = None
+    code: str | None = None
+    reason: str | None = None
+    quarantine_id: int | None = None
+
+
+SegmentHook = Callable[[Segment], None]
+
+
+def blob_key(camera_code: str, start: datetime, sha256: str, ext: str) -> str:
+    """Where a segment lives: from the camera, the start and the content, never the client."""
+    moment = start.astimezone(UTC)
+    return (
+        f"{camera_code}/{moment:%Y/%m/%d}/{moment:%Y%m%dT%H%M%S.%f}Z-{sha256[:16]}.{ext or 'bin'}"
+    )
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as reader:
+        while chunk := reader.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextmanager
+def claim(path: Path) -> Iterator[bool]:
+    """An exclusive, non-blocking lock on the file itself, so the HTTP handler, the spool
+    watcher and a separate worker process never ingest the same file at once. The kernel
+    drops the lock when its holder dies, even by SIGKILL."""
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            same = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            same = False
+        yield same
+    finally:
+        handle.close()
+
+
+@dataclass
+class IngestPipeline:
+    db: Database
+    store: BlobStore
+    quarantine: Quarantine
+    settings: Settings
+    after_store: list[SegmentHook] = field(default_factory=list)
+
+    def ingest(self, arrival: Arrival, *, actor: str = "ingest") -> IngestResult:
+        with claim(arrival.path) as claimed:
+            if not claimed:
+                return IngestResult(Outcome.SKIPPED, reason="claimed elsewhere or already gone")
+            result = self._ingest_claimed(arrival, actor)
+        if result.outcome is Outcome.STORED and result.segment is not None:
+            for hook in self.after_store:
+                try:
+                    hook(result.segment)
+                except Exception:
+                    logger.exception(
+                        "post-ingest step %r failed for segment %s", hook, result.segment.id
+                    )
+        return result
+
+    def _ingest_claimed(self, arrival: Arrival, actor: str) -> IngestResult:
+        declared: DeclaredStart | None = None
+        try:
+            if arrival.declared_start is not None:
+                declared = parse_rfc3339(arrival.declared_start)
+            else:
+                declared = parse_name_start(arrival.file_name, self.settings.zone)
+            check_plausible(declared)
+        except StartError as exc:
+            return self._reject(arrival, actor, exc.code, exc.reason, declared)
+
+        with self.db.read() as session:
+            camera = session.scalar(select(Camera).where(Camera.code == arrival.camera_code))
+        if camera is None:
+            return self._reject(
+                arrival,
+                actor,
+                "unknown_camera",
+                f"camera {arrival.camera_code!r} is not in the registry",
+                declared,
+            )
+
+        try:
+            probe = probe_recording(
+                arrival.path, max_duration_seconds=self.settings.max_segment_seconds
+            )
+        except ProbeError as exc:
+            return self._reject(arrival, actor, exc.code, exc.reason, declared)
+
+        start = declared.instant
+        end = start + timedelta(seconds=probe.duration_seconds)
+        existing = self._segment_at(camera.id, start)
+        if existing is not None:
+            return self._same_start(arrival, actor, existing, declared, end)
+
+        expiry = self._expiry(camera, start, end)
+        ext = file_extension(arrival.file_name)
+        stored = self.store.put_file(
+            arrival.path,
+            lambda sha256: blob_key(camera.code, start, sha256, ext),
+            retain_until=expiry,
+        )
+        flags = clock_flags(
+            start=start,
+            end=end,
+            received_at=arrival.received_at,
+            creation_time=probe.creation_time,
+            zone_assumed=declared.zone_assumed,
+            ahead_tolerance=timedelta(seconds=self.settings.clock_ahead_tolerance_seconds),
+        )
+        values = dict(
+            camera_id=camera.id,
+            starts_at=start,
+            ends_at=end,
+            declared_start=declared.raw,
+            duration_seconds=probe.duration_seconds,
+            sha256=stored.sha256,
+            size_bytes=stored.size,
+            blob_key=stored.key,
+            container=probe.container,
+            video_codec=probe.video_codec,
+            width=probe.width,
+            height=probe.height,
+            frame_rate=probe.frame_rate,
+            keyframe_count=probe.keyframe_count,
+            has_audio=probe.has_audio,
+            clock_flags=flags,
+            source=arrival.source,
+            original_name=arrival.file_name[:255],
+            received_at=arrival.received_at,
+            expires_at=expiry,
+            purged_at=None,
+        )
+        try:
+            segment = self.db.run_write(
+                lambda session: self._record(
+                    session, values, camera, probe, stored.retain_until, actor
+                )
+            )
+        except IntegrityError:
+            # Another worker stored this camera and start between our check and our commit.
+            existing = self._segment_at(camera.id, start)
+            if existing is None:
+                raise
+            return self._same_start(arrival, actor, existing, declared, end)
+        self._remove_arrival(arrival)
+        logger.info(
+            "stored %s %s (%.1f s, %d bytes) as segment %s",
+            camera.code,
+            declared.raw,
+            probe.duration_seconds,
+            stored.size,
+            segment.id,
+        )
+        return IngestResult(Outcome.STORED, segment=segment)
+
+    def _record(
+        self,
+        session: Session,
+        values: dict[str, object],
+        camera: Camera,
+        probe: MediaProbe,
+        lock_until: datetime | None,
+        actor: str,
+    ) -> Segment:
+        # A fresh row per attempt: run_write may retry after a lost race for the ledger head.
+        segment = Segment(**values)
+        session.add(segment)
+        session.flush()
+        ledger.append(
+            session,
+            actor=actor,
+            action="segment.ingested",
+            subject_type="segment",
+            subject_id=segment.id,
+            details={
+                "camera": camera.code,
+                "start": segment.starts_at.isoformat(),
+                "end": segment.ends_at.isoformat(),
+                "declared_start": segment.declared_start,
+                "duration_seconds": segment.duration_seconds,
+                "sha256": segment.sha256,
+                "size": segment.size_bytes,
+                "key": segment.blob_key,
+                "source": segment.source,
+                "original_name": segment.original_name,
+                "container": probe.container,
+                "video_codec": probe.video_codec,
+                "expires_at": segment.expires_at.isoformat(),
+                "object_lock_until": lock_until.isoformat() if lock_until else None,
+                "clock_flags": segment.clock_flags,
+            },
+        )
+        return segment
+
+    def _segment_at(self, camera_id: int, start: datetime) -> Segment | None:
+        with self.db.read() as session:
+            return session.scalar(
+                select(Segment).where(Segment.camera_id == camera_id, Segment.starts_at == start)
+            )
+
+    def _same_start(
+        self,
+        arrival: Arrival,
+        actor: str,
+        existing: Segment,
+        declared: DeclaredStart,
+        end: datetime,
+    ) -> IngestResult:
+        """The camera already has a segment at this start: a retry, or a conflicting file."""
+        if sha256_of(arrival.path) == existing.sha256:
+            self._remove_arrival(arrival)
+            return IngestResult(Outcome.DUPLICATE, segment=existing)
+        reason = (
+            f"camera {arrival.camera_code!r} already has a different recording starting at "
+            f"{existing.starts_at.isoformat()} (segment {existing.id}, sha256 {existing.sha256})"
+        )
+        result = self._reject(arrival, actor, "conflict", reason, declared, end)
+        return IngestResult(
+            Outcome.CONFLICT,
+            segment=existing,
+            code="conflict",
+            reason=reason,
+            quarantine_id=result.quarantine_id,
+        )
+
+    def _reject(
+        self,
+        arrival: Arrival,
+        actor: str,
+        code: str,
+        reason: str,
+        declared: DeclaredStart | None,
+        end: datetime | None = None,
+    ) -> IngestResult:
+        rejection = Rejection(
+            code=code,
+            reason=reason,
+            camera_code=arrival.camera_code,
+            declared_start=declared.raw if declared else arrival.declared_start,
+            claimed_start=declared.instant if declared and code != "clock_reset" else None,
+            claimed_end=end,
+            original_name=arrival.file_name,
+            source=arrival.source,
+            received_at=arrival.received_at,
+        )
+        record_id = self.quarantine.keep(arrival.path, rejection, actor=actor)
+        self._remove_arrival(arrival)
+        logger.warning(
+            "quarantined %s from %s (%s): %s", arrival.file_name, arrival.camera_code, code, reason
+        )
+        return IngestResult(Outcome.REJECTED, code=code, reason=reason, quarantine_id=record_id)
+
+    def _expiry(self, camera: Camera, start: datetime, end: datetime) -> datetime:
+        with self.db.read() as session:
+            sitting_ends = session.scalars(
+                select(Sitting.ends_at).where(
+                    Sitting.room_id == camera.room_id,
+                    Sitting.starts_at < end,
+                    Sitting.ends_at > start,
+                )
+            ).all()
+        return expiry_for(
+            end, sitting_ends, zone=self.settings.zone, years=self.settings.retention_years
+        )
+
+    def _remove_arrival(self, arrival: Arrival) -> None:
+        arrival.path.unlink(missing_ok=True)
+        if arrival.meta_path is not None:
+            arrival.meta_path.unlink(missing_ok=True)
+        fd = os.open(arrival.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

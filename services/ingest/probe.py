@@ -1,0 +1,316 @@
+"""Probe a pushed video segment with PyAV: what it is, how long it really lasts, whether it plays.
+
+The probe demuxes every video packet (cheap: no decoding) to count packets and keyframes and to
+measure the media duration from the packet timestamps, and decodes only from the first keyframe
+until one picture comes out, which proves the stream decodes without paying for a full decode.
+
+The duration is never taken from the nominal frame rate, the container's declared duration or
+the file's mtime: cameras lie about all three, and coverage is built on this number.
+
+A file that is not a usable recording raises ``ProbeError`` with a stable ``code`` (shown in API
+JSON) and a one-sentence English ``reason``.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from array import array
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import av.stream
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+PROBE_ERROR_CODES = frozenset(
+    {
+        "empty_file",
+        "not_a_video",
+        "no_video_stream",
+        "image_not_recording",
+        "undecodable",
+        "zero_duration",
+        "absurd_duration",
+        "unreadable",
+    }
+)
+
+# Demuxers that read still images; FFmpeg opens a JPEG as "jpeg_pipe", a PNG as "png_pipe" etc.
+_IMAGE_FORMATS = frozenset({"image2", "image2pipe"})
+# Marks a missing timestamp in the int64 arrays below (FFmpeg's AV_NOPTS_VALUE is the same).
+_NO_TS = -(2**63)
+# Enough to walk the top-level boxes of any real MP4 while bounding a hostile file.
+_MAX_MP4_BOXES = 10_000
+
+
+@dataclass(frozen=True)
+class MediaProbe:
+    """What the probe learnt about one recording."""
+
+    container: str  # av container format name, e.g. "mov,mp4,m4a,3gp,3g2,mj2", "mpegts"
+    video_codec: str  # codec name, not the decoder's: "h264", "hevc", ...
+    width: int
+    height: int
+    frame_rate: float | None  # declared/guessed rate, for information only
+    keyframe_count: int
+    packet_count: int  # video packets
+    duration_seconds: float  # measured from the video packet timestamps
+    has_audio: bool
+    creation_time: datetime | None  # container 'creation_time' tag, aware UTC
+
+
+class ProbeError(Exception):
+    """The file is not a usable recording; ``code`` is stable, ``reason`` is for people."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def probe_recording(path: Path, *, max_duration_seconds: float = 12 * 3600) -> MediaProbe:
+    """Probe the recording at ``path`` or raise ``ProbeError`` saying why it is unusable."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ProbeError("unreadable", f"The file cannot be read: {_os_reason(exc)}.") from exc
+    if size == 0:
+        raise ProbeError("empty_file", "The file is empty (0 bytes).")
+
+    try:
+        # "file:" stops FFmpeg from reading a relative name such as "concat:a|b" or "rtp:..."
+        # as a protocol URL instead of a path.
+        with av.open(f"file:{path.resolve()}", metadata_errors="ignore") as container:
+            return _probe_container(container, max_duration_seconds)
+    except ProbeError:
+        raise
+    except av.FFmpegError as exc:
+        if isinstance(exc, OSError):  # PyAV's FileNotFoundError, PermissionError, ...
+            raise ProbeError("unreadable", f"The file cannot be read: {_os_reason(exc)}.") from exc
+        raise ProbeError("not_a_video", _not_a_video_reason(path, exc)) from exc
+    except OSError as exc:
+        raise ProbeError("unreadable", f"The file cannot be read: {_os_reason(exc)}.") from exc
+
+
+def _probe_container(container: av.container.InputContainer, max_duration: float) -> MediaProbe:
+    format_name = container.format.name
+    if format_name in _IMAGE_FORMATS or format_name.endswith("_pipe"):
+        raise ProbeError(
+            "image_not_recording",
+            f"The file is a still image ({format_name}), not a video recording.",
+        )
+    video_streams = [
+        stream
+        for stream in container.streams.video
+        # Cover art in an audio file is a "video" stream holding one picture.
+        if not stream.disposition & av.stream.Disposition.attached_pic
+    ]
+    if not video_streams:
+        raise ProbeError("no_video_stream", "The file has no video track (audio or data only).")
+    video = video_streams[0]
+    codec_context = video.codec_context
+
+    pts, dts, durations = array("q"), array("q"), array("q")
+    keyframe_count = 0
+    decoding = False  # becomes True at the first keyframe
+    decoded_size: tuple[int, int] | None = None
+    try:
+        for packet in container.demux(video):
+            if packet.size == 0:  # flush packets at the end of the demuxer
+                continue
+            pts.append(_NO_TS if packet.pts is None else packet.pts)
+            dts.append(_NO_TS if packet.dts is None else packet.dts)
+            durations.append(packet.duration or 0)
+            if packet.is_keyframe:
+                keyframe_count += 1
+                decoding = decoding or decoded_size is None
+            if decoding:
+                frames = _decode(codec_context, packet)
+                if frames:
+                    decoded_size = (frames[0].width, frames[0].height)
+                    decoding = False
+    except ProbeError:
+        raise
+    except av.FFmpegError as exc:
+        raise ProbeError(
+            "not_a_video",
+            f"The container is damaged: reading its packets failed after {len(pts)} video "
+            f"packets ({exc.strerror or exc}).",
+        ) from exc
+    if decoding and decoded_size is None:
+        # Decoders may hold frames back (reordering, threads); drain them before giving up.
+        frames = _decode(codec_context, None)
+        if frames:
+            decoded_size = (frames[0].width, frames[0].height)
+
+    packet_count = len(pts)
+    if packet_count == 0:
+        raise ProbeError("zero_duration", "The video track contains no frames.")
+    if packet_count == 1:
+        raise ProbeError(
+            "image_not_recording", "The video track holds a single picture, not a recording."
+        )
+    if keyframe_count == 0:
+        raise ProbeError(
+            "undecodable", "The video track has no keyframe, so no picture can be decoded."
+        )
+    if decoded_size is None:
+        raise ProbeError("undecodable", "The video track is damaged: not a single picture decodes.")
+
+    time_base = video.time_base or Fraction(1, 90_000)
+    duration = float(_timestamp_span(pts, dts, durations) * time_base)
+    if duration <= 0:
+        raise ProbeError("zero_duration", "The video lasts zero seconds.")
+    if duration > max_duration:
+        raise ProbeError(
+            "absurd_duration",
+            f"The video claims to last {duration:.0f} s, more than the {max_duration:.0f} s "
+            "a segment may last; its timestamps are broken.",
+        )
+
+    rate = video.average_rate or video.guessed_rate
+    width = codec_context.width or decoded_size[0]
+    height = codec_context.height or decoded_size[1]
+    probe = MediaProbe(
+        container=format_name,
+        video_codec=codec_context.codec.canonical_name,
+        width=width,
+        height=height,
+        frame_rate=float(rate) if rate else None,
+        keyframe_count=keyframe_count,
+        packet_count=packet_count,
+        duration_seconds=duration,
+        has_audio=len(container.streams.audio) > 0,
+        creation_time=_parse_creation_time(
+            container.metadata.get("creation_time") or video.metadata.get("creation_time")
+        ),
+    )
+    logger.debug("probed %s", probe)
+    return probe
+
+
+def _decode(codec_context: av.CodecContext, packet: av.Packet | None) -> list[av.VideoFrame]:
+    try:
+        return codec_context.decode(packet)  # type: ignore[return-value]
+    except av.FFmpegError as exc:
+        raise ProbeError(
+            "undecodable",
+            f"The video track is damaged: the {codec_context.name} decoder rejects it "
+            f"({exc.strerror or exc}).",
+        ) from exc
+
+
+def _timestamp_span(pts: array[int], dts: array[int], durations: array[int]) -> int:
+    """Time-base units from the earliest presented frame to the end of the latest one.
+
+    That is ``max(pts + duration) - min(pts)`` over the video packets, where a packet without
+    a duration counts as the median spacing of the presentation times.
+
+    Some muxers leave timestamps out: MPEG-PS stamps only the first frame that starts in each
+    2 KiB pack, so small frames arrive with neither pts nor dts, and FFmpeg does not interpolate
+    them for H.264/H.265. Then decode times are carried forward (in decode order) from the last
+    stamped packet by packet durations, and a missing presentation time is its decode time
+    plus the reorder delay D seen at the first stamped packet. In a constant-rate stream the
+    last decode time + D is the latest presentation time, even with B-frames.
+    """
+    p = np.frombuffer(pts, dtype=np.int64)
+    d = np.frombuffer(dts, dtype=np.int64)
+    has_pts, has_dts = p != _NO_TS, d != _NO_TS
+    raw = np.frombuffer(durations, dtype=np.int64)
+    step = _frame_step(p[has_pts], d[has_dts], raw[raw > 0])
+    lengths = np.where(raw > 0, raw, step)
+    if has_pts.all():
+        return int((p + lengths).max() - p.min())
+
+    anchored, anchors = (has_dts, d) if has_dts.any() else (has_pts, p)
+    if not anchored.any():
+        return int(lengths.sum())
+    # Where each packet would start if laid end to end, then shifted onto the nearest anchor
+    # before it (or the first anchor, for leading packets).
+    starts = np.cumsum(lengths) - lengths
+    index = np.arange(len(p))
+    last_anchor = np.maximum.accumulate(np.where(anchored, index, -1))
+    anchor = np.where(last_anchor >= 0, last_anchor, int(np.argmax(anchored)))
+    decode_times = anchors[anchor] + (starts - starts[anchor])
+    delay = 0
+    if has_pts.any():
+        first = int(np.argmax(has_pts))
+        delay = int(p[first] - decode_times[first])
+    presented = np.where(has_pts, p, decode_times + delay)
+    end = max(int((presented + lengths).max()), int(decode_times[-1] + delay + lengths[-1]))
+    return end - int(presented.min())
+
+
+def _frame_step(pts: np.ndarray, dts: np.ndarray, durations: np.ndarray) -> int:
+    for stamps in (pts, dts):
+        steps = np.diff(np.unique(stamps))
+        if steps.size:
+            return int(np.median(steps))
+    return int(np.median(durations)) if durations.size else 0
+
+
+def _parse_creation_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    # FFmpeg writes "2026-11-24T01:00:00.000000Z"; old muxers wrote "2026-11-24 01:00:00".
+    try:
+        moment = datetime.fromisoformat(value.strip().replace(" ", "T", 1))
+    except ValueError:
+        logger.debug("ignoring unparseable creation_time %r", value)
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _not_a_video_reason(path: Path, exc: av.FFmpegError) -> str:
+    if "moov atom not found" in str(exc) or _is_mp4_without_moov(path):
+        return (
+            "The MP4 file has no index ('moov' box): the recording was cut off before the "
+            "camera finished writing it."
+        )
+    return "The file is not a video FFmpeg can read (unknown or damaged container)."
+
+
+def _is_mp4_without_moov(path: Path) -> bool:
+    """True for an ISO BMFF file (starts with 'ftyp') whose top level has no 'moov' box.
+
+    PyAV silences FFmpeg's log by default, so its "moov atom not found" never reaches the
+    exception message; walking the box headers tells the same thing.
+    """
+    try:
+        with path.open("rb") as file:
+            file_size = path.stat().st_size
+            offset = 0
+            for _ in range(_MAX_MP4_BOXES):
+                file.seek(offset)
+                header = file.read(16)
+                if len(header) < 8:
+                    return offset > 0
+                size, kind = struct.unpack(">I4s", header[:8])
+                if offset == 0 and kind != b"ftyp":
+                    return False
+                if kind == b"moov":
+                    return False
+                if size == 1 and len(header) == 16:
+                    size = struct.unpack(">Q", header[8:16])[0]
+                elif size == 0:
+                    size = file_size - offset
+                if size < 8:
+                    return True
+                offset += size
+    except OSError:
+        return False
+    return True
+
+
+def _os_reason(exc: OSError) -> str:
+    return (exc.strerror or str(exc)).rstrip(".").lower()

@@ -1,0 +1,105 @@
+"""Operator settings: EXAMVAULT_* environment variables (a `.env` file may hold them)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Article 14 of the city regulation: exam-room video is kept no less than three years.
+MINIMUM_RETENTION_YEARS = 3
+
+
+class SettingsError(ValueError):
+    """A setting that the service refuses to start with; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="EXAMVAULT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    data_dir: Path = Path("./var")
+    database_url: str | None = None
+    storage_url: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    spool_dir: Path | None = None
+    timezone: str = "Asia/Shanghai"
+    retention_years: int = 3
+    gap_tolerance_seconds: float = 1.0
+    upload_grace_hours: float = 24.0
+
+    # Ingest limits and clock sanity.
+    max_upload_bytes: int = 8 * 1024**3
+    max_segment_seconds: float = 12 * 3600
+    clock_ahead_tolerance_seconds: float = 120.0
+    spool_rescan_seconds: float = 30.0
+    # A final-named spool file is taken only once it has not changed for this long, because a
+    # host that skips the `.part` convention may still be writing it.
+    spool_settle_seconds: float = 2.0
+    health_checks: bool = True
+
+    @field_validator("retention_years")
+    @classmethod
+    def _at_least_three_years(cls, value: int) -> int:
+        if value < MINIMUM_RETENTION_YEARS:
+            raise ValueError(
+                f"EXAMVAULT_RETENTION_YEARS={value} is below the legal minimum: Article 14 of "
+                f"the regulation requires exam video to be kept at least "
+                f"{MINIMUM_RETENTION_YEARS} years"
+            )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"EXAMVAULT_TIMEZONE={value!r} is not a known IANA time zone") from exc
+        return value
+
+    @cached_property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'examvault.sqlite3').resolve()}"
+
+    @property
+    def resolved_storage_url(self) -> str:
+        if self.storage_url:
+            return self.storage_url
+        return f"file://{(self.data_dir / 'objects').resolve()}"
+
+    @property
+    def resolved_spool_dir(self) -> Path:
+        return (self.spool_dir or self.data_dir / "spool").resolve()
+
+    @property
+    def incoming_dir(self) -> Path:
+        """HTTP uploads land here until they are evidence; hidden from the spool's camera scan."""
+        return self.resolved_spool_dir / ".incoming"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return (self.data_dir / "quarantine").resolve()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings, turning pydantic's validation report into one clear sentence."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        message = str(first.get("msg", exc)).removeprefix("Value error, ")
+        raise SettingsError(message) from exc

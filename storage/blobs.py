@@ -1,0 +1,237 @@
+"""Blob stores: where the evidence bytes live, write-once.
+
+One interface, two implementations: `LocalBlobStore` (a directory, the embedded default) and
+`S3BlobStore` (S3/MinIO with Object Lock, in `storage/s3.py`). Keys are made by the caller from
+the camera, the start and the content hash, never from a client-supplied path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+from urllib.parse import parse_qs, urlsplit
+
+CHUNK = 1024 * 1024
+
+
+class BlobStoreError(Exception):
+    """The store could not do what was asked; the message says what and where."""
+
+
+class WormViolation(BlobStoreError):
+    """An attempt to overwrite, shorten the retention of, or delete a locked object."""
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    key: str
+    sha256: str
+    size: int
+    # The lock as read back from the store after the write; None where the store has no locks.
+    retain_until: datetime | None
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    key: str
+    size: int
+    retain_until: datetime | None
+    legal_hold: bool
+
+
+KeyForHash = Callable[[str], str]
+
+
+def check_key(key: str) -> str:
+    """Refuse keys that could leave the store's root (defence in depth: callers build keys)."""
+    path = PurePosixPath(key)
+    if not key or path.is_absolute() or any(part in ("", ".", "..") for part in key.split("/")):
+        raise BlobStoreError(f"invalid blob key {key!r}")
+    return key
+
+
+class BlobStore(ABC):
+    """What the rest of examvault may do with evidence bytes."""
+
+    url: str
+
+    @abstractmethod
+    def put_file(self, source: Path, key_for: KeyForHash, *, retain_until: datetime) -> StoredBlob:
+        """Copy `source` into the store, hashing it on the way; the key is `key_for(sha256)`.
+
+        Storing the same bytes under the same key twice is a no-op that returns the same blob.
+        Returns only once the bytes are durable (and, where supported, locked and read back).
+        """
+
+    @abstractmethod
+    def stat(self, key: str) -> BlobInfo | None:
+        """Size and lock of an object, or None when it does not exist."""
+
+    @abstractmethod
+    def read(self, key: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """The object's bytes from `start`, `length` of them (all the rest when None), in chunks."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove an object (the retention job's business; refused while it is locked)."""
+
+    @abstractmethod
+    def extend_retention(self, key: str, retain_until: datetime) -> datetime | None:
+        """Move the object's lock later (never earlier); returns the lock as read back."""
+
+    @abstractmethod
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """Every object key under `prefix`."""
+
+    def local_path(self, key: str) -> Path | None:
+        """A file on this machine holding the object, when there is one (zero-copy serving)."""
+        return None
+
+    def recover(self) -> int:
+        """Remove what an interrupted write left behind; returns how many leftovers went."""
+        return 0
+
+
+class LocalBlobStore(BlobStore):
+    """A directory tree. Writes go to a temporary file that is fsynced, made read-only and
+    renamed into place, then the directory is fsynced: a crash leaves either nothing or the
+    whole object, never a torn one. Local disks cannot enforce retention; the database's expiry
+    and the purge job's checks do (docs/retention.md)."""
+
+    _TMP = ".tmp"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.url = f"file://{self.root}"
+        (self.root / self._TMP).mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def put_file(self, source: Path, key_for: KeyForHash, *, retain_until: datetime) -> StoredBlob:
+        digest = hashlib.sha256()
+        size = 0
+        tmp = self.root / self._TMP / f"{uuid.uuid4().hex}.part"
+        try:
+            with source.open("rb") as reader, tmp.open("xb") as writer:
+                while chunk := reader.read(CHUNK):
+                    digest.update(chunk)
+                    writer.write(chunk)
+                    size += len(chunk)
+                writer.flush()
+                os.fsync(writer.fileno())
+            os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+            sha256 = digest.hexdigest()
+            final = self._path(key_for(sha256))
+            if final.exists():
+                if final.stat().st_size != size:
+                    raise WormViolation(f"{final} exists with another size; objects are write-once")
+                tmp.unlink()
+            else:
+                _make_dirs_durably(final.parent, self.root)
+                os.rename(tmp, final)
+                _fsync_dir(final.parent)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return StoredBlob(
+            key=final.relative_to(self.root).as_posix(), sha256=sha256, size=size, retain_until=None
+        )
+
+    def stat(self, key: str) -> BlobInfo | None:
+        try:
+            size = self._path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+        return BlobInfo(key=key, size=size, retain_until=None, legal_hold=False)
+
+    def read(self, key: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+        remaining = length
+        with self._path(key).open("rb") as reader:
+            reader.seek(start)
+            while remaining is None or remaining > 0:
+                chunk = reader.read(CHUNK if remaining is None else min(CHUNK, remaining))
+                if not chunk:
+                    return
+                if remaining is not None:
+                    remaining -= len(chunk)
+                yield chunk
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        _fsync_dir(path.parent)
+
+    def extend_retention(self, key: str, retain_until: datetime) -> datetime | None:
+        if not self._path(key).exists():
+            raise BlobStoreError(f"no object {key!r}")
+        return None
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for name in sorted(filenames):
+                key = (Path(dirpath) / name).relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    yield key
+
+    def local_path(self, key: str) -> Path | None:
+        return self._path(key)
+
+    def recover(self) -> int:
+        leftovers = list((self.root / self._TMP).glob("*.part"))
+        for path in leftovers:
+            path.unlink(missing_ok=True)
+        return len(leftovers)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _make_dirs_durably(path: Path, root: Path) -> None:
+    """mkdir -p, fsyncing each new directory's parent so the new entry survives a crash."""
+    missing: list[Path] = []
+    current = path
+    while not current.exists() and current != root:
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        directory.mkdir(exist_ok=True)
+        _fsync_dir(directory.parent)
+
+
+def open_blob_store(
+    url: str, *, access_key: str | None = None, secret_key: str | None = None
+) -> BlobStore:
+    """`file:///path` or `s3://BUCKET?endpoint=HOST:PORT&secure=false&region=R`."""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        return LocalBlobStore(Path(parts.netloc + parts.path))
+    if parts.scheme == "s3":
+        from storage.s3 import S3BlobStore
+
+        query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+        if not parts.netloc:
+            raise BlobStoreError(f"storage URL {url!r} names no bucket")
+        if "endpoint" not in query:
+            raise BlobStoreError(f"storage URL {url!r} needs ?endpoint=HOST:PORT")
+        return S3BlobStore(
+            bucket=parts.netloc,
+            endpoint=query["endpoint"],
+            access_key=access_key or "",
+            secret_key=secret_key or "",
+            secure=query.get("secure", "true").lower() not in ("false", "0", "no"),
+            region=query.get("region"),
+        )
+    raise BlobStoreError(f"storage URL {url!r}: scheme must be file:// or s3://")

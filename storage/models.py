@@ -1,0 +1,223 @@
+"""Rows: the registry, the evidence (segments, quarantine), the ledger and API tokens.
+
+Every instant is stored as timezone-aware UTC; `UTCDateTime` makes SQLite (which keeps no
+offset) hand back the same aware values PostgreSQL does.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC in, aware UTC out, on every backend; naive values are refused, never guessed."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} cannot be stored: give it a time zone")
+        value = value.astimezone(UTC)
+        # SQLite has no zone type; store naive UTC there so text comparisons order correctly.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON,
+        list[str]: JSON,
+    }
+
+
+class Institution(Base):
+    __tablename__ = "institutions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    district: Mapped[str] = mapped_column(String(100))
+    filing_expires: Mapped[date | None] = mapped_column(Date)
+
+    sites: Mapped[list[Site]] = relationship(back_populates="institution")
+
+
+class Site(Base):
+    __tablename__ = "sites"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    institution_id: Mapped[int] = mapped_column(ForeignKey("institutions.id"))
+    address: Mapped[str] = mapped_column(String(300))
+
+    institution: Mapped[Institution] = relationship(back_populates="sites")
+    rooms: Mapped[list[Room]] = relationship(back_populates="site")
+
+
+class Room(Base):
+    __tablename__ = "rooms"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # theory | practical
+
+    site: Mapped[Site] = relationship(back_populates="rooms")
+    cameras: Mapped[list[Camera]] = relationship(back_populates="room")
+
+
+class Camera(Base):
+    __tablename__ = "cameras"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id"))
+    position: Mapped[str] = mapped_column(String(32))
+    # Which sittings require this camera depends on when it was in service, so both ends are kept.
+    active_from: Mapped[datetime | None]
+    retired_at: Mapped[datetime | None]
+
+    room: Mapped[Room] = relationship(back_populates="cameras")
+
+
+class Sitting(Base):
+    __tablename__ = "sittings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id"))
+    kind: Mapped[str] = mapped_column(String(16))
+    occupation: Mapped[str] = mapped_column(String(100))
+    level: Mapped[str] = mapped_column(String(32))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+
+    room: Mapped[Room] = relationship()
+
+    __table_args__ = (Index("ix_sittings_room_time", "room_id", "starts_at", "ends_at"),)
+
+
+class Segment(Base):
+    """One pushed recording of one camera, stored byte for byte in the blob store."""
+
+    __tablename__ = "segments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    camera_id: Mapped[int] = mapped_column(ForeignKey("cameras.id"))
+    starts_at: Mapped[datetime]
+    # starts_at + media duration measured from the packets, never from fps or file times.
+    ends_at: Mapped[datetime]
+    declared_start: Mapped[str] = mapped_column(String(64))
+    duration_seconds: Mapped[float] = mapped_column(Float)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    blob_key: Mapped[str] = mapped_column(String(400), unique=True)
+    container: Mapped[str] = mapped_column(String(64))
+    video_codec: Mapped[str] = mapped_column(String(32))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    frame_rate: Mapped[float | None] = mapped_column(Float)
+    keyframe_count: Mapped[int] = mapped_column(Integer)
+    has_audio: Mapped[bool] = mapped_column(Boolean)
+    clock_flags: Mapped[list[str]] = mapped_column(default=list)
+    source: Mapped[str] = mapped_column(String(16))  # http | spool
+    original_name: Mapped[str] = mapped_column(String(255))
+    received_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    purged_at: Mapped[datetime | None]
+
+    camera: Mapped[Camera] = relationship()
+
+    __table_args__ = (
+        UniqueConstraint("camera_id", "starts_at", name="uq_segments_camera_start"),
+        Index("ix_segments_camera_time", "camera_id", "starts_at", "ends_at"),
+        Index("ix_segments_sha256", "sha256"),
+    )
+
+
+class QuarantineRecord(Base):
+    """A file that is not usable evidence: kept byte for byte with its reason, never deleted."""
+
+    __tablename__ = "quarantine_records"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    camera_code: Mapped[str | None] = mapped_column(String(64))
+    declared_start: Mapped[str | None] = mapped_column(String(64))
+    # The time the file claimed, when it could be read: coverage reports such holes as `rejected`.
+    claimed_start: Mapped[datetime | None]
+    claimed_end: Mapped[datetime | None]
+    original_name: Mapped[str] = mapped_column(String(255))
+    source: Mapped[str] = mapped_column(String(16))
+    reason_code: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    stored_path: Mapped[str] = mapped_column(String(500))
+    received_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_quarantine_camera_time", "camera_code", "claimed_start"),)
+
+
+class LedgerEntry(Base):
+    """Append-only, hash-chained record of everything done to evidence (docs/ledger.md)."""
+
+    __tablename__ = "ledger_entries"
+
+    # Assigned as head + 1 by the appender, never by the database, so two writers that raced
+    # collide on the primary key instead of forking the chain.
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    recorded_at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    subject_type: Mapped[str] = mapped_column(String(32))
+    subject_id: Mapped[str] = mapped_column(String(200))
+    # Canonical JSON text: exactly the bytes that were hashed.
+    details: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+    __table_args__ = (Index("ix_ledger_subject", "subject_type", "subject_id"),)
+
+
+class ApiToken(Base):
+    """A machine's bearer token; only its SHA-256 is kept, so the database never holds a secret."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(32))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    cameras: Mapped[list[str]] = mapped_column(default=list)
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]

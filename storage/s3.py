@@ -1,0 +1,410 @@
+"""S3/MinIO blob store: evidence bytes under Object Lock in COMPLIANCE mode.
+
+The lock is the store's own guarantee that nobody, not even us with our keys, can delete or
+shorten evidence before its expiry (docs/retention.md). So every write is read back: an object
+whose lock did not take is an ingest failure, not a warning. Rules that a store might not
+enforce itself (never shorten, never delete while locked or held) are also checked here, so a
+lenient store (moto in tests, a misconfigured MinIO) cannot quietly weaken them.
+
+The minio client stays inside this module; the rest of examvault sees only `BlobStore`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import urllib3
+from minio import Minio
+from minio.commonconfig import COMPLIANCE
+from minio.error import MinioException, S3Error
+from minio.retention import Retention
+
+from storage.blobs import (
+    CHUNK,
+    BlobInfo,
+    BlobStore,
+    BlobStoreError,
+    KeyForHash,
+    StoredBlob,
+    WormViolation,
+    check_key,
+)
+
+logger = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+# S3's limits on multipart parts: at least 5 MiB (except the last), at most 5 GiB.
+_MIN_PART_SIZE = 5 * MiB
+_MAX_PART_SIZE = 5 * 1024 * MiB
+
+_LOCK_MODE = "x-amz-object-lock-mode"
+_LOCK_UNTIL = "x-amz-object-lock-retain-until-date"
+_LEGAL_HOLD = "x-amz-object-lock-legal-hold"
+_MISSING_CODES = frozenset({"NoSuchKey", "NoSuchVersion"})
+
+
+@dataclass(frozen=True)
+class _ObjectState:
+    """One object version as the store reports it on HEAD."""
+
+    size: int
+    lock_mode: str | None
+    retain_until: datetime | None
+    legal_hold: bool
+    version_id: str | None
+
+    def is_locked_at(self, moment: datetime) -> bool:
+        return self.legal_hold or (self.retain_until is not None and self.retain_until > moment)
+
+
+class S3BlobStore(BlobStore):
+    """A bucket with Object Lock enabled; every object is locked in COMPLIANCE mode.
+
+    Objects up to `multipart_threshold` bytes go up in one PUT that carries the lock, so they
+    are never visible unlocked. Larger ones go up in `part_size` parts and are locked right after
+    completion: some stores (moto) drop lock headers on multipart uploads, and the explicit
+    retention call plus the read-back is what makes the lock certain everywhere.
+    """
+
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        endpoint: str,
+        access_key: str,
+        secret_key: str,
+        secure: bool = True,
+        region: str | None = None,
+        multipart_threshold: int = 64 * MiB,
+        part_size: int = 16 * MiB,
+    ) -> None:
+        if not _MIN_PART_SIZE <= multipart_threshold <= _MAX_PART_SIZE:
+            raise BlobStoreError(
+                f"multipart_threshold {multipart_threshold} must be between 5 MiB and 5 GiB "
+                "(the sizes S3 allows for one part)"
+            )
+        if part_size < _MIN_PART_SIZE:
+            raise BlobStoreError(f"part_size {part_size} is below S3's minimum of 5 MiB")
+        self.bucket = bucket
+        self.multipart_threshold = multipart_threshold
+        # Never larger than the threshold, so anything above it really is split into parts.
+        self.part_size = min(part_size, multipart_threshold)
+        query = f"endpoint={endpoint}&secure={str(secure).lower()}"
+        self.url = f"s3://{bucket}?{query}" + (f"&region={region}" if region else "")
+        try:
+            self._client = Minio(
+                endpoint=endpoint,
+                access_key=access_key,
+                secret_key=secret_key,
+                secure=secure,
+                region=region,
+            )
+        except ValueError as exc:
+            raise BlobStoreError(f"S3 endpoint {endpoint!r}: {exc}") from exc
+        self._ensure_locked_bucket(region)
+
+    def _ensure_locked_bucket(self, region: str | None) -> None:
+        """Create the bucket with Object Lock, or refuse an existing one that has none.
+
+        Object Lock can only be chosen when a bucket is created; evidence written into an
+        unlockable bucket could be deleted by anyone holding the keys, so we stop here.
+        """
+        with _translated(f"preparing bucket {self.bucket!r} at {self.url}"):
+            try:
+                if not self._client.bucket_exists(bucket_name=self.bucket):
+                    self._client.make_bucket(
+                        bucket_name=self.bucket, location=region, object_lock=True
+                    )
+                    logger.info("created bucket %s with Object Lock", self.bucket)
+            except S3Error as exc:
+                # Another process created it between our check and our create: fine.
+                if exc.code != "BucketAlreadyOwnedByYou":
+                    raise
+            except ValueError as exc:
+                raise BlobStoreError(f"bucket name {self.bucket!r} is not valid for S3") from exc
+            try:
+                self._client.get_object_lock_config(bucket_name=self.bucket)
+            except S3Error as exc:
+                if exc.code == "ObjectLockConfigurationNotFoundError":
+                    raise BlobStoreError(
+                        f"bucket {self.bucket!r} at {self.url} has no Object Lock; evidence "
+                        "must go into a bucket created with Object Lock enabled"
+                    ) from exc
+                raise
+
+    def put_file(self, source: Path, key_for: KeyForHash, *, retain_until: datetime) -> StoredBlob:
+        requested = _aware_utc(retain_until, "retain_until")
+        # One pass before uploading: the key is derived from the hash and the single-part PUT
+        # carries the hash as its checksum, so both are needed before the first byte goes up.
+        sha256, digest, size = _hash_file(source)
+        key = check_key(key_for(sha256))
+
+        existing = self._head(key)
+        if existing is not None:
+            if existing.size != size:
+                raise WormViolation(
+                    f"{self.bucket}/{key} exists with {existing.size} bytes, not {size}; "
+                    "objects are write-once"
+                )
+            logger.debug(
+                "%s/%s already stored; making sure its lock is long enough", self.bucket, key
+            )
+            if not _satisfies(existing, requested):
+                later = max(requested, existing.retain_until or requested)
+                self._set_retention(key, later)
+        else:
+            self._upload(source, key, size=size, digest=digest, retain_until=requested)
+
+        state = self._head(key)
+        if state is None:
+            raise BlobStoreError(f"{self.bucket}/{key} is missing right after it was stored")
+        if state.size != size:
+            raise BlobStoreError(
+                f"{self.bucket}/{key} holds {state.size} bytes after upload, {source} has {size}"
+            )
+        locked_until = self._require_lock(key, state, requested)
+        return StoredBlob(key=key, sha256=sha256, size=size, retain_until=locked_until)
+
+    def _upload(
+        self, source: Path, key: str, *, size: int, digest: bytes, retain_until: datetime
+    ) -> None:
+        lock = Retention(COMPLIANCE, _ceil_to_second(retain_until))
+        action = f"uploading {source} to {self.bucket}/{key}"
+        with _translated(action), source.open("rb") as reader:
+            if size <= self.multipart_threshold:
+                # minio passes x-amz-* metadata keys through unprefixed. A checksum is what
+                # S3 requires on a locked PUT; minio sends Content-MD5 only over HTTPS.
+                self._client.put_object(
+                    bucket_name=self.bucket,
+                    object_name=key,
+                    data=reader,
+                    length=size,
+                    # A part size of at least the length keeps minio to one PUT; left at 0 it
+                    # would split anything above 5 MiB and the lock headers would be lost.
+                    part_size=max(size, _MIN_PART_SIZE),
+                    metadata={
+                        "x-amz-sdk-checksum-algorithm": "SHA256",
+                        "x-amz-checksum-sha256": base64.b64encode(digest).decode("ascii"),
+                    },
+                    retention=lock,
+                )
+            else:
+                # The object is unlocked between completion and the retention call below; a
+                # crash there leaves it unlocked, and the next ingest of the file locks it.
+                self._client.put_object(
+                    bucket_name=self.bucket,
+                    object_name=key,
+                    data=reader,
+                    length=size,
+                    part_size=self.part_size,
+                )
+        if size > self.multipart_threshold:
+            self._set_retention(key, retain_until)
+        logger.info("stored %s as %s/%s (%d bytes)", source, self.bucket, key, size)
+
+    def stat(self, key: str) -> BlobInfo | None:
+        state = self._head(check_key(key))
+        if state is None:
+            return None
+        return BlobInfo(
+            key=key,
+            size=state.size,
+            retain_until=state.retain_until,
+            legal_hold=state.legal_hold,
+        )
+
+    def read(self, key: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
+        check_key(key)
+        if start < 0 or (length is not None and length < 0):
+            raise ValueError(f"invalid range start={start} length={length}")
+        if length == 0:
+            # minio reads length=0 as "to the end", so an empty read must not reach it.
+            return
+        response = None
+        try:
+            response = self._client.get_object(
+                bucket_name=self.bucket, object_name=key, offset=start, length=length or 0
+            )
+            yield from response.stream(amt=CHUNK)
+        except S3Error as exc:
+            raise BlobStoreError(f"reading {self.bucket}/{key}: {exc.code}: {exc.message}") from exc
+        except (MinioException, urllib3.exceptions.HTTPError) as exc:
+            raise BlobStoreError(f"reading {self.bucket}/{key}: {exc}") from exc
+        finally:
+            if response is not None:
+                response.close()
+                response.release_conn()
+
+    def delete(self, key: str) -> None:
+        """Remove every version of `key`, refusing while any version is locked or held.
+
+        A locked bucket is versioned: removing only the latest would leave the bytes behind a
+        delete marker. Checked here too because not every store refuses (moto does not, fully).
+        """
+        check_key(key)
+        with _translated(f"listing versions of {self.bucket}/{key}"):
+            versions = [
+                (item.version_id, item.is_delete_marker)
+                for item in self._client.list_objects(
+                    bucket_name=self.bucket, prefix=key, recursive=True, include_version=True
+                )
+                if item.object_name == key
+            ]
+        now = datetime.now(UTC)
+        for version_id, is_delete_marker in versions:
+            if is_delete_marker:
+                continue
+            state = self._head(key, version_id=version_id)
+            if state is not None and state.is_locked_at(now):
+                raise WormViolation(
+                    f"{self.bucket}/{key} is locked until {state.retain_until}"
+                    + (" and under legal hold" if state.legal_hold else "")
+                    + "; it cannot be deleted"
+                )
+        for version_id, _ in versions:
+            with _translated(f"deleting {self.bucket}/{key} version {version_id}"):
+                self._client.remove_object(
+                    bucket_name=self.bucket, object_name=key, version_id=version_id
+                )
+        logger.info("deleted %s/%s (%d versions)", self.bucket, key, len(versions))
+
+    def extend_retention(self, key: str, retain_until: datetime) -> datetime | None:
+        requested = _aware_utc(retain_until, "retain_until")
+        state = self._head(check_key(key))
+        if state is None:
+            raise BlobStoreError(f"no object {self.bucket}/{key}")
+        # Checked here, not left to the store: moto accepts shortening a COMPLIANCE lock.
+        if state.retain_until is not None and requested < state.retain_until:
+            raise WormViolation(
+                f"{self.bucket}/{key} is locked until {state.retain_until}; "
+                f"retention cannot move earlier to {requested}"
+            )
+        self._set_retention(key, requested)
+        after = self._head(key)
+        if after is None:
+            raise BlobStoreError(f"{self.bucket}/{key} vanished while its retention was set")
+        return self._require_lock(key, after, requested)
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        with _translated(f"listing {self.bucket}/{prefix}"):
+            for item in self._client.list_objects(
+                bucket_name=self.bucket, prefix=prefix or None, recursive=True
+            ):
+                if not item.is_dir and item.object_name is not None:
+                    yield item.object_name
+
+    def set_legal_hold(self, key: str, on: bool) -> None:
+        """Set or release a legal hold, then read it back: a hold must never fail silently."""
+        check_key(key)
+        with _translated(f"{'setting' if on else 'releasing'} legal hold on {self.bucket}/{key}"):
+            if on:
+                self._client.enable_object_legal_hold(bucket_name=self.bucket, object_name=key)
+            else:
+                self._client.disable_object_legal_hold(bucket_name=self.bucket, object_name=key)
+        state = self._head(key)
+        if state is None or state.legal_hold != on:
+            raise BlobStoreError(
+                f"legal hold on {self.bucket}/{key} reads back as "
+                f"{'absent' if state is None else state.legal_hold}, not {on}"
+            )
+        logger.info("legal hold %s on %s/%s", "set" if on else "released", self.bucket, key)
+
+    def _set_retention(self, key: str, retain_until: datetime) -> None:
+        with _translated(f"locking {self.bucket}/{key} until {retain_until}"):
+            self._client.set_object_retention(
+                bucket_name=self.bucket,
+                object_name=key,
+                config=Retention(COMPLIANCE, _ceil_to_second(retain_until)),
+            )
+
+    def _head(self, key: str, *, version_id: str | None = None) -> _ObjectState | None:
+        """Size and lock of an object version as the store reports them; None when absent.
+
+        The lock comes from HEAD's headers because moto does not implement GetObjectRetention.
+        """
+        with _translated(f"reading the state of {self.bucket}/{key}"):
+            try:
+                found = self._client.stat_object(
+                    bucket_name=self.bucket, object_name=key, version_id=version_id
+                )
+            except S3Error as exc:
+                if exc.code in _MISSING_CODES:
+                    return None
+                raise
+        headers = {name.lower(): value for name, value in (found.metadata or {}).items()}
+        mode = headers.get(_LOCK_MODE)
+        return _ObjectState(
+            size=found.size or 0,
+            lock_mode=mode.upper() if mode else None,
+            retain_until=_parse_lock_date(headers.get(_LOCK_UNTIL), key),
+            legal_hold=headers.get(_LEGAL_HOLD, "").upper() == "ON",
+            version_id=found.version_id,
+        )
+
+    def _require_lock(self, key: str, state: _ObjectState, requested: datetime) -> datetime:
+        """The read-back retain-until date, or an error when the lock is weaker than asked."""
+        if not _satisfies(state, requested) or state.retain_until is None:
+            raise BlobStoreError(
+                f"{self.bucket}/{key} is not locked as required: the store reports mode "
+                f"{state.lock_mode or 'none'} until {state.retain_until or 'never'}, "
+                f"wanted COMPLIANCE until at least {requested.isoformat()}"
+            )
+        return state.retain_until
+
+
+def _satisfies(state: _ObjectState, requested: datetime) -> bool:
+    return (
+        state.lock_mode == COMPLIANCE
+        and state.retain_until is not None
+        and state.retain_until >= requested
+    )
+
+
+@contextmanager
+def _translated(action: str) -> Iterator[None]:
+    """Turn the client's exceptions into BlobStoreError saying what we were doing."""
+    try:
+        yield
+    except S3Error as exc:
+        raise BlobStoreError(f"{action}: {exc.code}: {exc.message}") from exc
+    except (MinioException, urllib3.exceptions.HTTPError) as exc:
+        raise BlobStoreError(f"{action}: {exc}") from exc
+
+
+def _hash_file(source: Path) -> tuple[str, bytes, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with source.open("rb") as reader:
+        while chunk := reader.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), digest.digest(), size
+
+
+def _aware_utc(value: datetime, name: str) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{name} must be timezone-aware, got {value!r}")
+    return value.astimezone(UTC)
+
+
+def _ceil_to_second(value: datetime) -> datetime:
+    """Round up: minio sends milliseconds only, and truncating would lock short of the date."""
+    if value.microsecond:
+        return value.replace(microsecond=0) + timedelta(seconds=1)
+    return value
+
+
+def _parse_lock_date(value: str | None, key: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return _aware_utc(datetime.fromisoformat(value), "retain-until date")
+    except ValueError as exc:
+        raise BlobStoreError(f"unreadable retain-until date {value!r} on {key!r}") from exc

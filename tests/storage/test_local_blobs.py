@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from storage.blobs import BlobStoreError, LocalBlobStore, open_blob_store
+
+LATER = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def _source(tmp_path: Path, data: bytes) -> Path:
+    path = tmp_path / "source.bin"
+    path.write_bytes(data)
+    return path
+
+
+def test_put_hashes_while_copying_and_keys_by_content(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "objects")
+    data = os.urandom(3 * 1024 * 1024 + 7)
+    blob = store.put_file(
+        _source(tmp_path, data), lambda sha: f"cam/{sha[:8]}.mp4", retain_until=LATER
+    )
+    assert blob.sha256 == hashlib.sha256(data).hexdigest()
+    assert blob.key == f"cam/{blob.sha256[:8]}.mp4"
+    assert b"".join(store.read(blob.key)) == data
+
+
+def test_stored_files_are_read_only(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "objects")
+    blob = store.put_file(_source(tmp_path, b"evidence"), lambda sha: "a/b.mp4", retain_until=LATER)
+    mode = (tmp_path / "objects" / blob.key).stat().st_mode
+    assert not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+
+
+def test_same_bytes_twice_is_one_object(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "objects")
+    source = _source(tmp_path, b"same bytes")
+    first = store.put_file(source, lambda sha: f"k/{sha}", retain_until=LATER)
+    second = store.put_file(source, lambda sha: f"k/{sha}", retain_until=LATER)
+    assert first == second
+    assert list(store.keys()) == [first.key]
+
+
+def test_ranged_read_returns_exactly_the_slice(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "objects")
+    data = bytes(range(256)) * 10000
+    blob = store.put_file(_source(tmp_path, data), lambda sha: "r/x", retain_until=LATER)
+    assert b"".join(store.read(blob.key, 1000, 2_000_000)) == data[1000:2_001_000]
+    assert b"".join(store.read(blob.key, len(data) - 3)) == data[-3:]
+
+
+@pytest.mark.parametrize("key", ["../escape", "/abs", "a//b", "a/./b", ""])
+def test_keys_that_leave_the_root_are_refused(tmp_path: Path, key: str) -> None:
+    store = LocalBlobStore(tmp_path / "objects")
+    with pytest.raises(BlobStoreError):
+        store.put_file(_source(tmp_path, b"x"), lambda sha: key, retain_until=LATER)
+    assert list(store.keys()) == []
+
+
+def test_recover_removes_partial_writes_only(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "objects")
+    blob = store.put_file(_source(tmp_path, b"kept"), lambda sha: "k/kept", retain_until=LATER)
+    (tmp_path / "objects" / ".tmp" / "dead.part").write_bytes(b"torn")
+    assert store.recover() == 1
+    assert list(store.keys()) == [blob.key]
+
+
+def test_storage_url_schemes(tmp_path: Path) -> None:
+    assert isinstance(open_blob_store(f"file://{tmp_path}/o"), LocalBlobStore)
+    with pytest.raises(BlobStoreError, match="scheme"):
+        open_blob_store("ftp://x")
+    with pytest.raises(BlobStoreError, match="endpoint"):
+        open_blob_store("s3://bucket")

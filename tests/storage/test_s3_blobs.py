@@ -1,0 +1,318 @@
+"""S3BlobStore against a real S3 endpoint (moto's server over HTTP), no mocks of the client."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from minio import Minio
+
+from storage.blobs import BlobStoreError, WormViolation, open_blob_store
+from storage.s3 import MiB, S3BlobStore, _ObjectState
+from tests.s3server import ACCESS_KEY, SECRET_KEY, s3_endpoint  # noqa: F401 (fixture)
+
+
+def _key_for(sha256: str) -> str:
+    return f"cam-0101/2026-06-07/{sha256}.mp4"
+
+
+def _fresh_bucket() -> str:
+    return f"ev-{uuid.uuid4().hex}"
+
+
+def _days_ahead(days: int) -> datetime:
+    return datetime.now(UTC) + timedelta(days=days)
+
+
+@pytest.fixture
+def raw_client(s3_endpoint: str) -> Minio:  # noqa: F811
+    """A bare client, to look at what the store really holds behind S3BlobStore's back."""
+    return Minio(endpoint=s3_endpoint, access_key=ACCESS_KEY, secret_key=SECRET_KEY, secure=False)
+
+
+@pytest.fixture
+def make_store(s3_endpoint: str) -> Callable[..., S3BlobStore]:  # noqa: F811
+    def make(bucket: str | None = None, **options: int) -> S3BlobStore:
+        return S3BlobStore(
+            bucket=bucket or _fresh_bucket(),
+            endpoint=s3_endpoint,
+            access_key=ACCESS_KEY,
+            secret_key=SECRET_KEY,
+            secure=False,
+            **options,
+        )
+
+    return make
+
+
+@pytest.fixture
+def store(make_store: Callable[..., S3BlobStore]) -> S3BlobStore:
+    return make_store()
+
+
+@pytest.fixture
+def segment(tmp_path: Path) -> Path:
+    path = tmp_path / "segment.mp4"
+    path.write_bytes(os.urandom(300_000))
+    return path
+
+
+def _versions(client: Minio, bucket: str, key: str) -> list[str | None]:
+    return [
+        item.version_id
+        for item in client.list_objects(
+            bucket_name=bucket, prefix=key, recursive=True, include_version=True
+        )
+        if item.object_name == key
+    ]
+
+
+def _sleep_past(moment: datetime) -> None:
+    time.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()) + 0.2)
+
+
+def test_put_then_read_returns_the_same_bytes_and_sha256(store: S3BlobStore, segment: Path):
+    stored = store.put_file(segment, _key_for, retain_until=_days_ahead(30))
+
+    content = b"".join(store.read(stored.key))
+    assert content == segment.read_bytes()
+    assert stored.sha256 == hashlib.sha256(content).hexdigest()
+    assert stored.key == _key_for(stored.sha256)
+    assert stored.size == len(content)
+
+
+def test_put_locks_in_compliance_until_at_least_the_requested_date(
+    store: S3BlobStore, segment: Path, raw_client: Minio
+):
+    # Microseconds on purpose: minio sends milliseconds, so the store must round up, not down.
+    requested = _days_ahead(30).replace(microsecond=123_456)
+
+    stored = store.put_file(segment, _key_for, retain_until=requested)
+
+    assert stored.retain_until is not None
+    assert stored.retain_until.tzinfo is not None
+    assert stored.retain_until.utcoffset() == timedelta(0)
+    assert stored.retain_until >= requested
+    headers = raw_client.stat_object(bucket_name=store.bucket, object_name=stored.key).metadata
+    assert headers["x-amz-object-lock-mode"] == "COMPLIANCE"
+
+
+def test_put_of_the_same_bytes_twice_keeps_one_version(
+    store: S3BlobStore, segment: Path, raw_client: Minio
+):
+    first = store.put_file(segment, _key_for, retain_until=_days_ahead(30))
+    second = store.put_file(segment, _key_for, retain_until=_days_ahead(30))
+
+    assert second == first
+    assert len(_versions(raw_client, store.bucket, first.key)) == 1
+
+
+def test_put_of_the_same_bytes_with_a_later_date_extends_the_lock(
+    store: S3BlobStore, segment: Path
+):
+    store.put_file(segment, _key_for, retain_until=_days_ahead(30))
+    later = _days_ahead(400)
+
+    again = store.put_file(segment, _key_for, retain_until=later)
+
+    assert again.retain_until is not None and again.retain_until >= later
+
+
+def test_put_of_other_bytes_under_an_existing_key_is_a_worm_violation(
+    store: S3BlobStore, tmp_path: Path
+):
+    first, second = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    first.write_bytes(b"a" * 100)
+    second.write_bytes(b"b" * 200)
+    store.put_file(first, lambda _: "fixed/key.mp4", retain_until=_days_ahead(30))
+
+    with pytest.raises(WormViolation):
+        store.put_file(second, lambda _: "fixed/key.mp4", retain_until=_days_ahead(30))
+
+
+def test_put_above_the_threshold_uploads_in_parts_and_still_locks(
+    make_store: Callable[..., S3BlobStore], tmp_path: Path, raw_client: Minio
+):
+    store = make_store(multipart_threshold=5 * MiB + 1)
+    big = tmp_path / "big.mp4"
+    big.write_bytes(os.urandom(11 * MiB))
+    requested = _days_ahead(30)
+
+    stored = store.put_file(big, _key_for, retain_until=requested)
+
+    found = raw_client.stat_object(bucket_name=store.bucket, object_name=stored.key)
+    assert found.etag is not None and found.etag.endswith("-3")  # a 3-part multipart ETag
+    assert found.metadata["x-amz-object-lock-mode"] == "COMPLIANCE"
+    assert stored.retain_until is not None and stored.retain_until >= requested
+    assert stored.size == 11 * MiB
+    assert hashlib.sha256(b"".join(store.read(stored.key))).hexdigest() == stored.sha256
+
+
+def test_ranged_read_returns_exactly_the_requested_slice(store: S3BlobStore, segment: Path):
+    stored = store.put_file(segment, _key_for, retain_until=_days_ahead(30))
+
+    part = b"".join(store.read(stored.key, start=1000, length=4321))
+
+    assert part == segment.read_bytes()[1000:5321]
+
+
+def test_read_from_an_offset_to_the_end_returns_the_tail(store: S3BlobStore, segment: Path):
+    stored = store.put_file(segment, _key_for, retain_until=_days_ahead(30))
+
+    assert b"".join(store.read(stored.key, start=299_990)) == segment.read_bytes()[299_990:]
+
+
+def test_read_of_zero_bytes_returns_nothing(store: S3BlobStore, segment: Path):
+    stored = store.put_file(segment, _key_for, retain_until=_days_ahead(30))
+
+    assert b"".join(store.read(stored.key, start=10, length=0)) == b""
+
+
+def test_extend_retention_to_a_later_date_reads_back_that_date(store: S3BlobStore, segment: Path):
+    stored = store.put_file(segment, _key_for, retain_until=_days_ahead(30))
+    later = _days_ahead(365 * 4)
+
+    locked_until = store.extend_retention(stored.key, later)
+
+    assert locked_until is not None and locked_until >= later
+    info = store.stat(stored.key)
+    assert info is not None and info.retain_until == locked_until
+
+
+def test_extend_retention_to_an_earlier_date_is_refused_and_keeps_the_lock(
+    store: S3BlobStore, segment: Path
+):
+    stored = store.put_file(segment, _key_for, retain_until=_days_ahead(30))
+
+    with pytest.raises(WormViolation):
+        store.extend_retention(stored.key, _days_ahead(1))
+
+    info = store.stat(stored.key)
+    assert info is not None and info.retain_until == stored.retain_until
+
+
+def test_delete_of_a_locked_object_is_refused_and_the_object_remains(
+    store: S3BlobStore, segment: Path
+):
+    stored = store.put_file(segment, _key_for, retain_until=_days_ahead(30))
+
+    with pytest.raises(WormViolation):
+        store.delete(stored.key)
+
+    assert store.stat(stored.key) is not None
+
+
+def test_delete_after_the_lock_date_removes_every_version(
+    store: S3BlobStore, segment: Path, raw_client: Minio
+):
+    stored = store.put_file(
+        segment, _key_for, retain_until=datetime.now(UTC) + timedelta(seconds=1)
+    )
+    assert stored.retain_until is not None
+    _sleep_past(stored.retain_until)
+
+    store.delete(stored.key)
+
+    assert store.stat(stored.key) is None
+    assert _versions(raw_client, store.bucket, stored.key) == []
+
+
+def test_legal_hold_blocks_delete_after_the_lock_date(store: S3BlobStore, segment: Path):
+    stored = store.put_file(
+        segment, _key_for, retain_until=datetime.now(UTC) + timedelta(seconds=1)
+    )
+    store.set_legal_hold(stored.key, True)
+    assert stored.retain_until is not None
+    _sleep_past(stored.retain_until)
+
+    with pytest.raises(WormViolation):
+        store.delete(stored.key)
+
+    assert store.stat(stored.key) is not None
+
+
+def test_legal_hold_reads_back_on_then_off(store: S3BlobStore, segment: Path):
+    stored = store.put_file(segment, _key_for, retain_until=_days_ahead(30))
+
+    store.set_legal_hold(stored.key, True)
+    held = store.stat(stored.key)
+    store.set_legal_hold(stored.key, False)
+    released = store.stat(stored.key)
+
+    assert held is not None and held.legal_hold
+    assert released is not None and not released.legal_hold
+
+
+def test_stat_of_a_missing_key_returns_none(store: S3BlobStore):
+    assert store.stat("cam-0101/2026-06-07/nothing.mp4") is None
+
+
+def test_keys_lists_the_objects_under_a_prefix(store: S3BlobStore, tmp_path: Path):
+    for name in ("a", "b"):
+        (tmp_path / name).write_bytes(name.encode())
+        store.put_file(tmp_path / name, lambda sha: f"cam-1/{sha}", retain_until=_days_ahead(1))
+    (tmp_path / "c").write_bytes(b"c")
+    store.put_file(tmp_path / "c", lambda sha: f"cam-2/{sha}", retain_until=_days_ahead(1))
+
+    assert len(list(store.keys("cam-1/"))) == 2
+    assert len(list(store.keys())) == 3
+
+
+def test_an_existing_locked_bucket_is_reused(make_store: Callable[..., S3BlobStore], segment: Path):
+    bucket = _fresh_bucket()
+    stored = make_store(bucket).put_file(segment, _key_for, retain_until=_days_ahead(30))
+
+    assert make_store(bucket).stat(stored.key) is not None
+
+
+def test_a_bucket_without_object_lock_is_refused(
+    make_store: Callable[..., S3BlobStore], raw_client: Minio
+):
+    bucket = _fresh_bucket()
+    raw_client.make_bucket(bucket_name=bucket)
+
+    with pytest.raises(BlobStoreError, match="no Object Lock"):
+        make_store(bucket)
+
+
+def test_open_blob_store_with_an_s3_url_gives_a_working_store(
+    s3_endpoint: str,  # noqa: F811
+    segment: Path,
+):
+    url = f"s3://{_fresh_bucket()}?endpoint={s3_endpoint}&secure=false"
+
+    store = open_blob_store(url, access_key=ACCESS_KEY, secret_key=SECRET_KEY)
+    stored = store.put_file(segment, _key_for, retain_until=_days_ahead(30))
+
+    assert isinstance(store, S3BlobStore)
+    assert b"".join(store.read(stored.key)) == segment.read_bytes()
+
+
+class _LockDroppingStore(S3BlobStore):
+    """Simulates a store that accepts lock headers and silently ignores them."""
+
+    def _head(self, key: str, *, version_id: str | None = None) -> _ObjectState | None:
+        state = super()._head(key, version_id=version_id)
+        if state is None:
+            return None
+        return dataclasses.replace(state, lock_mode=None, retain_until=None)
+
+
+def test_put_fails_when_the_lock_does_not_read_back(s3_endpoint: str, segment: Path):  # noqa: F811
+    store = _LockDroppingStore(
+        bucket=_fresh_bucket(),
+        endpoint=s3_endpoint,
+        access_key=ACCESS_KEY,
+        secret_key=SECRET_KEY,
+        secure=False,
+    )
+
+    with pytest.raises(BlobStoreError, match="not locked"):
+        store.put_file(segment, _key_for, retain_until=_days_ahead(30))
