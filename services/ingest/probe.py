@@ -14,6 +14,7 @@ JSON) and a one-sentence English ``reason``.
 from __future__ import annotations
 
 import logging
+import os
 import struct
 from array import array
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import av.logging
 import av.stream
 import numpy as np
 
@@ -46,6 +48,8 @@ _IMAGE_FORMATS = frozenset({"image2", "image2pipe"})
 _NO_TS = -(2**63)
 # Enough to walk the top-level boxes of any real MP4 while bounding a hostile file.
 _MAX_MP4_BOXES = 10_000
+# Top-level boxes an MP4/QuickTime file written by a camera starts with.
+_MP4_FIRST_BOXES = frozenset({b"ftyp", b"styp", b"wide", b"free", b"skip", b"mdat"})
 
 
 @dataclass(frozen=True)
@@ -85,17 +89,25 @@ def probe_recording(path: Path, *, max_duration_seconds: float = 12 * 3600) -> M
     if size == 0:
         raise ProbeError("empty_file", "The file is empty (0 bytes).")
 
+    # PyAV 18 silences FFmpeg's log unless someone enabled it; if so, Capture keeps this
+    # thread's messages (a damaged file can log one per packet) out of the application log
+    # and gives us this call's own messages: an exception's "last error log" may be stale.
+    ffmpeg_log: list[tuple[int, str, str]] = []
     try:
         # "file:" stops FFmpeg from reading a relative name such as "concat:a|b" or "rtp:..."
         # as a protocol URL instead of a path.
-        with av.open(f"file:{path.resolve()}", metadata_errors="ignore") as container:
+        with (
+            av.logging.Capture() as ffmpeg_log,
+            av.open(f"file:{path.resolve()}", metadata_errors="ignore") as container,
+        ):
             return _probe_container(container, max_duration_seconds)
     except ProbeError:
         raise
     except av.FFmpegError as exc:
         if isinstance(exc, OSError):  # PyAV's FileNotFoundError, PermissionError, ...
             raise ProbeError("unreadable", f"The file cannot be read: {_os_reason(exc)}.") from exc
-        raise ProbeError("not_a_video", _not_a_video_reason(path, exc)) from exc
+        messages = [message for _, _, message in ffmpeg_log]
+        raise ProbeError("not_a_video", _not_a_video_reason(path, messages)) from exc
     except OSError as exc:
         raise ProbeError("unreadable", f"The file cannot be read: {_os_reason(exc)}.") from exc
 
@@ -271,8 +283,12 @@ def _parse_creation_time(value: str | None) -> datetime | None:
     return moment.astimezone(UTC)
 
 
-def _not_a_video_reason(path: Path, exc: av.FFmpegError) -> str:
-    if "moov atom not found" in str(exc) or _is_mp4_without_moov(path):
+def _not_a_video_reason(path: Path, ffmpeg_messages: list[str]) -> str:
+    looks_like_mp4, has_moov = _mp4_layout(path)
+    moov_not_found = any("moov atom not found" in message for message in ffmpeg_messages)
+    # FFmpeg also says "moov atom not found" about random bytes named .mp4, so the file
+    # must start like an MP4 before we blame a missing index.
+    if looks_like_mp4 and (moov_not_found or not has_moov):
         return (
             "The MP4 file has no index ('moov' box): the recording was cut off before the "
             "camera finished writing it."
@@ -280,36 +296,36 @@ def _not_a_video_reason(path: Path, exc: av.FFmpegError) -> str:
     return "The file is not a video FFmpeg can read (unknown or damaged container)."
 
 
-def _is_mp4_without_moov(path: Path) -> bool:
-    """True for an ISO BMFF file (starts with 'ftyp') whose top level has no 'moov' box.
+def _mp4_layout(path: Path) -> tuple[bool, bool]:
+    """``(starts like an MP4, has a complete top-level 'moov' box)``, from the box headers.
 
-    PyAV silences FFmpeg's log by default, so its "moov atom not found" never reaches the
-    exception message; walking the box headers tells the same thing.
+    PyAV silences FFmpeg's log by default, so "moov atom not found" usually never reaches us;
+    walking the top-level box headers (a seek and a 16-byte read each) tells the same thing.
     """
     try:
         with path.open("rb") as file:
-            file_size = path.stat().st_size
+            file_size = os.fstat(file.fileno()).st_size
             offset = 0
             for _ in range(_MAX_MP4_BOXES):
                 file.seek(offset)
                 header = file.read(16)
                 if len(header) < 8:
-                    return offset > 0
+                    break
                 size, kind = struct.unpack(">I4s", header[:8])
-                if offset == 0 and kind != b"ftyp":
-                    return False
-                if kind == b"moov":
-                    return False
                 if size == 1 and len(header) == 16:
                     size = struct.unpack(">Q", header[8:16])[0]
-                elif size == 0:
+                elif size == 0:  # "runs to the end of the file"
                     size = file_size - offset
+                if offset == 0 and kind not in _MP4_FIRST_BOXES:
+                    return False, False
                 if size < 8:
-                    return True
+                    break
+                if kind == b"moov":
+                    return True, offset + size <= file_size
                 offset += size
     except OSError:
-        return False
-    return True
+        return False, False
+    return True, False
 
 
 def _os_reason(exc: OSError) -> str:

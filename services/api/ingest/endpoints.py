@@ -132,7 +132,7 @@ async def _receive(request: Request, upload: _Upload, limit: int) -> None:
 
 
 @router.put(
-    "/api/v1/ingest/{camera_code}/{file_name}",
+    "/api/v1/ingest/{camera_code}/{file_name:path}",
     status_code=201,
     response_model=StoredSegment,
     responses={
