@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -56,9 +56,14 @@ DEMO_FPS = 5
 
 
 def seed_demo_if_empty(
-    services: Services, *, now: datetime | None = None, background: bool = True
+    services: Services,
+    *,
+    now: datetime | None = None,
+    background: bool = True,
+    footage: bool = True,
 ) -> bool:
-    """Seed when the registry is empty; returns whether it did."""
+    """Seed when the registry is empty; returns whether it did. The footage is written in a
+    background thread so `serve` answers at once; the worker ingests it as it lands."""
     with services.db.read() as session:
         if session.scalar(select(func.count()).select_from(Institution)):
             return False
@@ -86,22 +91,29 @@ def seed_demo_if_empty(
         return admin_token
 
     admin_token = services.db.run_write(seed)
-    logger.info("demo data seeded; demo admin token (shown once): %s", admin_token)
-    print(f"demo admin token: {admin_token}", flush=True)
+    logger.info("demo data seeded: institution CQJD0001, room CQJD0001-S1-R101, one sitting")
+    # On stdout, not in the log: a token has no business in log files, even a demo's.
+    print(f"demo admin token (shown once): {admin_token}", flush=True)
     spool = services.settings.resolved_spool_dir
+    zone = services.settings.zone
+    if not footage:
+        return True
     if background:
         threading.Thread(
             target=write_demo_footage,
-            args=(spool, sitting_start, sitting_end),
+            args=(spool, sitting_start, sitting_end, zone),
             name="demo-footage",
             daemon=True,
         ).start()
     else:
-        write_demo_footage(spool, sitting_start, sitting_end)
+        write_demo_footage(spool, sitting_start, sitting_end, zone)
     return True
 
 
-def write_demo_footage(spool: Path, sitting_start: datetime, sitting_end: datetime) -> None:
+def write_demo_footage(
+    spool: Path, sitting_start: datetime, sitting_end: datetime, zone: tzinfo
+) -> None:
+    """Two-minute MP4 segments per camera, the on-screen clock showing local time."""
     from services.ingest.synthetic import classroom_scene, write_recording
 
     begin = sitting_start - timedelta(minutes=1)
@@ -120,7 +132,15 @@ def write_demo_footage(spool: Path, sitting_start: datetime, sitting_end: dateti
                     seconds=SEGMENT_MINUTES * 60,
                     fps=DEMO_FPS,
                     fmt="mp4",
-                    scene=classroom_scene(320, 240, seed=seed, label=camera),
+                    # Low sensor noise keeps the demo's footage near 1 MB per two minutes.
+                    scene=classroom_scene(
+                        320,
+                        240,
+                        seed=seed,
+                        label=camera,
+                        clock_start=start.astimezone(zone).replace(tzinfo=None),
+                        noise_amplitude=1,
+                    ),
                 )
                 part.rename(folder / name)
             start += timedelta(minutes=SEGMENT_MINUTES)

@@ -129,10 +129,14 @@ def _probe_container(container: av.container.InputContainer, max_duration: float
         raise ProbeError("no_video_stream", "The file has no video track (audio or data only).")
     video = video_streams[0]
     codec_context = video.codec_context
+    if codec_context is None:  # PyAV leaves it unset when FFmpeg has no decoder for the codec
+        raise ProbeError("undecodable", "The video track uses a codec this server cannot decode.")
 
     pts, dts, durations = array("q"), array("q"), array("q")
     keyframe_count = 0
-    decoding = False  # becomes True at the first keyframe
+    # Decoding starts at the first keyframe (earlier packets reference frames the file does
+    # not hold) and stops once one picture has come out: that proves the track decodes.
+    decoding = False
     decoded_size: tuple[int, int] | None = None
     try:
         for packet in container.demux(video):
@@ -184,8 +188,8 @@ def _probe_container(container: av.container.InputContainer, max_duration: float
     if duration > max_duration:
         raise ProbeError(
             "absurd_duration",
-            f"The video claims to last {duration:.0f} s, more than the {max_duration:.0f} s "
-            "a segment may last; its timestamps are broken.",
+            f"The video lasts {duration:.0f} s by its timestamps, longer than the "
+            f"{max_duration:.0f} s a single segment may last.",
         )
 
     rate = video.average_rate or video.guessed_rate

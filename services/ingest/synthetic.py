@@ -450,8 +450,11 @@ def write_undecodable(path: Path, source: Path, *, seed: int = 0) -> Path:
 
     Stream headers (codec parameters with SPS/PPS), timestamps, packet sizes and keyframe flags
     are copied, so the container parses and looks like a normal recording, but no frame
-    decodes: the random payload is not a valid length-prefixed NAL unit. MPEG-TS and MPEG-PS
-    are refused because their muxers insist on Annex B start codes in H.264/H.265 payloads.
+    decodes: the random payload is not a valid length-prefixed NAL unit. Read back, an H.264
+    track shows no keyframe at all (FFmpeg's H.264 parser sets the flag from the payload and
+    finds no IDR slice), while an H.265 track keeps the flags and its decoder rejects the data.
+    MPEG-TS and MPEG-PS are refused: their muxers insist on Annex B start codes in the payload.
+    ``seed`` makes the noise reproducible.
     """
     container_format = _container_format(path, None)
     if container_format not in {"matroska", "mp4"}:
