@@ -49,6 +49,19 @@ class BlobInfo:
 KeyForHash = Callable[[str], str]
 
 
+@dataclass(frozen=True)
+class StagedBlob:
+    """A file read once and hashed, ready to be committed under a key (or discarded).
+
+    Staging is separate from committing so the caller can check the file (probe it) while the
+    bytes are being read, and decide only then whether they become evidence."""
+
+    source: Path  # what commit uploads or renames: the original, or a durable temporary copy
+    sha256: str
+    digest: bytes
+    size: int
+
+
 def check_key(key: str) -> str:
     """Refuse keys that could leave the store's root (defence in depth: callers build keys)."""
     path = PurePosixPath(key)
@@ -63,12 +76,28 @@ class BlobStore(ABC):
     url: str
 
     @abstractmethod
-    def put_file(self, source: Path, key_for: KeyForHash, *, retain_until: datetime) -> StoredBlob:
-        """Copy `source` into the store, hashing it on the way; the key is `key_for(sha256)`.
+    def stage(self, source: Path) -> StagedBlob:
+        """Read `source` once, hashing it (the local store copies it durably on the way)."""
 
-        Storing the same bytes under the same key twice is a no-op that returns the same blob.
+    @abstractmethod
+    def commit(self, staged: StagedBlob, key: str, *, retain_until: datetime) -> StoredBlob:
+        """Make the staged bytes the object `key`.
+
+        Committing the same bytes under the same key twice is a no-op that returns the same blob.
         Returns only once the bytes are durable (and, where supported, locked and read back).
         """
+
+    @abstractmethod
+    def discard(self, staged: StagedBlob) -> None:
+        """Forget a staged file (committed or not); the original source is never touched."""
+
+    def put_file(self, source: Path, key_for: KeyForHash, *, retain_until: datetime) -> StoredBlob:
+        """Stage and commit in one go; the key is `key_for(sha256)`."""
+        staged = self.stage(source)
+        try:
+            return self.commit(staged, check_key(key_for(staged.sha256)), retain_until=retain_until)
+        finally:
+            self.discard(staged)
 
     @abstractmethod
     def stat(self, key: str) -> BlobInfo | None:
@@ -115,7 +144,7 @@ class LocalBlobStore(BlobStore):
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
 
-    def put_file(self, source: Path, key_for: KeyForHash, *, retain_until: datetime) -> StoredBlob:
+    def stage(self, source: Path) -> StagedBlob:
         digest = hashlib.sha256()
         size = 0
         tmp = self.root / self._TMP / f"{uuid.uuid4().hex}.part"
@@ -128,21 +157,25 @@ class LocalBlobStore(BlobStore):
                 writer.flush()
                 os.fsync(writer.fileno())
             os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
-            sha256 = digest.hexdigest()
-            final = self._path(key_for(sha256))
-            if final.exists():
-                if final.stat().st_size != size:
-                    raise WormViolation(f"{final} exists with another size; objects are write-once")
-                tmp.unlink()
-            else:
-                _make_dirs_durably(final.parent, self.root)
-                os.rename(tmp, final)
-                _fsync_dir(final.parent)
-        finally:
+        except BaseException:
             tmp.unlink(missing_ok=True)
-        return StoredBlob(
-            key=final.relative_to(self.root).as_posix(), sha256=sha256, size=size, retain_until=None
-        )
+            raise
+        return StagedBlob(source=tmp, sha256=digest.hexdigest(), digest=digest.digest(), size=size)
+
+    def commit(self, staged: StagedBlob, key: str, *, retain_until: datetime) -> StoredBlob:
+        final = self._path(key)
+        if final.exists():
+            if final.stat().st_size != staged.size:
+                raise WormViolation(f"{final} exists with another size; objects are write-once")
+        else:
+            _make_dirs_durably(final.parent, self.root)
+            os.rename(staged.source, final)
+            _fsync_dir(final.parent)
+        return StoredBlob(key=key, sha256=staged.sha256, size=staged.size, retain_until=None)
+
+    def discard(self, staged: StagedBlob) -> None:
+        if staged.source.parent == self.root / self._TMP:
+            staged.source.unlink(missing_ok=True)
 
     def stat(self, key: str) -> BlobInfo | None:
         try:

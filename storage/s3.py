@@ -31,7 +31,7 @@ from storage.blobs import (
     BlobInfo,
     BlobStore,
     BlobStoreError,
-    KeyForHash,
+    StagedBlob,
     StoredBlob,
     WormViolation,
     check_key,
@@ -139,12 +139,19 @@ class S3BlobStore(BlobStore):
                     ) from exc
                 raise
 
-    def put_file(self, source: Path, key_for: KeyForHash, *, retain_until: datetime) -> StoredBlob:
-        requested = _aware_utc(retain_until, "retain_until")
+    def stage(self, source: Path) -> StagedBlob:
         # One pass before uploading: the key is derived from the hash and the single-part PUT
         # carries the hash as its checksum, so both are needed before the first byte goes up.
         sha256, digest, size = _hash_file(source)
-        key = check_key(key_for(sha256))
+        return StagedBlob(source=source, sha256=sha256, digest=digest, size=size)
+
+    def discard(self, staged: StagedBlob) -> None:
+        """Nothing to forget: staging only hashed the original file."""
+
+    def commit(self, staged: StagedBlob, key: str, *, retain_until: datetime) -> StoredBlob:
+        requested = _aware_utc(retain_until, "retain_until")
+        source, sha256, digest, size = staged.source, staged.sha256, staged.digest, staged.size
+        key = check_key(key)
 
         existing = self._head(key)
         if existing is not None:

@@ -9,10 +9,10 @@ the same key (keys include the content hash) and completes the job.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -37,7 +37,7 @@ from services.ingest.quarantine import Quarantine, Rejection
 from services.ingest.retention import expiry_for
 from services.settings import Settings
 from storage import ledger
-from storage.blobs import CHUNK, BlobStore
+from storage.blobs import BlobStore
 from storage.db import Database
 from storage.models import Camera, Segment, Sitting
 
@@ -88,14 +88,6 @@ def blob_key(camera_code: str, start: datetime, sha256: str, ext: str) -> str:
     )
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as reader:
-        while chunk := reader.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 @contextmanager
 def claim(path: Path) -> Iterator[bool]:
     """An exclusive, non-blocking lock on the file itself, so the HTTP handler, the spool
@@ -128,6 +120,11 @@ class IngestPipeline:
     quarantine: Quarantine
     settings: Settings
     after_store: list[SegmentHook] = field(default_factory=list)
+    _probe_pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="probe"),
+        init=False,
+        repr=False,
+    )
 
     def ingest(self, arrival: Arrival, *, actor: str = "ingest") -> IngestResult:
         with claim(arrival.path) as claimed:
@@ -166,26 +163,33 @@ class IngestPipeline:
                 declared,
             )
 
-        try:
-            probe = probe_recording(
-                arrival.path, max_duration_seconds=self.settings.max_segment_seconds
-            )
-        except ProbeError as exc:
-            return self._reject(arrival, actor, exc.code, exc.reason, declared)
-
-        start = declared.instant
-        end = start + timedelta(seconds=probe.duration_seconds)
-        existing = self._segment_at(camera.id, start)
-        if existing is not None:
-            return self._same_start(arrival, actor, existing, declared, end)
-
-        expiry = self._expiry(camera, start, end)
-        ext = file_extension(arrival.file_name)
-        stored = self.store.put_file(
-            arrival.path,
-            lambda sha256: blob_key(camera.code, start, sha256, ext),
-            retain_until=expiry,
+        # Probe while the bytes are read, hashed and (on the local store) copied durably: the
+        # two overlap on separate cores. Nothing becomes evidence until the probe has passed.
+        probing = self._probe_pool.submit(
+            probe_recording, arrival.path, max_duration_seconds=self.settings.max_segment_seconds
         )
+        try:
+            staged = self.store.stage(arrival.path)
+        except BaseException:
+            probing.cancel()
+            raise
+        try:
+            try:
+                probe = probing.result()
+            except ProbeError as exc:
+                return self._reject(arrival, actor, exc.code, exc.reason, declared)
+
+            start = declared.instant
+            end = start + timedelta(seconds=probe.duration_seconds)
+            existing = self._segment_at(camera.id, start)
+            if existing is not None:
+                return self._same_start(arrival, actor, existing, staged.sha256, declared, end)
+
+            expiry = self._expiry(camera, start, end)
+            key = blob_key(camera.code, start, staged.sha256, file_extension(arrival.file_name))
+            stored = self.store.commit(staged, key, retain_until=expiry)
+        finally:
+            self.store.discard(staged)
         flags = clock_flags(
             start=start,
             end=end,
@@ -228,7 +232,7 @@ class IngestPipeline:
             existing = self._segment_at(camera.id, start)
             if existing is None:
                 raise
-            return self._same_start(arrival, actor, existing, declared, end)
+            return self._same_start(arrival, actor, existing, stored.sha256, declared, end)
         self._remove_arrival(arrival)
         logger.info(
             "stored %s %s (%.1f s, %d bytes) as segment %s",
@@ -290,11 +294,12 @@ class IngestPipeline:
         arrival: Arrival,
         actor: str,
         existing: Segment,
+        sha256: str,
         declared: DeclaredStart,
         end: datetime,
     ) -> IngestResult:
         """The camera already has a segment at this start: a retry, or a conflicting file."""
-        if sha256_of(arrival.path) == existing.sha256:
+        if sha256 == existing.sha256:
             self._remove_arrival(arrival)
             return IngestResult(Outcome.DUPLICATE, segment=existing)
         reason = (
@@ -351,11 +356,8 @@ class IngestPipeline:
         )
 
     def _remove_arrival(self, arrival: Arrival) -> None:
+        # No directory fsync: should a crash undo the unlink, the file is simply ingested again
+        # and found to be a duplicate.
         arrival.path.unlink(missing_ok=True)
         if arrival.meta_path is not None:
             arrival.meta_path.unlink(missing_ok=True)
-        fd = os.open(arrival.path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)

@@ -1,0 +1,176 @@
+"""Coverage (docs/coverage.md): did every required camera film the whole sitting?
+
+Pure functions over plain values: no database, no clock. The caller gathers the footage and
+the quarantined claims; these functions merge, find the holes, name their causes and decide the
+verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+
+class Verdict(StrEnum):
+    PENDING = "pending"
+    COMPLETE = "complete"
+    INCOMPLETE = "incomplete"
+    MISSING = "missing"
+
+
+class GapCause(StrEnum):
+    NOT_RECEIVED = "not_received"
+    # A file claiming this time arrived but was quarantined (not a usable video, conflict...).
+    REJECTED = "rejected"
+    # The camera has footage whose clock is suspect: the hole may be footage filed elsewhere.
+    CLOCK_SUSPECT = "clock_suspect"
+
+
+@dataclass(frozen=True)
+class Interval:
+    start: datetime
+    end: datetime
+
+    @property
+    def seconds(self) -> float:
+        return (self.end - self.start).total_seconds()
+
+    def overlaps(self, other: Interval) -> bool:
+        return self.start < other.end and other.start < self.end
+
+
+@dataclass(frozen=True)
+class Footage:
+    """One segment's wall-clock span."""
+
+    start: datetime
+    end: datetime
+    clock_suspect: bool = False
+
+
+@dataclass(frozen=True)
+class Gap:
+    start: datetime
+    end: datetime
+    cause: GapCause
+
+    @property
+    def seconds(self) -> float:
+        return (self.end - self.start).total_seconds()
+
+
+@dataclass(frozen=True)
+class CameraCoverage:
+    required_seconds: float
+    covered_seconds: float
+    gaps: tuple[Gap, ...]
+    has_footage: bool
+
+    @property
+    def ratio(self) -> float:
+        return 1.0 if self.required_seconds <= 0 else self.covered_seconds / self.required_seconds
+
+    @property
+    def complete(self) -> bool:
+        return not self.gaps
+
+
+def merge(spans: Iterable[Interval], tolerance: timedelta) -> list[Interval]:
+    """Union of the spans; neighbours whose hole is shorter than the tolerance become one."""
+    merged: list[Interval] = []
+    for span in sorted(spans, key=lambda s: (s.start, s.end)):
+        if span.end <= span.start:
+            continue
+        if merged and span.start - merged[-1].end < tolerance:
+            if span.end > merged[-1].end:
+                merged[-1] = Interval(merged[-1].start, span.end)
+        else:
+            merged.append(span)
+    return merged
+
+
+def camera_coverage(
+    required: Interval,
+    footage: Sequence[Footage],
+    *,
+    tolerance: timedelta,
+    rejected_claims: Sequence[Interval] = (),
+) -> CameraCoverage:
+    """Covered seconds and the gaps (each with its cause) of one camera over `required`."""
+    clipped = [
+        Interval(max(item.start, required.start), min(item.end, required.end))
+        for item in footage
+        if item.start < required.end and item.end > required.start
+    ]
+    merged = merge(clipped, tolerance)
+    suspect_clock = any(item.clock_suspect for item in footage)
+
+    holes: list[Interval] = []
+    cursor = required.start
+    for span in merged:
+        if span.start > cursor:
+            holes.append(Interval(cursor, span.start))
+        cursor = max(cursor, span.end)
+    if cursor < required.end:
+        holes.append(Interval(cursor, required.end))
+
+    gaps = tuple(
+        Gap(hole.start, hole.end, _cause(hole, rejected_claims, suspect_clock))
+        for hole in holes
+        if hole.end - hole.start >= tolerance
+    )
+    # A hole shorter than the tolerance is no gap, so its seconds count as covered.
+    return CameraCoverage(
+        required_seconds=required.seconds,
+        covered_seconds=required.seconds - sum(gap.seconds for gap in gaps),
+        gaps=gaps,
+        has_footage=bool(clipped),
+    )
+
+
+def _cause(hole: Interval, rejected: Sequence[Interval], suspect_clock: bool) -> GapCause:
+    if any(hole.overlaps(claim) for claim in rejected):
+        return GapCause.REJECTED
+    if suspect_clock:
+        return GapCause.CLOCK_SUSPECT
+    return GapCause.NOT_RECEIVED
+
+
+def verdict(
+    cameras: Sequence[CameraCoverage],
+    *,
+    required_end: datetime,
+    now: datetime,
+    grace: timedelta,
+) -> Verdict:
+    """`pending` until the sitting has ended, and while footage may still arrive (the grace
+    period) unless it is already complete; then `complete`, `missing` (a required camera has no
+    footage at all, or no camera is required) or `incomplete`."""
+    if now < required_end:
+        return Verdict.PENDING
+    if cameras and all(camera.complete for camera in cameras):
+        return Verdict.COMPLETE
+    if now < required_end + grace:
+        return Verdict.PENDING
+    if not cameras or any(not camera.has_footage for camera in cameras):
+        return Verdict.MISSING
+    return Verdict.INCOMPLETE
+
+
+@dataclass(frozen=True)
+class RequiredCamera:
+    code: str
+    active_from: datetime | None
+    retired_at: datetime | None
+
+
+def required_cameras(cameras: Iterable[RequiredCamera], required: Interval) -> list[str]:
+    """The room's cameras in service at any time during the required interval."""
+    return sorted(
+        camera.code
+        for camera in cameras
+        if (camera.active_from is None or camera.active_from < required.end)
+        and (camera.retired_at is None or camera.retired_at > required.start)
+    )
