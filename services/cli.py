@@ -16,7 +16,10 @@ from typing import TYPE_CHECKING
 from services.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from services.context import Services
+    from services.sittings import CoverageReport
 
 logger = logging.getLogger("examvault")
 
@@ -48,7 +51,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
         seed_demo_if_empty(services)
     worker = IngestWorker(services.pipeline)
-    app = create_app(services, worker=worker)
+    app = create_app(services, worker=worker, jobs=services.background_jobs())
     logger.info(
         "examvault serving on http://%s:%d (data in %s)",
         args.host,
@@ -64,14 +67,16 @@ def cmd_worker(_args: argparse.Namespace, settings: Settings) -> int:
     from services.ingest.jobs import IngestWorker
 
     services = _services(settings)
-    worker = IngestWorker(services.pipeline)
+    jobs = [IngestWorker(services.pipeline), *services.background_jobs()]
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    worker.start()
+    for job in jobs:
+        job.start()
     logger.info("ingest worker watching %s", settings.resolved_spool_dir)
     stop.wait()
-    worker.stop()
+    for job in reversed(jobs):
+        job.stop()
     services.close()
     return EXIT_OK
 
@@ -113,6 +118,70 @@ def cmd_registry_import(args: argparse.Namespace, settings: Settings) -> int:
     )
     if summary.retired_cameras:
         print(f"retired camera(s) no longer listed: {', '.join(summary.retired_cameras)}")
+    return EXIT_OK
+
+
+def cmd_sittings_import(args: argparse.Namespace, settings: Settings) -> int:
+    from services.schedule import ScheduleError, parse_csv
+    from services.sittings import apply_schedule
+
+    text = _read_input(args.file)
+    notes: list[str] = []
+    try:
+        rows = parse_csv(text, settings.zone, notes)
+    except ScheduleError as exc:
+        raise CommandError(f"{args.file}: {exc}; nothing was imported") from exc
+    services = _services(settings)
+
+    try:
+        summary = services.db.run_write(
+            lambda session: apply_schedule(
+                session, rows, settings, actor="cli:sittings-import", zone_assumed=notes
+            )
+        )
+    except ScheduleError as exc:
+        raise CommandError(f"{args.file}: {exc}; nothing was imported") from exc
+    finally:
+        services.close()
+    print(
+        f"{len(summary.created)} sitting(s) created, {len(summary.updated)} updated, "
+        f"{len(summary.unchanged)} unchanged"
+    )
+    if summary.zone_assumed:
+        print(
+            f"note: no UTC offset given, read as {settings.timezone}: "
+            + "; ".join(summary.zone_assumed)
+        )
+    return EXIT_OK
+
+
+def cmd_coverage(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy import select
+
+    from services.coverage_text import render_report
+    from services.sittings import refresh_verdict
+    from storage.models import Sitting
+
+    services = _services(settings)
+    try:
+
+        def work(session: Session) -> CoverageReport | None:
+            sitting = session.scalar(select(Sitting).where(Sitting.code == args.code))
+            if sitting is None:
+                return None
+            return refresh_verdict(
+                session, sitting, settings, actor="cli:coverage", reason="report requested"
+            )
+
+        report = services.db.run_write(work)
+    finally:
+        services.close()
+    if report is None:
+        raise CommandError(f"no sitting {args.code!r}")
+    if args.json:
+        print(json.dumps(report.as_json(settings.zone), ensure_ascii=False, indent=2))
+    else:
+        print(render_report(report, settings.zone))
     return EXIT_OK
 
 
@@ -210,6 +279,19 @@ def build_parser() -> argparse.ArgumentParser:
     registry_import = registry_actions.add_parser("import", help="import the registry JSON")
     registry_import.add_argument("file")
     registry_import.set_defaults(handler=cmd_registry_import)
+
+    sittings = commands.add_parser("sittings", help="the schedule (场次)")
+    sittings_actions = sittings.add_subparsers(
+        dest="sittings_command", required=True, metavar="ACTION"
+    )
+    sittings_import = sittings_actions.add_parser("import", help="import the schedule CSV")
+    sittings_import.add_argument("file")
+    sittings_import.set_defaults(handler=cmd_sittings_import)
+
+    coverage = commands.add_parser("coverage", help="a sitting's coverage report")
+    coverage.add_argument("code", help="sitting code")
+    coverage.add_argument("--json", action="store_true", help="machine-readable")
+    coverage.set_defaults(handler=cmd_coverage)
 
     token = commands.add_parser("token", help="API tokens for machines")
     token_actions = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")

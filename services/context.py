@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from services.ingest.pipeline import IngestPipeline
+from services.health_checks import HealthChecker, HealthWorker
+from services.ingest.pipeline import IngestPipeline, IngestResult
 from services.ingest.quarantine import Quarantine
 from services.settings import Settings
+from services.sittings import VerdictSweeper, refresh_span
 from storage.blobs import BlobStore, open_blob_store
 from storage.db import Database
+
+if TYPE_CHECKING:
+    from services.api.app import BackgroundJob
 
 
 @dataclass
@@ -18,10 +24,41 @@ class Services:
     store: BlobStore
     quarantine: Quarantine
     pipeline: IngestPipeline = field(init=False)
+    health: HealthChecker = field(init=False)
 
     def __post_init__(self) -> None:
         self.pipeline = IngestPipeline(
             db=self.db, store=self.store, quarantine=self.quarantine, settings=self.settings
+        )
+        self.pipeline.listeners.append(self._judge_coverage)
+        self.health = HealthChecker(db=self.db, store=self.store, settings=self.settings)
+
+    def background_jobs(self) -> list[BackgroundJob]:
+        """What `serve` and `worker` run beside ingest: health checks and the verdict sweep."""
+        jobs: list[BackgroundJob] = [VerdictSweeper(self.db, self.settings)]
+        if self.settings.health_checks:
+            health = HealthWorker(self.health)
+            self.pipeline.listeners.append(health.listen)
+            jobs.append(health)
+        return jobs
+
+    def _judge_coverage(self, result: IngestResult) -> None:
+        """Late footage is normal: re-judge every sitting the stored or rejected file touches."""
+        if result.span is None or result.camera_code is None:
+            return
+        what = (
+            f"segment {result.segment.id}"
+            if result.segment
+            else f"quarantine {result.quarantine_id}"
+        )
+        refresh_span(
+            self.db,
+            self.settings,
+            camera_code=result.camera_code,
+            start=result.span[0],
+            end=result.span[1],
+            actor="coverage",
+            reason=f"{result.outcome.value}: {what}",
         )
 
     @classmethod

@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     retention_years: int = 3
     gap_tolerance_seconds: float = 1.0
     upload_grace_hours: float = 24.0
+    # The required interval is [start - pre, end + post] (SPEC.md "Coverage rule").
+    coverage_pre_margin_seconds: float = 0.0
+    coverage_post_margin_seconds: float = 0.0
+    # How often serve re-judges pending sittings whose grace period may have ended.
+    verdict_sweep_seconds: float = 300.0
 
     # Ingest limits and clock sanity.
     max_upload_bytes: int = 8 * 1024**3

@@ -19,6 +19,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -106,6 +107,9 @@ class Camera(Base):
     active_from: Mapped[datetime | None]
     retired_at: Mapped[datetime | None]
 
+    # The camera's usual Laplacian variance, learned from healthy samples (docs/coverage.md).
+    sharpness_baseline: Mapped[float | None] = mapped_column(Float)
+
     room: Mapped[Room] = relationship(back_populates="cameras")
 
 
@@ -120,10 +124,19 @@ class Sitting(Base):
     level: Mapped[str] = mapped_column(String(32))
     starts_at: Mapped[datetime]
     ends_at: Mapped[datetime]
+    # The stored verdict (pending | complete | incomplete | missing), recomputed when footage
+    # touching the sitting arrives or is rejected, when the sitting changes, and by the sweep.
+    coverage_status: Mapped[str] = mapped_column(
+        String(16), default="pending", server_default="pending"
+    )
+    coverage_checked_at: Mapped[datetime | None]
 
     room: Mapped[Room] = relationship()
 
-    __table_args__ = (Index("ix_sittings_room_time", "room_id", "starts_at", "ends_at"),)
+    __table_args__ = (
+        Index("ix_sittings_room_time", "room_id", "starts_at", "ends_at"),
+        Index("ix_sittings_status", "coverage_status", "ends_at"),
+    )
 
 
 class Segment(Base):
@@ -154,6 +167,7 @@ class Segment(Base):
     received_at: Mapped[datetime]
     expires_at: Mapped[datetime]
     purged_at: Mapped[datetime | None]
+    health_checked_at: Mapped[datetime | None]
 
     camera: Mapped[Camera] = relationship()
 
@@ -162,6 +176,43 @@ class Segment(Base):
         Index("ix_segments_camera_time", "camera_id", "starts_at", "ends_at"),
         Index("ix_segments_sha256", "sha256"),
     )
+
+
+class HealthSample(Base):
+    """Raw picture metrics of one sampled keyframe; thresholds are applied at report time."""
+
+    __tablename__ = "health_samples"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id"))
+    camera_id: Mapped[int] = mapped_column(ForeignKey("cameras.id"))
+    at: Mapped[datetime]
+    mean_luma: Mapped[float] = mapped_column(Float)
+    dark_share: Mapped[float] = mapped_column(Float)
+    motion: Mapped[float | None] = mapped_column(Float)
+    sharpness: Mapped[float] = mapped_column(Float)
+    reference_similarity: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (
+        Index("ix_health_camera_time", "camera_id", "at"),
+        Index("ix_health_segment", "segment_id"),
+    )
+
+
+class ReferenceImage(Base):
+    """What a camera (or, failing that, its room) should see; the newest one is in force."""
+
+    __tablename__ = "reference_images"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    camera_id: Mapped[int | None] = mapped_column(ForeignKey("cameras.id"))
+    room_id: Mapped[int | None] = mapped_column(ForeignKey("rooms.id"))
+    image: Mapped[bytes] = mapped_column(LargeBinary)
+    media_type: Mapped[str] = mapped_column(String(32))
+    sha256: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(200))  # "upload" or "segment 12 at <instant>"
+    set_by: Mapped[str] = mapped_column(String(200))
+    set_at: Mapped[datetime]
 
 
 class QuarantineRecord(Base):

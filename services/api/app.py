@@ -2,28 +2,45 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
+from typing import Protocol
 
 from fastapi import FastAPI
 
+from services.api.cameras.endpoints import router as cameras_router
 from services.api.errors import install_error_handlers
 from services.api.ingest.endpoints import router as ingest_router
 from services.api.ops.endpoints import router as ops_router
+from services.api.sittings.endpoints import router as sittings_router
 from services.context import Services
 from services.ingest.jobs import IngestWorker
 
 
-def create_app(services: Services, *, worker: IngestWorker | None = None) -> FastAPI:
+class BackgroundJob(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = 30.0) -> None: ...
+
+
+def create_app(
+    services: Services,
+    *,
+    worker: IngestWorker | None = None,
+    jobs: Sequence[BackgroundJob] = (),
+) -> FastAPI:
+    """The app; `worker` and `jobs` run for the app's lifetime (started and stopped with it)."""
+    background: list[BackgroundJob] = [*([worker] if worker else []), *jobs]
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if worker is not None:
-            worker.start()
+        for job in background:
+            job.start()
         try:
             yield
         finally:
-            if worker is not None:
-                worker.stop()
+            for job in reversed(background):
+                job.stop()
 
     app = FastAPI(
         title="examvault",
@@ -36,4 +53,6 @@ def create_app(services: Services, *, worker: IngestWorker | None = None) -> Fas
     install_error_handlers(app)
     app.include_router(ops_router)
     app.include_router(ingest_router)
+    app.include_router(sittings_router)
+    app.include_router(cameras_router)
     return app

@@ -59,3 +59,13 @@ def _camera_pusher(subject: CurrentSubject) -> Subject:
 
 
 CameraPusher = Annotated[Subject, Depends(_camera_pusher)]
+
+
+def _admin(subject: CurrentSubject) -> Subject:
+    if subject.role != "admin":
+        raise ApiError(403, "forbidden", f"role {subject.role!r} may not do this; admin only")
+    return subject
+
+
+# The supervisor-access issue widens these to scoped roles; until then, the centre's admins.
+AdminSubject = Annotated[Subject, Depends(_admin)]

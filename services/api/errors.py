@@ -42,6 +42,10 @@ MESSAGES_ZH: dict[str, str] = {
     "clock_reset": "录像开始时间早于 2000 年（主机时钟可能被重置），文件已隔离保存。",
     "busy": "该文件正在被处理，请稍后重试。",
     "internal_error": "服务器内部错误。",
+    "invalid_schedule": "场次数据不合法，未导入任何场次。",
+    "unsupported_media_type": "请上传 JPEG 或 PNG 图片。",
+    "not_an_image": "文件不是可识别的图片。",
+    "no_footage": "该摄像机在该时刻没有录像。",
 }
 
 

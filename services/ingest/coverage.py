@@ -97,15 +97,19 @@ def camera_coverage(
     *,
     tolerance: timedelta,
     rejected_claims: Sequence[Interval] = (),
+    clock_suspect_nearby: bool = False,
 ) -> CameraCoverage:
-    """Covered seconds and the gaps (each with its cause) of one camera over `required`."""
+    """Covered seconds and the gaps (each with its cause) of one camera over `required`.
+
+    `clock_suspect_nearby`: the camera has footage with a suspect clock close enough in time
+    (outside `footage`) that a hole may be that footage filed at the wrong time."""
     clipped = [
         Interval(max(item.start, required.start), min(item.end, required.end))
         for item in footage
         if item.start < required.end and item.end > required.start
     ]
     merged = merge(clipped, tolerance)
-    suspect_clock = any(item.clock_suspect for item in footage)
+    suspect_clock = clock_suspect_nearby or any(item.clock_suspect for item in footage)
 
     holes: list[Interval] = []
     cursor = required.start

@@ -75,9 +75,13 @@ class IngestResult:
     code: str | None = None
     reason: str | None = None
     quarantine_id: int | None = None
+    camera_code: str | None = None
+    # The wall-clock time the file stood for (stored, or claimed by a rejected file), if known.
+    span: tuple[datetime, datetime] | None = None
 
 
-SegmentHook = Callable[[Segment], None]
+# Called after a file became evidence or was quarantined: coverage and health listen here.
+IngestListener = Callable[[IngestResult], None]
 
 
 def blob_key(camera_code: str, start: datetime, sha256: str, ext: str) -> str:
@@ -119,7 +123,7 @@ class IngestPipeline:
     store: BlobStore
     quarantine: Quarantine
     settings: Settings
-    after_store: list[SegmentHook] = field(default_factory=list)
+    listeners: list[IngestListener] = field(default_factory=list)
     _probe_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="probe"),
         init=False,
@@ -131,14 +135,13 @@ class IngestPipeline:
             if not claimed:
                 return IngestResult(Outcome.SKIPPED, reason="claimed elsewhere or already gone")
             result = self._ingest_claimed(arrival, actor)
-        if result.outcome is Outcome.STORED and result.segment is not None:
-            for hook in self.after_store:
+        if result.outcome in (Outcome.STORED, Outcome.REJECTED, Outcome.CONFLICT):
+            for listener in self.listeners:
                 try:
-                    hook(result.segment)
+                    listener(result)
                 except Exception:
-                    logger.exception(
-                        "post-ingest step %r failed for segment %s", hook, result.segment.id
-                    )
+                    # The evidence is safe; a failed follow-up is redone by the sweeps.
+                    logger.exception("post-ingest step %r failed for %s", listener, arrival.path)
         return result
 
     def _ingest_claimed(self, arrival: Arrival, actor: str) -> IngestResult:
@@ -242,7 +245,12 @@ class IngestPipeline:
             stored.size,
             segment.id,
         )
-        return IngestResult(Outcome.STORED, segment=segment)
+        return IngestResult(
+            Outcome.STORED,
+            segment=segment,
+            camera_code=camera.code,
+            span=(segment.starts_at, segment.ends_at),
+        )
 
     def _record(
         self,
@@ -340,7 +348,15 @@ class IngestPipeline:
         logger.warning(
             "quarantined %s from %s (%s): %s", arrival.file_name, arrival.camera_code, code, reason
         )
-        return IngestResult(Outcome.REJECTED, code=code, reason=reason, quarantine_id=record_id)
+        claimed = rejection.claimed_start
+        return IngestResult(
+            Outcome.REJECTED,
+            code=code,
+            reason=reason,
+            quarantine_id=record_id,
+            camera_code=arrival.camera_code,
+            span=None if claimed is None else (claimed, rejection.claimed_end or claimed),
+        )
 
     def _expiry(self, camera: Camera, start: datetime, end: datetime) -> datetime:
         with self.db.read() as session:

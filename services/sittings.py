@@ -1,0 +1,426 @@
+"""Sittings and their coverage reports: gathers rows, applies the pure rules of
+`services/ingest/coverage.py` and `services/ingest/health.py`, and keeps the stored verdict
+(and its ledger trail) up to date."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
+from typing import Any
+
+from sqlalchemy import String, cast, exists, select
+from sqlalchemy.orm import Session
+
+from services.ingest.coverage import (
+    CameraCoverage,
+    Footage,
+    Gap,
+    Interval,
+    RequiredCamera,
+    Verdict,
+    camera_coverage,
+    required_cameras,
+    verdict,
+)
+from services.ingest.health import HealthInterval, TimedSample, health_intervals
+from services.schedule import ScheduleSummary, SittingRow, upsert_sittings
+from services.settings import Settings
+from services.timefmt import rfc3339
+from storage import ledger
+from storage.db import Database
+from storage.models import (
+    Camera,
+    HealthSample,
+    Institution,
+    QuarantineRecord,
+    Room,
+    Segment,
+    Site,
+    Sitting,
+)
+
+logger = logging.getLogger(__name__)
+
+SUSPECT_FLAGS = ("clock_ahead", "timezone_suspect")
+# A time-zone mistake moves footage by up to 14 hours: look that far for misfiled footage.
+_SUSPECT_REACH = timedelta(hours=14)
+# A quarantined file whose duration could not be measured still claims its start instant.
+_POINT_CLAIM = timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class CameraReport:
+    camera: str
+    position: str
+    segments: int
+    coverage: CameraCoverage
+    health: tuple[HealthInterval, ...]
+
+
+@dataclass(frozen=True)
+class CoverageReport:
+    sitting: str
+    room: str
+    institution: str
+    status: Verdict
+    starts_at: datetime
+    ends_at: datetime
+    required: Interval
+    computed_at: datetime
+    cameras: tuple[CameraReport, ...]
+
+    @property
+    def gaps(self) -> list[tuple[str, Gap]]:
+        return [(camera.camera, gap) for camera in self.cameras for gap in camera.coverage.gaps]
+
+    def as_json(self, zone: tzinfo) -> dict[str, Any]:
+        return {
+            "sitting": self.sitting,
+            "room": self.room,
+            "institution": self.institution,
+            "status": self.status.value,
+            "starts_at": rfc3339(self.starts_at, zone),
+            "ends_at": rfc3339(self.ends_at, zone),
+            "required_start": rfc3339(self.required.start, zone),
+            "required_end": rfc3339(self.required.end, zone),
+            "computed_at": rfc3339(self.computed_at, zone),
+            "cameras": [
+                {
+                    "camera": camera.camera,
+                    "position": camera.position,
+                    "segments": camera.segments,
+                    "covered_seconds": round(camera.coverage.covered_seconds, 3),
+                    "required_seconds": round(camera.coverage.required_seconds, 3),
+                    "ratio": round(camera.coverage.ratio, 6),
+                    "gaps": [
+                        {
+                            "start": rfc3339(gap.start, zone),
+                            "end": rfc3339(gap.end, zone),
+                            "seconds": round(gap.seconds, 3),
+                            "cause": gap.cause.value,
+                        }
+                        for gap in camera.coverage.gaps
+                    ],
+                    "health": [
+                        {
+                            "start": rfc3339(flag.start, zone),
+                            "end": rfc3339(flag.end, zone),
+                            "seconds": round((flag.end - flag.start).total_seconds(), 3),
+                            "kind": flag.kind,
+                        }
+                        for flag in camera.health
+                    ],
+                }
+                for camera in self.cameras
+            ],
+        }
+
+
+def required_interval(sitting: Sitting, settings: Settings) -> Interval:
+    return Interval(
+        sitting.starts_at - timedelta(seconds=settings.coverage_pre_margin_seconds),
+        sitting.ends_at + timedelta(seconds=settings.coverage_post_margin_seconds),
+    )
+
+
+def coverage_report(
+    session: Session, sitting: Sitting, settings: Settings, *, now: datetime | None = None
+) -> CoverageReport:
+    now = now or datetime.now(UTC)
+    required = required_interval(sitting, settings)
+    tolerance = timedelta(seconds=settings.gap_tolerance_seconds)
+    room_code, institution_code = session.execute(
+        select(Room.code, Institution.code)
+        .join(Site, Room.site_id == Site.id)
+        .join(Institution, Site.institution_id == Institution.id)
+        .where(Room.id == sitting.room_id)
+    ).one()
+    room_cameras = session.scalars(select(Camera).where(Camera.room_id == sitting.room_id)).all()
+    codes = set(
+        required_cameras(
+            (RequiredCamera(c.code, c.active_from, c.retired_at) for c in room_cameras), required
+        )
+    )
+    cameras = sorted((c for c in room_cameras if c.code in codes), key=lambda c: c.code)
+    ids = [camera.id for camera in cameras]
+
+    footage: dict[int, list[Footage]] = defaultdict(list)
+    earliest = required.start - timedelta(seconds=settings.max_segment_seconds)
+    for camera_id, start, end, flags in session.execute(
+        select(Segment.camera_id, Segment.starts_at, Segment.ends_at, Segment.clock_flags).where(
+            Segment.camera_id.in_(ids),
+            Segment.starts_at < required.end,
+            Segment.starts_at > earliest,
+            Segment.ends_at > required.start,
+        )
+    ):
+        suspect = any(flag in SUSPECT_FLAGS for flag in flags or ())
+        footage[camera_id].append(Footage(start, end, suspect))
+
+    claims: dict[str, list[Interval]] = defaultdict(list)
+    for code, start, end in session.execute(
+        select(
+            QuarantineRecord.camera_code,
+            QuarantineRecord.claimed_start,
+            QuarantineRecord.claimed_end,
+        ).where(
+            QuarantineRecord.camera_code.in_(codes),
+            QuarantineRecord.claimed_start < required.end,
+            QuarantineRecord.claimed_start > earliest,
+        )
+    ):
+        claims[code].append(Interval(start, max(end or start, start + _POINT_CLAIM)))
+
+    samples: dict[int, list[TimedSample]] = defaultdict(list)
+    for row in session.execute(
+        select(
+            HealthSample.camera_id,
+            HealthSample.at,
+            HealthSample.mean_luma,
+            HealthSample.dark_share,
+            HealthSample.motion,
+            HealthSample.sharpness,
+            HealthSample.reference_similarity,
+        ).where(
+            HealthSample.camera_id.in_(ids),
+            HealthSample.at >= required.start - _HEALTH_LOOKBEHIND,
+            HealthSample.at < required.end,
+        )
+    ):
+        samples[row.camera_id].append(
+            TimedSample(
+                at=row.at,
+                mean_luma=row.mean_luma,
+                dark_share=row.dark_share,
+                motion=row.motion,
+                sharpness=row.sharpness,
+                reference_similarity=row.reference_similarity,
+            )
+        )
+
+    reports = []
+    for camera in cameras:
+        coverage = camera_coverage(
+            required,
+            footage[camera.id],
+            tolerance=tolerance,
+            rejected_claims=claims[camera.code],
+        )
+        if coverage.gaps and not any(item.clock_suspect for item in footage[camera.id]):
+            # Only worth asking when there is a hole to explain.
+            coverage = camera_coverage(
+                required,
+                footage[camera.id],
+                tolerance=tolerance,
+                rejected_claims=claims[camera.code],
+                clock_suspect_nearby=_suspect_footage_near(session, camera.id, required),
+            )
+        flags = tuple(
+            _clip(flag, required)
+            for flag in health_intervals(
+                samples[camera.id], baseline_sharpness=camera.sharpness_baseline
+            )
+            if flag.start < required.end and flag.end > required.start
+        )
+        reports.append(
+            CameraReport(camera.code, camera.position, len(footage[camera.id]), coverage, flags)
+        )
+
+    status = verdict(
+        [report.coverage for report in reports],
+        required_end=required.end,
+        now=now,
+        grace=timedelta(hours=settings.upload_grace_hours),
+    )
+    return CoverageReport(
+        sitting=sitting.code,
+        room=room_code,
+        institution=institution_code,
+        status=status,
+        starts_at=sitting.starts_at,
+        ends_at=sitting.ends_at,
+        required=required,
+        computed_at=now,
+        cameras=tuple(reports),
+    )
+
+
+# A keyframe sample stands for the time up to the next one; look back one long GOP for it.
+_HEALTH_LOOKBEHIND = timedelta(seconds=10)
+
+
+def _clip(flag: HealthInterval, required: Interval) -> HealthInterval:
+    return HealthInterval(max(flag.start, required.start), min(flag.end, required.end), flag.kind)
+
+
+def _suspect_footage_near(session: Session, camera_id: int, required: Interval) -> bool:
+    flags_text = cast(Segment.clock_flags, String)
+    return bool(
+        session.scalar(
+            select(
+                exists().where(
+                    Segment.camera_id == camera_id,
+                    Segment.starts_at > required.start - _SUSPECT_REACH,
+                    Segment.starts_at < required.end + _SUSPECT_REACH,
+                    flags_text.like("%clock_ahead%") | flags_text.like("%timezone_suspect%"),
+                )
+            )
+        )
+    )
+
+
+def refresh_verdict(
+    session: Session,
+    sitting: Sitting,
+    settings: Settings,
+    *,
+    actor: str,
+    now: datetime | None = None,
+    reason: str = "",
+) -> CoverageReport:
+    """Recompute and store the verdict; a change is a ledger entry."""
+    report = coverage_report(session, sitting, settings, now=now)
+    previous = sitting.coverage_status
+    sitting.coverage_status = report.status.value
+    sitting.coverage_checked_at = report.computed_at
+    if previous != report.status.value:
+        ledger.append(
+            session,
+            actor=actor,
+            action="coverage.verdict_changed",
+            subject_type="sitting",
+            subject_id=sitting.code,
+            details={
+                "from": previous,
+                "to": report.status.value,
+                "reason": reason,
+                "gaps": [
+                    {
+                        "camera": camera,
+                        "start": gap.start.isoformat(),
+                        "end": gap.end.isoformat(),
+                        "cause": gap.cause.value,
+                    }
+                    for camera, gap in report.gaps
+                ],
+            },
+            recorded_at=report.computed_at,
+        )
+    session.flush()
+    return report
+
+
+def sittings_touching(
+    session: Session, camera_code: str, start: datetime, end: datetime, settings: Settings
+) -> Sequence[Sitting]:
+    """Sittings whose required interval a span of this camera's time overlaps."""
+    pre = timedelta(seconds=settings.coverage_pre_margin_seconds)
+    post = timedelta(seconds=settings.coverage_post_margin_seconds)
+    return session.scalars(
+        select(Sitting)
+        .join(Camera, Camera.room_id == Sitting.room_id)
+        .where(
+            Camera.code == camera_code,
+            Sitting.starts_at < end + pre,
+            Sitting.ends_at > start - post,
+        )
+        .order_by(Sitting.starts_at)
+    ).all()
+
+
+def pending_due(session: Session, settings: Settings, now: datetime) -> Sequence[Sitting]:
+    """Pending sittings whose verdict may have moved on by now: every one that has ended (it
+    may be complete already, or its grace period may be over)."""
+    ended_before = now - timedelta(seconds=settings.coverage_post_margin_seconds)
+    return session.scalars(
+        select(Sitting).where(Sitting.coverage_status == "pending", Sitting.ends_at <= ended_before)
+    ).all()
+
+
+def refresh_span(
+    db: Database,
+    settings: Settings,
+    *,
+    camera_code: str,
+    start: datetime,
+    end: datetime,
+    actor: str,
+    reason: str,
+) -> list[CoverageReport]:
+    """Re-judge every sitting a span of footage (stored or rejected) touches."""
+
+    def work(session: Session) -> list[CoverageReport]:
+        return [
+            refresh_verdict(session, sitting, settings, actor=actor, reason=reason)
+            for sitting in sittings_touching(session, camera_code, start, end, settings)
+        ]
+
+    return db.run_write(work)
+
+
+def sweep_pending(db: Database, settings: Settings, *, now: datetime | None = None) -> int:
+    """Give ended pending sittings their verdict; returns how many changed."""
+    now = now or datetime.now(UTC)
+
+    def work(session: Session) -> int:
+        changed = 0
+        for sitting in pending_due(session, settings, now):
+            before = sitting.coverage_status
+            report = refresh_verdict(
+                session, sitting, settings, actor="sweep", now=now, reason="sweep"
+            )
+            changed += report.status.value != before
+        return changed
+
+    return db.run_write(work)
+
+
+def apply_schedule(
+    session: Session,
+    rows: list[SittingRow],
+    settings: Settings,
+    *,
+    actor: str,
+    zone_assumed: list[str],
+) -> ScheduleSummary:
+    """Upsert the sittings and judge each new or moved one at once (its footage may be in)."""
+    summary = upsert_sittings(session, rows, actor=actor, zone_assumed=zone_assumed)
+    for code in summary.changed:
+        sitting = session.scalar(select(Sitting).where(Sitting.code == code))
+        assert sitting is not None
+        refresh_verdict(session, sitting, settings, actor=actor, reason="sitting imported")
+    return summary
+
+
+class VerdictSweeper:
+    """Moves ended sittings out of `pending` (their grace period has passed, or they are
+    complete) even when no footage arrives to trigger it."""
+
+    def __init__(self, db: Database, settings: Settings) -> None:
+        self.db = db
+        self.settings = settings
+        self.stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="verdict-sweep", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stop_event.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                changed = sweep_pending(self.db, self.settings)
+                if changed:
+                    logger.info("verdict sweep: %d sitting(s) changed verdict", changed)
+            except Exception:
+                logger.exception("verdict sweep failed; retrying next round")
+            self.stop_event.wait(self.settings.verdict_sweep_seconds)
