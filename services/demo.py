@@ -1,9 +1,10 @@
 """Demo data for a newcomer's first `make run`: one institution, one theory room with two
-cameras, one sitting that ended a few minutes ago, and synthetic footage for it.
+cameras, one sitting held yesterday at this time (so its upload grace period is over and its
+verdict is final), and synthetic footage for it.
 
 The footage goes through the real path: files are written as `NAME.part` into the spool and
 renamed, and the ingest worker picks them up. The back camera misses two minutes in the middle,
-so the demo shows a gap rather than a perfect picture.
+so the demo sitting is `incomplete` with one gap rather than a perfect picture.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def seed_demo_if_empty(
         if session.scalar(select(func.count()).select_from(Institution)):
             return False
     now = (now or datetime.now(UTC)).replace(second=0, microsecond=0)
-    sitting_end = now - timedelta(minutes=5)
+    sitting_end = now - timedelta(days=1)
     sitting_start = sitting_end - timedelta(minutes=SITTING_MINUTES)
 
     def seed(session: Session) -> str:

@@ -93,16 +93,16 @@ class HealthThresholds:
     the measured values are quoted next to each threshold.
     """
 
-    # Black: a capped lens or an unlit room decodes to mean luma 3-4 with every pixel dark; the
-    # classroom is at ~136 with no dark pixel, and a room dimmed to 30 % is still at ~40. 20 and
-    # 90 % leave room for a burned-in clock/label (a few % of white pixels) over a black picture.
+    # Black: a capped lens or an unlit room decodes to mean luma 3.5-4.1 with every pixel dark
+    # (6.3 and 98 % with a burned-in camera label and clock); the classroom is at ~136 with no
+    # dark pixel, and dimmed to 40 % at ~54 with 2 %. 20 and 90 % leave room for the OSD.
     black_max_luma: float = 20.0
     black_min_dark_share: float = 0.90
     # Frozen, on ``motion`` (full-resolution luma, 0..255 units), with hysteresis. An encoder
     # fed one repeated picture settles within a few keyframes on (near) identical keyframes:
     # the lowest motion of every frozen stretch measured was 0.00, once 0.11. Before it
     # settles the first repeats are requantised copies: 0.87-0.99 for the first pair, then
-    # 0.3-0.65. A live sensor never settles: an empty room whose only change is sensor noise of
+    # 0.05-0.65. A live sensor never settles: an empty room whose only change is sensor noise of
     # +-1 level stays at 0.41-0.50 (320x240 CRF, 1280x720 at 2 Mbit/s), more with more noise;
     # the invigilator walking gives 1.26 or more. So a stretch is frozen where some sample is
     # at most ``frozen_max_motion``, and it extends over neighbours up to
@@ -111,18 +111,19 @@ class HealthThresholds:
     # 0.13-0.43), a perfectly still room looks the same as a frozen one.
     frozen_max_motion: float = 0.25
     frozen_extend_motion: float = 1.10
-    # Covered / out of focus, against the camera's own baseline sharpness: a covered lens is at
-    # 0.002 of the baseline and a lens defocused by a 2 px Gaussian (at 320 px) at 0.045, while
-    # a mild 1 px defocus (0.28), lights dimmed to half (0.25) or the invigilator walking
-    # (0.95-1.05) stay above 0.1.
+    # Covered / out of focus, against the camera's own baseline sharpness (~1660 for the
+    # classroom at 320x240, ~860 at 1280x720): a covered lens (flat grey) is at 0.0001 of it and
+    # a lens defocused by a 2 px Gaussian (of 320) at 0.046, while the invigilator walking
+    # (0.97-1.02), lights dimmed to 40 % (0.16) or a mild 1 px defocus (0.28) stay above 0.1.
     covered_max_sharpness_ratio: float = 0.10
-    # Absolute floor, also used without a baseline: a flat picture (covered lens, grey card)
-    # measures 1-3 after encoding; a real room, even dimmed to 30 %, measures 150 or more.
+    # Absolute floor, also used without a baseline: a flat picture decodes to under 0.1; a
+    # real room, even dimmed to 40 %, measures 250 or more.
     covered_max_sharpness: float = 10.0
-    # Scene mismatch: the same room scores 0.92-0.95 (moving invigilator, noise, dimmed or
-    # brighter light), 0.86 with the camera nudged 8 px (of 320), 0.80 turned by 5 degrees and
-    # 0.66 shifted by 20 px; another room, a wall or the camera pointed at the desks scores
-    # 0.25 or less.
+    # Scene mismatch (``_edge_layout`` similarity): the same room scores 0.93-1.00 at 320x240
+    # and 0.84-0.88 at 1280x720 with the invigilator walking, 0.91 or more defocused or dimmed,
+    # and (measured on raw frames) 0.86 with the camera nudged 8 px of 320, 0.80 turned by
+    # 5 degrees, 0.66 shifted by 20 px. Another room scores 0.00, the camera pointed at the
+    # desks or a bare wall 0.25 or less.
     mismatch_max_similarity: float = 0.50
 
 
@@ -314,7 +315,7 @@ def encode_jpeg(frame: np.ndarray, quality: int = 85) -> bytes:
 def sharpness_baseline(
     samples: Sequence[TimedSample],
     *,
-    thresholds: HealthThresholds | None = None,
+    thresholds: HealthThresholds = HealthThresholds(),
     min_samples: int = 5,
 ) -> float | None:
     """The camera's normal sharpness: the median over samples that show a picture at all.
@@ -323,7 +324,7 @@ def sharpness_baseline(
     so a camera covered for much of the time still gets the baseline of its open moments.
     ``None`` when fewer than ``min_samples`` samples qualify.
     """
-    limits = thresholds or HealthThresholds()
+    limits = thresholds
     usable = [
         sample.sharpness
         for sample in samples
@@ -338,7 +339,7 @@ def health_intervals(
     samples: Sequence[TimedSample],
     *,
     baseline_sharpness: float | None,
-    thresholds: HealthThresholds | None = None,
+    thresholds: HealthThresholds = HealthThresholds(),
     max_step: timedelta = timedelta(seconds=10),
 ) -> list[HealthInterval]:
     """Black, covered, frozen and scene-mismatch intervals of one camera's samples. Pure.
@@ -348,7 +349,7 @@ def health_intervals(
     more than ``max_step`` away or there is none. Neighbouring samples of the same kind merge.
     The order of ``samples`` does not matter; the result is sorted by start.
     """
-    limits = thresholds or HealthThresholds()
+    limits = thresholds
     if max_step <= timedelta(0):
         raise ValueError("max_step must be positive")
     for sample in samples:
