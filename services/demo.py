@@ -4,7 +4,8 @@ verdict is final), and synthetic footage for it.
 
 The footage goes through the real path: files are written as `NAME.part` into the spool and
 renamed, and the ingest worker picks them up. The back camera misses two minutes in the middle,
-so the demo sitting is `incomplete` with one gap rather than a perfect picture.
+so the demo sitting is `incomplete` with one gap rather than a perfect picture; the front
+camera goes black for a minute, which the report shows as a health flag.
 """
 
 from __future__ import annotations
@@ -114,11 +115,14 @@ def seed_demo_if_empty(
 def write_demo_footage(
     spool: Path, sitting_start: datetime, sitting_end: datetime, zone: tzinfo
 ) -> None:
-    """Two-minute MP4 segments per camera, the on-screen clock showing local time."""
-    from services.ingest.synthetic import classroom_scene, write_recording
+    """Two-minute MP4 segments per camera, the on-screen clock showing local time. The back
+    camera misses one segment (a gap); the front camera goes black for a minute (a health flag:
+    footage that exists but shows nothing)."""
+    from services.ingest.synthetic import black_scene, classroom_scene, spliced, write_recording
 
     begin = sitting_start - timedelta(minutes=1)
     missing = begin + timedelta(minutes=SEGMENT_MINUTES * 5)
+    darkened = begin + timedelta(minutes=SEGMENT_MINUTES * 2)
     for position, seed in (("F", 1), ("B", 2)):
         camera = f"CQJD0001-S1-R101-{position}"
         folder = spool / camera
@@ -128,20 +132,19 @@ def write_demo_footage(
             if not (position == "B" and start == missing):
                 name = f"{start:%Y%m%dT%H%M%S}Z.mp4"
                 part = folder / f"{name}.part"
+                # Low sensor noise keeps the demo's footage near 1 MB per two minutes.
+                scene = classroom_scene(
+                    320,
+                    240,
+                    seed=seed,
+                    label=camera,
+                    clock_start=start.astimezone(zone).replace(tzinfo=None),
+                    noise_amplitude=1,
+                )
+                if position == "F" and start == darkened:
+                    scene = spliced((30.0, scene), (90.0, black_scene(320, 240)), (1e9, scene))
                 write_recording(
-                    part,
-                    seconds=SEGMENT_MINUTES * 60,
-                    fps=DEMO_FPS,
-                    fmt="mp4",
-                    # Low sensor noise keeps the demo's footage near 1 MB per two minutes.
-                    scene=classroom_scene(
-                        320,
-                        240,
-                        seed=seed,
-                        label=camera,
-                        clock_start=start.astimezone(zone).replace(tzinfo=None),
-                        noise_amplitude=1,
-                    ),
+                    part, seconds=SEGMENT_MINUTES * 60, fps=DEMO_FPS, fmt="mp4", scene=scene
                 )
                 part.rename(folder / name)
             start += timedelta(minutes=SEGMENT_MINUTES)
