@@ -1,0 +1,94 @@
+"""Stored verdicts: the sweep gives ended sittings their verdict; rejected files explain gaps."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+
+from services.context import Services
+from services.ingest.pipeline import Arrival, Outcome
+from services.schedule import parse_json
+from services.sittings import apply_schedule, coverage_report, sweep_pending
+from storage.models import LedgerEntry, Sitting
+from tests.conftest import CAMERA_FRONT, ROOM
+
+START = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
+
+
+def _schedule(services: Services, start: datetime, minutes: int = 10) -> None:
+    notes: list[str] = []
+    rows = parse_json(
+        {
+            "sittings": [
+                {
+                    "sitting_code": "V-1",
+                    "room_code": ROOM,
+                    "kind": "theory",
+                    "occupation": "电工",
+                    "level": "四级",
+                    "starts_at": start.isoformat(),
+                    "ends_at": (start + timedelta(minutes=minutes)).isoformat(),
+                }
+            ]
+        },
+        services.settings.zone,
+        notes,
+    )
+    services.db.run_write(
+        lambda session: apply_schedule(
+            session, rows, services.settings, actor="test", zone_assumed=notes
+        )
+    )
+
+
+def _status(services: Services) -> str:
+    with services.db.read() as session:
+        sitting = session.scalar(select(Sitting).where(Sitting.code == "V-1"))
+        assert sitting is not None
+        return sitting.coverage_status
+
+
+def test_the_sweep_ends_pending_once_the_grace_period_is_over(registered: Services) -> None:
+    start = datetime.now(UTC) + timedelta(minutes=5)
+    _schedule(registered, start)
+    assert _status(registered) == "pending"
+    end = start + timedelta(minutes=10)
+    assert sweep_pending(registered.db, registered.settings, now=end + timedelta(hours=1)) == 0
+    assert _status(registered) == "pending"  # ended, incomplete, still inside the grace
+    assert sweep_pending(registered.db, registered.settings, now=end + timedelta(hours=25)) == 1
+    assert _status(registered) == "missing"
+    with registered.db.read() as session:
+        entry = session.scalar(
+            select(LedgerEntry)
+            .where(LedgerEntry.action == "coverage.verdict_changed")
+            .order_by(LedgerEntry.seq.desc())
+        )
+        assert entry is not None
+        assert json.loads(entry.details)["to"] == "missing" and entry.actor == "sweep"
+
+
+def test_a_rejected_file_explains_its_gap(registered: Services, tmp_path: Path) -> None:
+    _schedule(registered, START)
+    folder = registered.settings.resolved_spool_dir / CAMERA_FRONT
+    folder.mkdir(parents=True)
+    bad = folder / f"{START + timedelta(minutes=2):%Y%m%dT%H%M%S}Z.mp4"
+    bad.write_bytes(b"garbage that claims 09:02" * 50)
+    result = registered.pipeline.ingest(
+        Arrival(
+            path=bad,
+            camera_code=CAMERA_FRONT,
+            file_name=bad.name,
+            source="spool",
+            received_at=START + timedelta(hours=1),
+        )
+    )
+    assert result.outcome is Outcome.REJECTED
+    with registered.db.read() as session:
+        sitting = session.scalar(select(Sitting).where(Sitting.code == "V-1"))
+        assert sitting is not None
+        report = coverage_report(session, sitting, registered.settings)
+    front = next(camera for camera in report.cameras if camera.camera == CAMERA_FRONT)
+    assert [gap.cause.value for gap in front.coverage.gaps] == ["rejected"]
