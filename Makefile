@@ -27,6 +27,8 @@ lint: install
 
 bench: install
 	$(PY) -m bench.ingest
+	$(PY) -m bench.health
+	$(PY) -m bench.coverage
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -324,11 +324,11 @@ def sharpness_baseline(
     so a camera covered for much of the time still gets the baseline of its open moments.
     ``None`` when fewer than ``min_samples`` samples qualify.
     """
-    limits = thresholds
     usable = [
         sample.sharpness
         for sample in samples
-        if not _is_black(sample, limits) and sample.sharpness >= limits.covered_max_sharpness
+        if not _is_black(sample, thresholds)
+        and sample.sharpness >= thresholds.covered_max_sharpness
     ]
     if len(usable) < max(1, min_samples):
         return None
@@ -344,12 +344,12 @@ def health_intervals(
 ) -> list[HealthInterval]:
     """Black, covered, frozen and scene-mismatch intervals of one camera's samples. Pure.
 
-    Each sample gets at most one kind (precedence: ``HEALTH_KINDS``). A sample stands for the
+    Each sample gets at most one kind (precedence: ``HEALTH_KINDS``); frozen stretches are
+    found over neighbouring samples (``_frozen_indices``). A sample stands for the
     time from its instant to the next sample's, or for one typical step when the next one is
     more than ``max_step`` away or there is none. Neighbouring samples of the same kind merge.
     The order of ``samples`` does not matter; the result is sorted by start.
     """
-    limits = thresholds
     if max_step <= timedelta(0):
         raise ValueError("max_step must be positive")
     for sample in samples:
@@ -368,8 +368,8 @@ def health_intervals(
     # better a visible flag slightly too long than one that lasts no time at all.
     typical_step = statistics.median(steps) if steps else max_step
 
-    kinds = [_own_kind(sample, baseline_sharpness, limits) for sample in ordered]
-    for index in _frozen_indices(ordered, kinds, limits, max_step):
+    kinds = [_own_kind(sample, baseline_sharpness, thresholds) for sample in ordered]
+    for index in _frozen_indices(ordered, kinds, thresholds, max_step):
         if _rank(kinds[index]) > _rank("frozen"):
             kinds[index] = "frozen"
 
