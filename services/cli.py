@@ -185,6 +185,16 @@ def cmd_coverage(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_health_reflag(args: argparse.Namespace, settings: Settings) -> int:
+    services = _services(settings)
+    try:
+        count = services.health.rederive_flags(args.camera)
+    finally:
+        services.close()
+    print(f"re-derived health flags of {count} segment(s) from their stored samples")
+    return EXIT_OK
+
+
 def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
     from services.auth import TokenError, create_token
 
@@ -292,6 +302,14 @@ def build_parser() -> argparse.ArgumentParser:
     coverage.add_argument("code", help="sitting code")
     coverage.add_argument("--json", action="store_true", help="machine-readable")
     coverage.set_defaults(handler=cmd_coverage)
+
+    health = commands.add_parser("health", help="picture health checks")
+    health_actions = health.add_subparsers(dest="health_command", required=True, metavar="ACTION")
+    reflag = health_actions.add_parser(
+        "reflag", help="apply the current thresholds to stored samples again (no decoding)"
+    )
+    reflag.add_argument("--camera", help="only this camera")
+    reflag.set_defaults(handler=cmd_health_reflag)
 
     token = commands.add_parser("token", help="API tokens for machines")
     token_actions = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")

@@ -20,14 +20,16 @@ from pathlib import Path
 from queue import Empty, Queue
 
 import numpy as np
-from sqlalchemy import or_, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from services.ingest.health import HealthSample as SampledFrame
 from services.ingest.health import (
     HealthThresholds,
+    TimedSample,
     encode_jpeg,
     frame_at,
+    health_intervals,
     prepare_reference,
     sample_segment,
 )
@@ -36,7 +38,7 @@ from services.settings import Settings
 from storage import ledger
 from storage.blobs import BlobStore
 from storage.db import Database
-from storage.models import Camera, HealthSample, ReferenceImage, Segment
+from storage.models import Camera, HealthFlag, HealthSample, ReferenceImage, Segment
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +103,9 @@ class HealthChecker:
             fresh = session.get(Segment, segment_id)
             if fresh is None or fresh.health_checked_at is not None:
                 return 0
-            session.add_all(
+            owner = session.get(Camera, fresh.camera_id)
+            assert owner is not None
+            rows = [
                 HealthSample(
                     segment_id=segment_id,
                     camera_id=fresh.camera_id,
@@ -113,16 +117,70 @@ class HealthChecker:
                     reference_similarity=sample.reference_similarity,
                 )
                 for sample in samples
-            )
+            ]
+            session.add_all(rows)
+            # Judged against the baseline as it stood before this segment taught it anything.
+            self._store_flags(session, fresh, rows, owner.sharpness_baseline)
             fresh.health_checked_at = datetime.now(UTC)
-            owner = session.get(Camera, fresh.camera_id)
-            assert owner is not None
             owner.sharpness_baseline = self._next_baseline(
                 owner.sharpness_baseline, [s.sharpness for s in samples if not self._dark(s)]
             )
             return len(samples)
 
         return self.db.run_write(record)
+
+    def _store_flags(
+        self, session: Session, segment: Segment, rows: list[HealthSample], baseline: float | None
+    ) -> None:
+        timed = [
+            TimedSample(
+                at=row.at,
+                mean_luma=row.mean_luma,
+                dark_share=row.dark_share,
+                motion=row.motion,
+                sharpness=row.sharpness,
+                reference_similarity=row.reference_similarity,
+            )
+            for row in rows
+        ]
+        for flag in health_intervals(
+            timed, baseline_sharpness=baseline, thresholds=self.thresholds
+        ):
+            if flag.start >= segment.ends_at:
+                continue
+            session.add(
+                HealthFlag(
+                    segment_id=segment.id,
+                    camera_id=segment.camera_id,
+                    starts_at=flag.start,
+                    ends_at=min(flag.end, segment.ends_at),
+                    kind=flag.kind,
+                )
+            )
+
+    def rederive_flags(self, camera_code: str | None = None) -> int:
+        """Apply the current thresholds to the stored samples again, without decoding:
+        what retuning a threshold needs. Returns the number of segments re-flagged."""
+        with self.db.read() as session:
+            query = select(Segment.id).where(Segment.health_checked_at.is_not(None))
+            if camera_code is not None:
+                query = query.join(Camera).where(Camera.code == camera_code)
+            ids = list(session.scalars(query.order_by(Segment.id)))
+
+        def work(session: Session, segment_id: int) -> None:
+            segment = session.get(Segment, segment_id)
+            assert segment is not None
+            camera = session.get(Camera, segment.camera_id)
+            assert camera is not None
+            session.execute(delete(HealthFlag).where(HealthFlag.segment_id == segment_id))
+            rows = list(
+                session.scalars(select(HealthSample).where(HealthSample.segment_id == segment_id))
+            )
+            self._store_flags(session, segment, rows, camera.sharpness_baseline)
+
+        for segment_id in ids:
+            self.db.run_write(lambda session, sid=segment_id: work(session, sid))
+        return len(ids)
 
     def _dark(self, sample: SampledFrame) -> bool:
         return (

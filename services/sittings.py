@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import String, cast, exists, select
+from sqlalchemy import ColumnElement, String, cast, exists, or_, select
 from sqlalchemy.orm import Session
 
 from services.ingest.coverage import (
@@ -26,7 +26,7 @@ from services.ingest.coverage import (
     required_cameras,
     verdict,
 )
-from services.ingest.health import HealthInterval, TimedSample, health_intervals
+from services.ingest.health import HealthInterval, merge_flags
 from services.schedule import ScheduleSummary, SittingRow, upsert_sittings
 from services.settings import Settings
 from services.timefmt import rfc3339
@@ -34,7 +34,7 @@ from storage import ledger
 from storage.db import Database
 from storage.models import (
     Camera,
-    HealthSample,
+    HealthFlag,
     Institution,
     QuarantineRecord,
     Room,
@@ -150,16 +150,15 @@ def coverage_report(
 
     footage: dict[int, list[Footage]] = defaultdict(list)
     earliest = required.start - timedelta(seconds=settings.max_segment_seconds)
-    for camera_id, start, end, flags in session.execute(
-        select(Segment.camera_id, Segment.starts_at, Segment.ends_at, Segment.clock_flags).where(
+    for camera_id, start, end, suspect in session.execute(
+        select(Segment.camera_id, Segment.starts_at, Segment.ends_at, _suspect_clock()).where(
             Segment.camera_id.in_(ids),
             Segment.starts_at < required.end,
             Segment.starts_at > earliest,
             Segment.ends_at > required.start,
         )
     ):
-        suspect = any(flag in SUSPECT_FLAGS for flag in flags or ())
-        footage[camera_id].append(Footage(start, end, suspect))
+        footage[camera_id].append(Footage(start, end, bool(suspect)))
 
     claims: dict[str, list[Interval]] = defaultdict(list)
     for code, start, end in session.execute(
@@ -175,32 +174,18 @@ def coverage_report(
     ):
         claims[code].append(Interval(start, max(end or start, start + _POINT_CLAIM)))
 
-    samples: dict[int, list[TimedSample]] = defaultdict(list)
-    for row in session.execute(
+    flags: dict[int, list[HealthInterval]] = defaultdict(list)
+    for camera_id, start, end, kind in session.execute(
         select(
-            HealthSample.camera_id,
-            HealthSample.at,
-            HealthSample.mean_luma,
-            HealthSample.dark_share,
-            HealthSample.motion,
-            HealthSample.sharpness,
-            HealthSample.reference_similarity,
+            HealthFlag.camera_id, HealthFlag.starts_at, HealthFlag.ends_at, HealthFlag.kind
         ).where(
-            HealthSample.camera_id.in_(ids),
-            HealthSample.at >= required.start - _HEALTH_LOOKBEHIND,
-            HealthSample.at < required.end,
+            HealthFlag.camera_id.in_(ids),
+            HealthFlag.starts_at < required.end,
+            HealthFlag.starts_at > earliest,
+            HealthFlag.ends_at > required.start,
         )
     ):
-        samples[row.camera_id].append(
-            TimedSample(
-                at=row.at,
-                mean_luma=row.mean_luma,
-                dark_share=row.dark_share,
-                motion=row.motion,
-                sharpness=row.sharpness,
-                reference_similarity=row.reference_similarity,
-            )
-        )
+        flags[camera_id].append(HealthInterval(start, end, kind))
 
     reports = []
     for camera in cameras:
@@ -219,15 +204,9 @@ def coverage_report(
                 rejected_claims=claims[camera.code],
                 clock_suspect_nearby=_suspect_footage_near(session, camera.id, required),
             )
-        flags = tuple(
-            _clip(flag, required)
-            for flag in health_intervals(
-                samples[camera.id], baseline_sharpness=camera.sharpness_baseline
-            )
-            if flag.start < required.end and flag.end > required.start
-        )
+        health = tuple(_clip(flag, required) for flag in merge_flags(flags[camera.id]))
         reports.append(
-            CameraReport(camera.code, camera.position, len(footage[camera.id]), coverage, flags)
+            CameraReport(camera.code, camera.position, len(footage[camera.id]), coverage, health)
         )
 
     status = verdict(
@@ -249,16 +228,19 @@ def coverage_report(
     )
 
 
-# A keyframe sample stands for the time up to the next one; look back one long GOP for it.
-_HEALTH_LOOKBEHIND = timedelta(seconds=10)
-
-
 def _clip(flag: HealthInterval, required: Interval) -> HealthInterval:
     return HealthInterval(max(flag.start, required.start), min(flag.end, required.end), flag.kind)
 
 
-def _suspect_footage_near(session: Session, camera_id: int, required: Interval) -> bool:
+def _suspect_clock() -> ColumnElement[bool]:
+    """Whether a segment's clock flags include a suspect one, decided by the database: a
+    report reads thousands of segments, and decoding each one's JSON in Python is its
+    slowest step."""
     flags_text = cast(Segment.clock_flags, String)
+    return or_(*(flags_text.like(f'%"{flag}"%') for flag in SUSPECT_FLAGS))
+
+
+def _suspect_footage_near(session: Session, camera_id: int, required: Interval) -> bool:
     return bool(
         session.scalar(
             select(
@@ -266,7 +248,7 @@ def _suspect_footage_near(session: Session, camera_id: int, required: Interval) 
                     Segment.camera_id == camera_id,
                     Segment.starts_at > required.start - _SUSPECT_REACH,
                     Segment.starts_at < required.end + _SUSPECT_REACH,
-                    flags_text.like("%clock_ahead%") | flags_text.like("%timezone_suspect%"),
+                    _suspect_clock(),
                 )
             )
         )

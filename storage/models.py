@@ -199,6 +199,26 @@ class HealthSample(Base):
     )
 
 
+class HealthFlag(Base):
+    """An interval of useless picture (black, frozen, covered, scene_mismatch) within one
+    segment, derived from its samples at check time so reports need not read every sample.
+    Re-derived from the samples, without decoding, when thresholds change."""
+
+    __tablename__ = "health_flags"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id"))
+    camera_id: Mapped[int] = mapped_column(ForeignKey("cameras.id"))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(16))
+
+    __table_args__ = (
+        Index("ix_health_flags_camera_time", "camera_id", "starts_at"),
+        Index("ix_health_flags_segment", "segment_id"),
+    )
+
+
 class ReferenceImage(Base):
     """What a camera (or, failing that, its room) should see; the newest one is in force."""
 

@@ -672,3 +672,18 @@ def _sample_order(sample: TimedSample) -> tuple[object, ...]:
         sample.sharpness,
         optional(sample.reference_similarity),
     )
+
+
+def merge_flags(
+    flags: Sequence[HealthInterval], *, max_gap: timedelta = timedelta(seconds=2)
+) -> list[HealthInterval]:
+    """Join same-kind intervals that touch or nearly touch (a stretch crossing a segment
+    boundary is stored as one interval per segment). Pure; the input order does not matter."""
+    merged: list[HealthInterval] = []
+    for flag in sorted(flags, key=lambda f: (f.kind, f.start, f.end)):
+        last = merged[-1] if merged else None
+        if last is not None and last.kind == flag.kind and flag.start - last.end <= max_gap:
+            merged[-1] = HealthInterval(last.start, max(last.end, flag.end), flag.kind)
+        else:
+            merged.append(flag)
+    return sorted(merged, key=lambda f: (f.start, f.kind))

@@ -59,6 +59,24 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id"),
     )
+    op.create_table(
+        "health_flags",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("segment_id", sa.Integer(), nullable=False),
+        sa.Column("camera_id", sa.Integer(), nullable=False),
+        sa.Column("starts_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("ends_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.ForeignKeyConstraint(["camera_id"], ["cameras.id"]),
+        sa.ForeignKeyConstraint(["segment_id"], ["segments.id"]),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("health_flags", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_health_flags_camera_time", ["camera_id", "starts_at"], unique=False
+        )
+        batch_op.create_index("ix_health_flags_segment", ["segment_id"], unique=False)
+
     with op.batch_alter_table("health_samples", schema=None) as batch_op:
         batch_op.create_index("ix_health_camera_time", ["camera_id", "at"], unique=False)
         batch_op.create_index("ix_health_segment", ["segment_id"], unique=False)
@@ -84,6 +102,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table("health_flags")
     with op.batch_alter_table("sittings", schema=None) as batch_op:
         batch_op.drop_index("ix_sittings_status")
         batch_op.drop_column("coverage_checked_at")

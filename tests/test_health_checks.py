@@ -1,0 +1,74 @@
+"""Health checks of stored segments: flags stored per segment, re-derived without decoding."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from services import health_checks
+from services.context import Services
+from services.ingest.health import HealthThresholds
+from services.ingest.pipeline import Arrival, Outcome
+from services.ingest.synthetic import black_scene, classroom_scene, spliced, write_recording
+from storage.models import Camera, HealthFlag, HealthSample
+from tests.conftest import CAMERA_FRONT
+
+
+def _ingest_with_black(services: Services, tmp_path: Path) -> None:
+    folder = services.settings.resolved_spool_dir / CAMERA_FRONT
+    folder.mkdir(parents=True)
+    path = folder / "20261124T090000+0800.mp4"
+    normal = classroom_scene(160, 120, seed=3)
+    write_recording(
+        path,
+        seconds=20,
+        fps=4,
+        width=160,
+        height=120,
+        gop_seconds=1.0,
+        scene=spliced((6.0, normal), (12.0, black_scene(160, 120)), (99.0, normal)),
+    )
+    result = services.pipeline.ingest(
+        Arrival(
+            path=path,
+            camera_code=CAMERA_FRONT,
+            file_name=path.name,
+            source="spool",
+            received_at=datetime.now(UTC),
+        )
+    )
+    assert result.outcome is Outcome.STORED
+
+
+def _kinds(services: Services) -> list[str]:
+    with services.db.read() as session:
+        return list(session.scalars(select(HealthFlag.kind)))
+
+
+def test_check_stores_samples_flags_and_a_baseline(registered: Services, tmp_path: Path) -> None:
+    _ingest_with_black(registered, tmp_path)
+    assert registered.health.check_unchecked() == 1
+    assert registered.health.check_unchecked() == 0  # done once
+    assert _kinds(registered) == ["black"]
+    with registered.db.read() as session:
+        assert len(session.scalars(select(HealthSample)).all()) == 20
+        camera = session.scalar(select(Camera).where(Camera.code == CAMERA_FRONT))
+        assert camera is not None and camera.sharpness_baseline is not None
+
+
+def test_retuned_thresholds_apply_without_decoding(
+    registered: Services, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _ingest_with_black(registered, tmp_path)
+    registered.health.check_unchecked()
+
+    def no_decoding(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("re-deriving flags must not decode video")
+
+    monkeypatch.setattr(health_checks, "sample_segment", no_decoding)
+    registered.health.thresholds = HealthThresholds(black_max_luma=-1.0)
+    assert registered.health.rederive_flags() == 1
+    assert "black" not in _kinds(registered)
