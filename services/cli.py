@@ -136,7 +136,12 @@ def cmd_sittings_import(args: argparse.Namespace, settings: Settings) -> int:
     try:
         summary = services.db.run_write(
             lambda session: apply_schedule(
-                session, rows, settings, actor="cli:sittings-import", zone_assumed=notes
+                session,
+                rows,
+                settings,
+                services.store,
+                actor="cli:sittings-import",
+                zone_assumed=notes,
             )
         )
     except ScheduleError as exc:

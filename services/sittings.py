@@ -24,13 +24,16 @@ from services.ingest.coverage import (
     Verdict,
     camera_coverage,
     required_cameras,
+    required_span,
     verdict,
 )
 from services.ingest.health import HealthInterval, merge_flags
+from services.purge import extend_expiries
 from services.schedule import ScheduleSummary, SittingRow, upsert_sittings
 from services.settings import Settings
 from services.timefmt import rfc3339
 from storage import ledger
+from storage.blobs import BlobStore
 from storage.db import Database
 from storage.models import (
     Camera,
@@ -121,9 +124,11 @@ class CoverageReport:
 
 
 def required_interval(sitting: Sitting, settings: Settings) -> Interval:
-    return Interval(
-        sitting.starts_at - timedelta(seconds=settings.coverage_pre_margin_seconds),
-        sitting.ends_at + timedelta(seconds=settings.coverage_post_margin_seconds),
+    return required_span(
+        sitting.starts_at,
+        sitting.ends_at,
+        pre_margin=timedelta(seconds=settings.coverage_pre_margin_seconds),
+        post_margin=timedelta(seconds=settings.coverage_post_margin_seconds),
     )
 
 
@@ -365,15 +370,18 @@ def apply_schedule(
     session: Session,
     rows: list[SittingRow],
     settings: Settings,
+    store: BlobStore,
     *,
     actor: str,
     zone_assumed: list[str],
 ) -> ScheduleSummary:
-    """Upsert the sittings and judge each new or moved one at once (its footage may be in)."""
+    """Upsert the sittings; for each new or moved one, extend the expiry of footage it now
+    covers and judge it at once (its footage may already be in)."""
     summary = upsert_sittings(session, rows, actor=actor, zone_assumed=zone_assumed)
     for code in summary.changed:
         sitting = session.scalar(select(Sitting).where(Sitting.code == code))
         assert sitting is not None
+        extend_expiries(session, store, settings, sitting, actor=actor)
         refresh_verdict(session, sitting, settings, actor=actor, reason="sitting imported")
     return summary
 

@@ -111,6 +111,15 @@ class BlobStore(ABC):
     def delete(self, key: str) -> None:
         """Remove an object (the retention job's business; refused while it is locked)."""
 
+    def delete_many(self, keys: list[str]) -> None:
+        """Remove several objects (a purge batch); stores may make this cheaper than a loop."""
+        for key in keys:
+            self.delete(key)
+
+    @abstractmethod
+    def set_legal_hold(self, key: str, on: bool) -> None:
+        """Mirror a legal hold onto the object, where the store supports one."""
+
     @abstractmethod
     def extend_retention(self, key: str, retain_until: datetime) -> datetime | None:
         """Move the object's lock later (never earlier); returns the lock as read back."""
@@ -200,6 +209,20 @@ class LocalBlobStore(BlobStore):
         path = self._path(key)
         path.unlink(missing_ok=True)
         _fsync_dir(path.parent)
+
+    def delete_many(self, keys: list[str]) -> None:
+        # One fsync per directory rather than per file: a purge removes thousands at a time.
+        parents = set()
+        for key in keys:
+            path = self._path(key)
+            path.unlink(missing_ok=True)
+            parents.add(path.parent)
+        for parent in parents:
+            if parent.exists():
+                _fsync_dir(parent)
+
+    def set_legal_hold(self, key: str, on: bool) -> None:
+        """Local disks have no legal hold: the database's holds, checked by the purge, are it."""
 
     def extend_retention(self, key: str, retain_until: datetime) -> datetime | None:
         if not self._path(key).exists():

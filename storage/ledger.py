@@ -60,6 +60,64 @@ def entry_hash(
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+@dataclass(frozen=True)
+class Event:
+    """One thing to record; `append_many` chains a batch of them in order."""
+
+    actor: str
+    action: str
+    subject_type: str
+    subject_id: str | int
+    details: dict[str, Any] | None = None
+
+
+def append_many(
+    session: Session, events: list[Event], *, recorded_at: datetime | None = None
+) -> list[LedgerEntry]:
+    """Chain the events after the current head, inside the caller's transaction."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LEDGER_LOCK})
+    head = session.execute(
+        select(LedgerEntry.seq, LedgerEntry.entry_hash).order_by(LedgerEntry.seq.desc()).limit(1)
+    ).first()
+    seq = head.seq if head else 0
+    prev = head.entry_hash if head else GENESIS_HASH
+    # Microseconds only: the stored value must round-trip exactly for the hash to verify.
+    moment = (recorded_at or datetime.now(UTC)).astimezone(UTC)
+    entries = []
+    for event in events:
+        seq += 1
+        detail_text = canonical_json(event.details or {})
+        subject_id = str(event.subject_id)
+        digest = entry_hash(
+            seq=seq,
+            recorded_at=moment,
+            actor=event.actor,
+            action=event.action,
+            subject_type=event.subject_type,
+            subject_id=subject_id,
+            details=detail_text,
+            prev_hash=prev,
+        )
+        entries.append(
+            LedgerEntry(
+                seq=seq,
+                recorded_at=moment,
+                actor=event.actor,
+                action=event.action,
+                subject_type=event.subject_type,
+                subject_id=subject_id,
+                details=detail_text,
+                prev_hash=prev,
+                entry_hash=digest,
+            )
+        )
+        prev = digest
+    session.add_all(entries)
+    session.flush()
+    return entries
+
+
 def append(
     session: Session,
     *,
@@ -70,39 +128,8 @@ def append(
     details: dict[str, Any] | None = None,
     recorded_at: datetime | None = None,
 ) -> LedgerEntry:
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LEDGER_LOCK})
-    head = session.execute(
-        select(LedgerEntry.seq, LedgerEntry.entry_hash).order_by(LedgerEntry.seq.desc()).limit(1)
-    ).first()
-    seq = head.seq + 1 if head else 1
-    prev = head.entry_hash if head else GENESIS_HASH
-    # Microseconds only: the stored value must round-trip exactly for the hash to verify.
-    moment = (recorded_at or datetime.now(UTC)).astimezone(UTC)
-    detail_text = canonical_json(details or {})
-    entry = LedgerEntry(
-        seq=seq,
-        recorded_at=moment,
-        actor=actor,
-        action=action,
-        subject_type=subject_type,
-        subject_id=str(subject_id),
-        details=detail_text,
-        prev_hash=prev,
-        entry_hash=entry_hash(
-            seq=seq,
-            recorded_at=moment,
-            actor=actor,
-            action=action,
-            subject_type=subject_type,
-            subject_id=str(subject_id),
-            details=detail_text,
-            prev_hash=prev,
-        ),
-    )
-    session.add(entry)
-    session.flush()
-    return entry
+    event = Event(actor, action, subject_type, subject_id, details)
+    return append_many(session, [event], recorded_at=recorded_at)[0]
 
 
 @dataclass(frozen=True)

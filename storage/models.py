@@ -175,6 +175,7 @@ class Segment(Base):
         UniqueConstraint("camera_id", "starts_at", name="uq_segments_camera_start"),
         Index("ix_segments_camera_time", "camera_id", "starts_at", "ends_at"),
         Index("ix_segments_sha256", "sha256"),
+        Index("ix_segments_expiry", "expires_at"),
     )
 
 
@@ -256,6 +257,70 @@ class QuarantineRecord(Base):
     received_at: Mapped[datetime]
 
     __table_args__ = (Index("ix_quarantine_camera_time", "camera_code", "claimed_start"),)
+
+
+class Hold(Base):
+    """A legal hold (保全): blocks purge of what it covers until released (Article 29).
+
+    Scope is one of: a sitting (its room's cameras over its required interval), a camera over
+    [held_from, held_until), or one segment. A released hold stays, with who and when."""
+
+    __tablename__ = "holds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(16))  # sitting | camera | segment
+    sitting_id: Mapped[int | None] = mapped_column(ForeignKey("sittings.id"))
+    camera_id: Mapped[int | None] = mapped_column(ForeignKey("cameras.id"))
+    segment_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id"))
+    held_from: Mapped[datetime | None]
+    held_until: Mapped[datetime | None]
+    reason: Mapped[str] = mapped_column(Text)
+    case_reference: Mapped[str | None] = mapped_column(String(200))
+    placed_by: Mapped[str] = mapped_column(String(200))
+    placed_at: Mapped[datetime]
+    released_by: Mapped[str | None] = mapped_column(String(200))
+    released_at: Mapped[datetime | None]
+    release_reason: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_holds_active", "released_at"),)
+
+
+class PurgeRun(Base):
+    """One execution of the retention purge; tombstones name the run that made them."""
+
+    __tablename__ = "purge_runs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    as_of: Mapped[datetime]
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    actor: Mapped[str] = mapped_column(String(200))
+    planned: Mapped[int] = mapped_column(Integer)
+    planned_bytes: Mapped[int] = mapped_column(BigInteger)
+    purged: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Tombstone(Base):
+    """What a purged segment was: kept for ever, like the segment row itself."""
+
+    __tablename__ = "tombstones"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id"), unique=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("purge_runs.id"))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    blob_key: Mapped[str] = mapped_column(String(400))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    purged_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(Text)
+    # Set once the bytes are gone from the store; a tombstone without it is finished by the
+    # next purge run (the row is committed before the blob is deleted).
+    blob_deleted_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_tombstones_pending", "blob_deleted_at"),)
 
 
 class LedgerEntry(Base):

@@ -99,7 +99,12 @@ def scenario(registered: Services, tmp_path: Path) -> Iterator[tuple[Services, P
     )
     registered.db.run_write(
         lambda session: apply_schedule(
-            session, rows, registered.settings, actor="test", zone_assumed=notes
+            session,
+            rows,
+            registered.settings,
+            registered.store,
+            actor="test",
+            zone_assumed=notes,
         )
     )
     footage = tmp_path / "footage"

@@ -31,7 +31,7 @@ def _import(services: Services, text: str) -> list[str]:
     rows = parse_csv(text, SHANGHAI, notes)
     services.db.run_write(
         lambda session: apply_schedule(
-            session, rows, services.settings, actor="test", zone_assumed=notes
+            session, rows, services.settings, services.store, actor="test", zone_assumed=notes
         )
     )
     return notes

@@ -39,7 +39,7 @@ def _schedule(services: Services, start: datetime, minutes: int = 10) -> None:
     )
     services.db.run_write(
         lambda session: apply_schedule(
-            session, rows, services.settings, actor="test", zone_assumed=notes
+            session, rows, services.settings, services.store, actor="test", zone_assumed=notes
         )
     )
 

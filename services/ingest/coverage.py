@@ -77,6 +77,13 @@ class CameraCoverage:
         return not self.gaps
 
 
+def required_span(
+    starts_at: datetime, ends_at: datetime, *, pre_margin: timedelta, post_margin: timedelta
+) -> Interval:
+    """The interval a sitting must be filmed over: [start - pre, end + post]."""
+    return Interval(starts_at - pre_margin, ends_at + post_margin)
+
+
 def merge(spans: Iterable[Interval], tolerance: timedelta) -> list[Interval]:
     """Union of the spans; neighbours whose hole is shorter than the tolerance become one."""
     merged: list[Interval] = []

@@ -1,9 +1,12 @@
-"""Retention (docs/retention.md): when a segment may be purged. Pure functions, no I/O."""
+"""Retention (docs/retention.md): when a segment may be purged, and whether a hold keeps it.
+Pure functions, no I/O."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from enum import StrEnum
 
 
 def add_calendar_years(day: date, years: int) -> date:
@@ -37,3 +40,60 @@ def expiry_for(
         end_of_local_day(add_calendar_years(anchor.astimezone(zone).date(), years), zone)
         for anchor in anchors
     )
+
+
+@dataclass(frozen=True)
+class HoldScope:
+    """What one active hold covers, resolved to plain values: a segment, or a camera over an
+    interval (a sitting hold becomes one of these per camera of its room)."""
+
+    hold_id: int
+    segment_id: int | None = None
+    camera_id: int | None = None
+    start: datetime | None = None  # None: open-ended
+    end: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SegmentFacts:
+    id: int
+    camera_id: int
+    start: datetime
+    end: datetime
+    expires_at: datetime
+    purged: bool = False
+
+
+class PurgeDecision(StrEnum):
+    PURGE = "purge"
+    HELD = "held"
+    NOT_EXPIRED = "not_expired"
+    ALREADY_PURGED = "already_purged"
+
+
+def holds_covering(segment: SegmentFacts, holds: Iterable[HoldScope]) -> list[int]:
+    """The ids of the holds that cover the segment (any overlap of its time counts)."""
+    covering = []
+    for hold in holds:
+        if hold.segment_id is not None:
+            if hold.segment_id == segment.id:
+                covering.append(hold.hold_id)
+        elif hold.camera_id == segment.camera_id and (
+            (hold.start is None or hold.start < segment.end)
+            and (hold.end is None or hold.end > segment.start)
+        ):
+            covering.append(hold.hold_id)
+    return covering
+
+
+def purge_decision(
+    segment: SegmentFacts, holds: Iterable[HoldScope], as_of: datetime
+) -> PurgeDecision:
+    """Never a byte before its expiry, never anything held."""
+    if segment.purged:
+        return PurgeDecision.ALREADY_PURGED
+    if segment.expires_at > as_of:
+        return PurgeDecision.NOT_EXPIRED
+    if holds_covering(segment, holds):
+        return PurgeDecision.HELD
+    return PurgeDecision.PURGE

@@ -150,7 +150,12 @@ def put_schedule(body: ScheduleIn, services: ServicesDep, subject: AdminSubject)
 
         def work(session: Session) -> ScheduleOut:
             summary = apply_schedule(
-                session, rows, services.settings, actor=subject.actor, zone_assumed=notes
+                session,
+                rows,
+                services.settings,
+                services.store,
+                actor=subject.actor,
+                zone_assumed=notes,
             )
             return ScheduleOut(
                 created=summary.created,
