@@ -10,6 +10,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from services.context import Services
+    from services.purge import PurgePlan
     from services.sittings import CoverageReport
 
 logger = logging.getLogger("examvault")
@@ -200,6 +202,222 @@ def cmd_health_reflag(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _instant_arg(value: str | None, name: str, settings: Settings) -> datetime | None:
+    """RFC 3339, or a bare date or naive time read in the configured zone."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise CommandError(f"{name} {value!r} is not a date or RFC 3339 instant") from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=settings.zone)
+    return moment.astimezone(UTC)
+
+
+def cmd_hold_add(args: argparse.Namespace, settings: Settings) -> int:
+    from services.holds import HoldError, HoldRequest, place_hold
+
+    request = HoldRequest(
+        reason=args.reason,
+        case_reference=args.case,
+        sitting_code=args.sitting,
+        camera_code=args.camera,
+        held_from=_instant_arg(args.start, "--from", settings),
+        held_until=_instant_arg(args.until, "--to", settings),
+        segment_id=args.segment,
+    )
+    services = _services(settings)
+    try:
+        hold = services.db.run_write(
+            lambda session: place_hold(
+                session, services.store, settings, request, actor=f"cli:{args.actor}"
+            )
+        )
+    except HoldError as exc:
+        raise CommandError(str(exc)) from exc
+    finally:
+        services.close()
+    print(f"hold {hold.id} placed ({hold.scope})")
+    return EXIT_OK
+
+
+def cmd_hold_release(args: argparse.Namespace, settings: Settings) -> int:
+    from services.holds import HoldError, release_hold
+
+    services = _services(settings)
+    try:
+        hold = services.db.run_write(
+            lambda session: release_hold(
+                session,
+                services.store,
+                settings,
+                args.hold_id,
+                actor=f"cli:{args.actor}",
+                reason=args.reason,
+            )
+        )
+    except HoldError as exc:
+        raise CommandError(str(exc)) from exc
+    finally:
+        services.close()
+    print(f"hold {hold.id} released")
+    return EXIT_OK
+
+
+def cmd_hold_list(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy import select
+
+    from services.timefmt import rfc3339_or_none
+    from storage.models import Hold
+
+    services = _services(settings)
+    try:
+        with services.db.read() as session:
+            query = select(Hold).order_by(Hold.id)
+            if not args.all:
+                query = query.where(Hold.released_at.is_(None))
+            holds = session.scalars(query).all()
+    finally:
+        services.close()
+    zone = settings.zone
+    rows = [
+        {
+            "id": hold.id,
+            "scope": hold.scope,
+            "sitting_id": hold.sitting_id,
+            "camera_id": hold.camera_id,
+            "segment_id": hold.segment_id,
+            "from": rfc3339_or_none(hold.held_from, zone),
+            "until": rfc3339_or_none(hold.held_until, zone),
+            "reason": hold.reason,
+            "case_reference": hold.case_reference,
+            "placed_by": hold.placed_by,
+            "placed_at": rfc3339_or_none(hold.placed_at, zone),
+            "released_by": hold.released_by,
+            "released_at": rfc3339_or_none(hold.released_at, zone),
+        }
+        for hold in holds
+    ]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        for row in rows:
+            state = f"released {row['released_at']}" if row["released_at"] else "active"
+            print(f"{row['id']:>5}  {row['scope']:<8} {state:<40} {row['reason']}")
+        if not rows:
+            print("no holds" if args.all else "no active holds")
+    return EXIT_OK
+
+
+def cmd_retention_purge(args: argparse.Namespace, settings: Settings) -> int:
+    from services.purge import execute_purge, plan_purge
+
+    if args.as_of and args.execute:
+        raise CommandError(
+            "--as-of plans for another date and cannot be combined with "
+            "--execute, which deletes only what has expired by now"
+        )
+    as_of = _instant_arg(args.as_of, "--as-of", settings) or datetime.now(UTC)
+    services = _services(settings)
+    try:
+        if not args.execute:
+            with services.db.read() as session:
+                plan = plan_purge(session, settings, as_of)
+            if args.json:
+                print(json.dumps(plan.as_json(settings.zone), ensure_ascii=False, indent=2))
+            else:
+                print(_describe_plan(plan, settings))
+            return EXIT_OK
+        bar = _ProgressBar() if sys.stderr.isatty() else None
+        result = execute_purge(
+            services.db, services.store, settings, actor="cli:retention-purge", progress=bar
+        )
+        if bar is not None:
+            bar.close()
+    finally:
+        services.close()
+    summary = {
+        "run": result.run_id,
+        "planned": result.planned,
+        "purged": result.purged,
+        "bytes": result.bytes,
+        "skipped": result.skipped,
+        "finished_from_earlier_runs": result.finished_leftovers,
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(
+            f"purged {result.purged} of {result.planned} planned segment(s), "
+            f"{result.bytes} bytes; {result.skipped} skipped on re-check; run {result.run_id}"
+        )
+    return EXIT_OK
+
+
+def _describe_plan(plan: PurgePlan, settings: Settings) -> str:
+    data = plan.as_json(settings.zone)
+    lines = [
+        f"清理计划 purge plan as of {data['as_of']} (dry run: nothing is deleted; "
+        "--execute deletes what has expired by now)",
+        f"  rule: {data['rule']} ({settings.retention_years} years here)",
+        f"  segments past expiry and not held: {data['segments']} ({data['bytes']} bytes)",
+        f"  oldest expiry: {data['oldest_expiry'] or '-'}   newest expiry: "
+        f"{data['newest_expiry'] or '-'}",
+        f"  kept because of holds (保全): {data['skipped_held']}",
+    ]
+    for held in data["held"][:20]:
+        lines.append(f"    segment {held['segment']} held by hold(s) {held['holds']}")
+    for item in data["items"][:20]:
+        lines.append(
+            f"    segment {item['segment']}  expired {item['expires_at']}  "
+            f"{item['size']} bytes  {item['key']}"
+        )
+    if len(data["items"]) > 20:
+        lines.append(f"    ... and {len(data['items']) - 20} more (--json lists all)")
+    return "\n".join(lines)
+
+
+class _ProgressBar:
+    def __init__(self) -> None:
+        self.width = 40
+
+    def __call__(self, done: int, total: int) -> None:
+        filled = self.width * done // max(total, 1)
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (self.width - filled)}] {done}/{total}")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        sys.stderr.write("\n")
+
+
+def cmd_retention_reconcile(args: argparse.Namespace, settings: Settings) -> int:
+    from services.purge import reconcile
+
+    services = _services(settings)
+    try:
+        report = reconcile(services.db, services.store)
+    finally:
+        services.close()
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        print(f"blobs without rows: {len(report.blobs_without_rows)}")
+        print(f"tombstoned segments whose blob still exists: {len(report.tombstoned_blob_present)}")
+        print(f"segments past expiry whose blob is missing: {len(report.missing_after_expiry)}")
+        print(
+            f"segments UNDER RETENTION whose blob is MISSING: {len(report.missing_before_expiry)}"
+        )
+    if report.evidence_lost:
+        print(
+            f"EVIDENCE LOST: segment(s) {report.missing_before_expiry} are missing their "
+            "bytes before expiry",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
     from services.auth import TokenError, create_token
 
@@ -316,6 +534,43 @@ def build_parser() -> argparse.ArgumentParser:
     reflag.add_argument("--camera", help="only this camera")
     reflag.set_defaults(handler=cmd_health_reflag)
 
+    hold = commands.add_parser("hold", help="legal holds (保全)")
+    hold_actions = hold.add_subparsers(dest="hold_command", required=True, metavar="ACTION")
+    hold_add = hold_actions.add_parser("add", help="place a hold")
+    hold_add.add_argument("--sitting", help="sitting code")
+    hold_add.add_argument("--camera", help="camera code (with --from and --to)")
+    hold_add.add_argument("--from", dest="start", help="RFC 3339 (or local date-time)")
+    hold_add.add_argument("--to", dest="until", help="RFC 3339 (or local date-time)")
+    hold_add.add_argument("--segment", type=int, help="segment id")
+    hold_add.add_argument("--reason", required=True)
+    hold_add.add_argument("--case", help="case reference")
+    hold_add.add_argument("--actor", default="admin", help="who places it (for the ledger)")
+    hold_add.set_defaults(handler=cmd_hold_add)
+    hold_release = hold_actions.add_parser("release", help="release a hold")
+    hold_release.add_argument("hold_id", type=int)
+    hold_release.add_argument("--reason", default="case closed")
+    hold_release.add_argument("--actor", default="admin")
+    hold_release.set_defaults(handler=cmd_hold_release)
+    hold_list = hold_actions.add_parser("list", help="active holds (--all: with released)")
+    hold_list.add_argument("--all", action="store_true")
+    hold_list.add_argument("--json", action="store_true")
+    hold_list.set_defaults(handler=cmd_hold_list)
+
+    retention = commands.add_parser("retention", help="the three-year retention")
+    retention_actions = retention.add_subparsers(
+        dest="retention_command", required=True, metavar="ACTION"
+    )
+    purge = retention_actions.add_parser("purge", help="plan (default) or --execute the purge")
+    purge.add_argument("--as-of", help="plan for this date or instant (not with --execute)")
+    purge.add_argument("--execute", action="store_true", help="delete what the plan lists")
+    purge.add_argument("--json", action="store_true")
+    purge.set_defaults(handler=cmd_retention_purge)
+    reconcile_parser = retention_actions.add_parser(
+        "reconcile", help="compare the blob store with the database"
+    )
+    reconcile_parser.add_argument("--json", action="store_true")
+    reconcile_parser.set_defaults(handler=cmd_retention_reconcile)
+
     token = commands.add_parser("token", help="API tokens for machines")
     token_actions = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     token_create = token_actions.add_parser("create", help="create a token, printed once")
@@ -346,6 +601,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # `examvault ... | head` should end quietly, as other command-line tools do.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -13,7 +13,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -28,6 +28,7 @@ from services.ingest.retention import (
     purge_decision,
 )
 from services.settings import Settings
+from services.timefmt import rfc3339
 from storage import ledger
 from storage.blobs import BlobStore
 from storage.db import Database
@@ -36,6 +37,10 @@ from storage.models import Camera, Hold, PurgeRun, Segment, Sitting, Tombstone
 logger = logging.getLogger(__name__)
 
 BATCH = 500
+RETENTION_RULE = (
+    "that is the retention period in calendar years after the end of the latest sitting the "
+    "segment covers, or after its own end when it covers none"
+)
 Progress = Callable[[int, int], None]
 
 
@@ -61,14 +66,16 @@ class PurgePlan:
     def bytes(self) -> int:
         return sum(item.size_bytes for item in self.items)
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self, zone: tzinfo) -> dict[str, Any]:
         expiries = [item.expires_at for item in self.items]
         return {
-            "as_of": self.as_of.isoformat(),
+            "as_of": rfc3339(self.as_of, zone),
+            "rule": "a segment goes once its expiry (the end of the local day "
+            f"{RETENTION_RULE}) is on or before as_of and no active hold covers it",
             "segments": len(self.items),
             "bytes": self.bytes,
-            "oldest_expiry": min(expiries).isoformat() if expiries else None,
-            "newest_expiry": max(expiries).isoformat() if expiries else None,
+            "oldest_expiry": rfc3339(min(expiries), zone) if expiries else None,
+            "newest_expiry": rfc3339(max(expiries), zone) if expiries else None,
             "skipped_held": len(self.held),
             "held": [
                 {"segment": segment_id, "holds": holds}
@@ -79,9 +86,9 @@ class PurgePlan:
                     "segment": item.segment_id,
                     "key": item.blob_key,
                     "size": item.size_bytes,
-                    "start": item.starts_at.isoformat(),
-                    "end": item.ends_at.isoformat(),
-                    "expires_at": item.expires_at.isoformat(),
+                    "start": rfc3339(item.starts_at, zone),
+                    "end": rfc3339(item.ends_at, zone),
+                    "expires_at": rfc3339(item.expires_at, zone),
                 }
                 for item in self.items
             ],
