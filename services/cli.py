@@ -53,7 +53,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
         seed_demo_if_empty(services)
     worker = IngestWorker(services.pipeline)
-    app = create_app(services, worker=worker, jobs=services.background_jobs())
+    app = create_app(services, worker=worker, jobs=services.background_jobs(scheduled_purge=True))
     logger.info(
         "examvault serving on http://%s:%d (data in %s)",
         args.host,

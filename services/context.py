@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from services.health_checks import HealthChecker, HealthWorker
 from services.ingest.pipeline import IngestPipeline, IngestResult
 from services.ingest.quarantine import Quarantine
+from services.purge import PurgeScheduler
 from services.settings import Settings
 from services.sittings import VerdictSweeper, refresh_span
 from storage.blobs import BlobStore, open_blob_store
@@ -33,9 +34,12 @@ class Services:
         self.pipeline.listeners.append(self._judge_coverage)
         self.health = HealthChecker(db=self.db, store=self.store, settings=self.settings)
 
-    def background_jobs(self) -> list[BackgroundJob]:
-        """What `serve` and `worker` run beside ingest: health checks and the verdict sweep."""
+    def background_jobs(self, *, scheduled_purge: bool = False) -> list[BackgroundJob]:
+        """What runs beside ingest: health checks, the verdict sweep, and (in `serve` only,
+        when EXAMVAULT_PURGE_SCHEDULE is set) the daily purge."""
         jobs: list[BackgroundJob] = [VerdictSweeper(self.db, self.settings)]
+        if scheduled_purge and self.settings.purge_schedule:
+            jobs.append(PurgeScheduler(self.db, self.store, self.settings))
         if self.settings.health_checks:
             health = HealthWorker(self.health)
             self.pipeline.listeners.append(health.listen)

@@ -10,10 +10,11 @@ finished by the next run (and reported by reconcile meanwhile).
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -403,3 +404,52 @@ def extend_expiries(
         segment.expires_at = expiry
         extended += 1
     return extended
+
+
+def next_daily_run(after: datetime, at: str, zone: tzinfo) -> datetime:
+    """The first local HH:MM strictly after `after`, in UTC. Pure."""
+    hours, minutes = (int(part) for part in at.split(":"))
+    local = after.astimezone(zone)
+    candidate = datetime.combine(local.date(), time(hours, minutes), tzinfo=zone)
+    if candidate <= local:
+        candidate = datetime.combine(
+            local.date() + timedelta(days=1), time(hours, minutes), tzinfo=zone
+        )
+    return candidate.astimezone(UTC)
+
+
+class PurgeScheduler:
+    """Runs the purge daily at EXAMVAULT_PURGE_SCHEDULE (local time) inside `serve`."""
+
+    def __init__(self, db: Database, store: BlobStore, settings: Settings) -> None:
+        assert settings.purge_schedule is not None
+        self.db, self.store, self.settings = db, store, settings
+        self.at = settings.purge_schedule
+        self.stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="purge-schedule", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.stop_event.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self.stop_event.is_set():
+            due = next_daily_run(datetime.now(UTC), self.at, self.settings.zone)
+            logger.info("next scheduled purge at %s", due.isoformat())
+            if self.stop_event.wait((due - datetime.now(UTC)).total_seconds()):
+                return
+            try:
+                result = execute_purge(self.db, self.store, self.settings, actor="schedule")
+                logger.info(
+                    "scheduled purge: %d of %d segment(s) purged, %d bytes",
+                    result.purged,
+                    result.planned,
+                    result.bytes,
+                )
+            except Exception:
+                logger.exception("scheduled purge failed; next attempt tomorrow")

@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     # host that skips the `.part` convention may still be writing it.
     spool_settle_seconds: float = 2.0
     health_checks: bool = True
+    # "HH:MM" local time: serve runs the purge (executing it) once a day then. Off when unset.
+    purge_schedule: str | None = None
 
     @field_validator("retention_years")
     @classmethod
@@ -58,6 +60,18 @@ class Settings(BaseSettings):
                 f"{MINIMUM_RETENTION_YEARS} years"
             )
         return value
+
+    @field_validator("purge_schedule")
+    @classmethod
+    def _daily_time(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        hours, _, minutes = value.strip().partition(":")
+        if not (hours.isdigit() and minutes.isdigit() and int(hours) < 24 and int(minutes) < 60):
+            raise ValueError(
+                f"EXAMVAULT_PURGE_SCHEDULE={value!r} must be a local time of day, HH:MM"
+            )
+        return f"{int(hours):02d}:{int(minutes):02d}"
 
     @field_validator("timezone")
     @classmethod

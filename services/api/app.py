@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from services.api.cameras.endpoints import router as cameras_router
 from services.api.errors import install_error_handlers
+from services.api.holds.endpoints import router as holds_router
 from services.api.ingest.endpoints import router as ingest_router
 from services.api.ops.endpoints import router as ops_router
 from services.api.sittings.endpoints import router as sittings_router
@@ -55,4 +56,5 @@ def create_app(
     app.include_router(ingest_router)
     app.include_router(sittings_router)
     app.include_router(cameras_router)
+    app.include_router(holds_router)
     return app

@@ -46,6 +46,8 @@ MESSAGES_ZH: dict[str, str] = {
     "unsupported_media_type": "请上传 JPEG 或 PNG 图片。",
     "not_an_image": "文件不是可识别的图片。",
     "no_footage": "该摄像机在该时刻没有录像。",
+    "invalid_hold": "保全请求不合法。",
+    "already_released": "该保全已解除。",
 }
 
 
