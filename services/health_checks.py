@@ -11,7 +11,7 @@ import hashlib
 import logging
 import statistics
 import tempfile
-import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,6 +23,7 @@ import numpy as np
 from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
+from services.background import BackgroundThread
 from services.ingest.health import HealthSample as SampledFrame
 from services.ingest.health import (
     HealthThresholds,
@@ -287,43 +288,34 @@ class HealthChecker:
         return encode_jpeg(frame)
 
 
-class HealthWorker:
+class HealthWorker(BackgroundThread):
     """Checks newly stored segments in the background; catches up on start and periodically."""
 
+    name = "health-worker"
+
     def __init__(self, checker: HealthChecker, *, catch_up_seconds: float = 60.0) -> None:
+        super().__init__()
         self.checker = checker
         self.catch_up_seconds = catch_up_seconds
-        self.stop_event = threading.Event()
         self._queue: Queue[int] = Queue()
-        self._thread: threading.Thread | None = None
+        self._next_catch_up = 0.0
 
     def listen(self, result: IngestResult) -> None:
         if result.outcome is Outcome.STORED and result.segment is not None:
             self._queue.put(result.segment.id)
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="health-worker", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self.stop_event.set()
+    def _wake(self) -> None:
         self._queue.put(-1)
-        if self._thread is not None:
-            self._thread.join(timeout)
 
-    def _run(self) -> None:
-        next_catch_up = 0.0
-        while not self.stop_event.is_set():
-            now = datetime.now(UTC).timestamp()
-            if now >= next_catch_up:
-                try:
-                    self.checker.check_unchecked()
-                except Exception:
-                    logger.exception("health catch-up failed")
-                next_catch_up = now + self.catch_up_seconds
-            try:
-                segment_id = self._queue.get(timeout=1.0)
-            except Empty:
-                continue
-            if segment_id >= 0 and not self.stop_event.is_set():
-                self.checker.check_logged(segment_id)
+    def run_once(self) -> float:
+        now = time.monotonic()
+        if now >= self._next_catch_up:
+            self.checker.check_unchecked()
+            self._next_catch_up = now + self.catch_up_seconds
+        try:
+            segment_id = self._queue.get(timeout=1.0)
+        except Empty:
+            return 0.0
+        if segment_id >= 0 and not self.stop_event.is_set():
+            self.checker.check_logged(segment_id)
+        return 0.0

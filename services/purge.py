@@ -10,7 +10,6 @@ finished by the next run (and reported by reconcile meanwhile).
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from services.background import BackgroundThread
 from services.holds import active_scopes
 from services.ingest.retention import (
     PurgeDecision,
@@ -418,38 +418,30 @@ def next_daily_run(after: datetime, at: str, zone: tzinfo) -> datetime:
     return candidate.astimezone(UTC)
 
 
-class PurgeScheduler:
+class PurgeScheduler(BackgroundThread):
     """Runs the purge daily at EXAMVAULT_PURGE_SCHEDULE (local time) inside `serve`."""
 
+    name = "purge-schedule"
+
     def __init__(self, db: Database, store: BlobStore, settings: Settings) -> None:
+        super().__init__()
         assert settings.purge_schedule is not None
         self.db, self.store, self.settings = db, store, settings
         self.at = settings.purge_schedule
-        self.stop_event = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._due: datetime | None = None
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="purge-schedule", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self.stop_event.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while not self.stop_event.is_set():
-            due = next_daily_run(datetime.now(UTC), self.at, self.settings.zone)
-            logger.info("next scheduled purge at %s", due.isoformat())
-            if self.stop_event.wait((due - datetime.now(UTC)).total_seconds()):
-                return
-            try:
-                result = execute_purge(self.db, self.store, self.settings, actor="schedule")
-                logger.info(
-                    "scheduled purge: %d of %d segment(s) purged, %d bytes",
-                    result.purged,
-                    result.planned,
-                    result.bytes,
-                )
-            except Exception:
-                logger.exception("scheduled purge failed; next attempt tomorrow")
+    def run_once(self) -> float:
+        now = datetime.now(UTC)
+        if self._due is not None and now >= self._due:
+            result = execute_purge(self.db, self.store, self.settings, actor="schedule")
+            logger.info(
+                "scheduled purge: %d of %d segment(s) purged, %d bytes",
+                result.purged,
+                result.planned,
+                result.bytes,
+            )
+            self._due = None
+        if self._due is None:
+            self._due = next_daily_run(now, self.at, self.settings.zone)
+            logger.info("next scheduled purge at %s", self._due.isoformat())
+        return max(1.0, (self._due - now).total_seconds())

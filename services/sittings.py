@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, String, cast, exists, or_, select
 from sqlalchemy.orm import Session
 
+from services.background import BackgroundThread
 from services.ingest.coverage import (
     CameraCoverage,
     Footage,
@@ -386,31 +386,19 @@ def apply_schedule(
     return summary
 
 
-class VerdictSweeper:
+class VerdictSweeper(BackgroundThread):
     """Moves ended sittings out of `pending` (their grace period has passed, or they are
     complete) even when no footage arrives to trigger it."""
 
+    name = "verdict-sweep"
+
     def __init__(self, db: Database, settings: Settings) -> None:
+        super().__init__()
         self.db = db
         self.settings = settings
-        self.stop_event = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="verdict-sweep", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        self.stop_event.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def _run(self) -> None:
-        while not self.stop_event.is_set():
-            try:
-                changed = sweep_pending(self.db, self.settings)
-                if changed:
-                    logger.info("verdict sweep: %d sitting(s) changed verdict", changed)
-            except Exception:
-                logger.exception("verdict sweep failed; retrying next round")
-            self.stop_event.wait(self.settings.verdict_sweep_seconds)
+    def run_once(self) -> float:
+        changed = sweep_pending(self.db, self.settings)
+        if changed:
+            logger.info("verdict sweep: %d sitting(s) changed verdict", changed)
+        return self.settings.verdict_sweep_seconds

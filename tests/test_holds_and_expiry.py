@@ -179,3 +179,25 @@ def test_purge_schedule_must_be_a_time_of_day() -> None:
     assert load_settings(purge_schedule="3:05").purge_schedule == "03:05"
     with pytest.raises(SettingsError, match="HH:MM"):
         load_settings(purge_schedule="daily")
+
+
+def test_the_scheduler_purges_when_due_then_waits_for_the_next_day(
+    registered: Services,
+) -> None:
+    from datetime import timedelta
+
+    from services.purge import PurgeScheduler
+    from storage.models import PurgeRun
+
+    registered.settings.purge_schedule = "03:00"
+    scheduler = PurgeScheduler(registered.db, registered.store, registered.settings)
+    first_wait = scheduler.run_once()  # learns the next 03:00, runs nothing yet
+    assert 0 < first_wait <= 24 * 3600
+    with registered.db.read() as session:
+        assert session.scalars(select(PurgeRun)).all() == []
+    assert scheduler._due is not None
+    scheduler._due -= timedelta(days=1)  # as if that 03:00 had come
+    scheduler.run_once()
+    with registered.db.read() as session:
+        runs = session.scalars(select(PurgeRun)).all()
+        assert len(runs) == 1 and runs[0].actor == "schedule" and runs[0].finished_at
