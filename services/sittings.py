@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
@@ -19,6 +20,7 @@ from services.ingest.coverage import (
     CameraCoverage,
     Footage,
     Gap,
+    GapCause,
     Interval,
     RequiredCamera,
     Verdict,
@@ -200,14 +202,18 @@ def coverage_report(
             tolerance=tolerance,
             rejected_claims=claims[camera.code],
         )
-        if coverage.gaps and not any(item.clock_suspect for item in footage[camera.id]):
-            # Only worth asking when there is a hole to explain.
-            coverage = camera_coverage(
-                required,
-                footage[camera.id],
-                tolerance=tolerance,
-                rejected_claims=claims[camera.code],
-                clock_suspect_nearby=_suspect_footage_near(session, camera.id, required),
+        if any(gap.cause is GapCause.NOT_RECEIVED for gap in coverage.gaps) and (
+            _suspect_footage_near(session, camera.id, required)
+        ):
+            # Only worth asking when there is an unexplained hole.
+            coverage = dataclasses.replace(
+                coverage,
+                gaps=tuple(
+                    dataclasses.replace(gap, cause=GapCause.CLOCK_SUSPECT)
+                    if gap.cause is GapCause.NOT_RECEIVED
+                    else gap
+                    for gap in coverage.gaps
+                ),
             )
         health = tuple(_clip(flag, required) for flag in merge_flags(flags[camera.id]))
         reports.append(

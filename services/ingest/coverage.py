@@ -84,60 +84,42 @@ def required_span(
     return Interval(starts_at - pre_margin, ends_at + post_margin)
 
 
-def merge(spans: Iterable[Interval], tolerance: timedelta) -> list[Interval]:
-    """Union of the spans; neighbours whose hole is shorter than the tolerance become one."""
-    merged: list[Interval] = []
-    for span in sorted(spans, key=lambda s: (s.start, s.end)):
-        if span.end <= span.start:
-            continue
-        if merged and span.start - merged[-1].end < tolerance:
-            if span.end > merged[-1].end:
-                merged[-1] = Interval(merged[-1].start, span.end)
-        else:
-            merged.append(span)
-    return merged
-
-
 def camera_coverage(
     required: Interval,
     footage: Sequence[Footage],
     *,
     tolerance: timedelta,
     rejected_claims: Sequence[Interval] = (),
-    clock_suspect_nearby: bool = False,
 ) -> CameraCoverage:
-    """Covered seconds and the gaps (each with its cause) of one camera over `required`.
-
-    `clock_suspect_nearby`: the camera has footage with a suspect clock close enough in time
-    (outside `footage`) that a hole may be that footage filed at the wrong time."""
-    clipped = [
-        Interval(max(item.start, required.start), min(item.end, required.end))
+    """Covered seconds and the gaps (each with its cause) of one camera over `required`."""
+    low, high = required.start, required.end
+    # One sorted pass over plain tuples: a report covers thousands of segments, and this is
+    # its hot loop. A hole shorter than the tolerance merges its neighbours (no gap).
+    spans = sorted(
+        (max(item.start, low), min(item.end, high))
         for item in footage
-        if item.start < required.end and item.end > required.start
-    ]
-    merged = merge(clipped, tolerance)
-    suspect_clock = clock_suspect_nearby or any(item.clock_suspect for item in footage)
-
+        if item.start < high and item.end > low and item.end > item.start
+    )
     holes: list[Interval] = []
-    cursor = required.start
-    for span in merged:
-        if span.start > cursor:
-            holes.append(Interval(cursor, span.start))
-        cursor = max(cursor, span.end)
-    if cursor < required.end:
-        holes.append(Interval(cursor, required.end))
+    cursor = low
+    for start, end in spans:
+        if start > cursor and start - cursor >= tolerance:
+            holes.append(Interval(cursor, start))
+        if end > cursor:
+            cursor = end
+    if high > cursor and high - cursor >= tolerance:
+        holes.append(Interval(cursor, high))
 
+    suspect_clock = any(item.clock_suspect for item in footage)
     gaps = tuple(
-        Gap(hole.start, hole.end, _cause(hole, rejected_claims, suspect_clock))
-        for hole in holes
-        if hole.end - hole.start >= tolerance
+        Gap(hole.start, hole.end, _cause(hole, rejected_claims, suspect_clock)) for hole in holes
     )
     # A hole shorter than the tolerance is no gap, so its seconds count as covered.
     return CameraCoverage(
         required_seconds=required.seconds,
         covered_seconds=required.seconds - sum(gap.seconds for gap in gaps),
         gaps=gaps,
-        has_footage=bool(clipped),
+        has_footage=bool(spans),
     )
 
 
