@@ -344,6 +344,43 @@ class LedgerEntry(Base):
     __table_args__ = (Index("ix_ledger_subject", "subject_type", "subject_id"),)
 
 
+class User(Base):
+    """A person who logs in: the centre's admins, district officers, supervisors, institutions."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(32))
+    district: Mapped[str | None] = mapped_column(String(100))
+    institution_id: Mapped[int | None] = mapped_column(ForeignKey("institutions.id"))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    disabled_at: Mapped[datetime | None]
+
+
+class Assignment(Base):
+    """A supervisor's access to one sitting, or to an institution's sittings over a date range,
+    valid only inside [valid_from, valid_until)."""
+
+    __tablename__ = "assignments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    sitting_id: Mapped[int | None] = mapped_column(ForeignKey("sittings.id"))
+    institution_id: Mapped[int | None] = mapped_column(ForeignKey("institutions.id"))
+    # For an institution assignment: the sittings starting in [covers_from, covers_until).
+    covers_from: Mapped[datetime | None]
+    covers_until: Mapped[datetime | None]
+    valid_from: Mapped[datetime]
+    valid_until: Mapped[datetime]
+    granted_by: Mapped[str] = mapped_column(String(200))
+    granted_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_assignments_user", "user_id", "valid_until"),)
+
+
 class ApiToken(Base):
     """A machine's bearer token; only its SHA-256 is kept, so the database never holds a secret."""
 
@@ -354,6 +391,8 @@ class ApiToken(Base):
     role: Mapped[str] = mapped_column(String(32))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     cameras: Mapped[list[str]] = mapped_column(default=list)
+    # Set for a person's login session; None for a machine's token.
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]

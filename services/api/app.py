@@ -13,9 +13,11 @@ from services.api.errors import install_error_handlers
 from services.api.holds.endpoints import router as holds_router
 from services.api.ingest.endpoints import router as ingest_router
 from services.api.ops.endpoints import router as ops_router
+from services.api.people.endpoints import router as people_router
 from services.api.sittings.endpoints import router as sittings_router
 from services.context import Services
 from services.ingest.jobs import IngestWorker
+from services.people import LoginThrottle
 
 
 class BackgroundJob(Protocol):
@@ -51,10 +53,12 @@ def create_app(
     )
     app.state.services = services
     app.state.worker = worker
+    app.state.login_throttle = LoginThrottle()
     install_error_handlers(app)
     app.include_router(ops_router)
     app.include_router(ingest_router)
     app.include_router(sittings_router)
     app.include_router(cameras_router)
     app.include_router(holds_router)
+    app.include_router(people_router)
     return app

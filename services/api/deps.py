@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from services.access import Subject
 from services.api.errors import ApiError
 from services.auth import token_subject
 from services.context import Services
+from storage.models import User
 
 
 def get_services(request: Request) -> Services:
@@ -23,19 +24,6 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 _bearer = HTTPBearer(auto_error=False)
 
 
-@dataclass(frozen=True)
-class Subject:
-    """Who is calling: the name goes into every ledger entry the call causes."""
-
-    name: str
-    role: str
-    cameras: frozenset[str]
-
-    @property
-    def actor(self) -> str:
-        return f"{self.role}:{self.name}"
-
-
 def current_subject(
     services: ServicesDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -46,7 +34,18 @@ def current_subject(
         token = token_subject(session, credentials.credentials)
         if token is None:
             raise ApiError(401, "unauthorized", "the bearer token is unknown, expired or revoked")
-        return Subject(name=token.name, role=token.role, cameras=frozenset(token.cameras))
+        if token.user_id is None:
+            return Subject(name=token.name, role=token.role, cameras=frozenset(token.cameras))
+        user = session.get(User, token.user_id)
+        if user is None or user.disabled_at is not None:
+            raise ApiError(401, "unauthorized", "this account is disabled")
+        return Subject(
+            name=user.name,
+            role=user.role,
+            user_id=user.id,
+            district=user.district,
+            institution_id=user.institution_id,
+        )
 
 
 CurrentSubject = Annotated[Subject, Depends(current_subject)]
@@ -67,5 +66,14 @@ def _admin(subject: CurrentSubject) -> Subject:
     return subject
 
 
-# The supervisor-access issue widens these to scoped roles; until then, the centre's admins.
 AdminSubject = Annotated[Subject, Depends(_admin)]
+
+
+def _sitting_reader(subject: CurrentSubject) -> Subject:
+    if subject.role == "camera_host":
+        raise ApiError(403, "forbidden", "camera hosts push recordings; they read nothing")
+    return subject
+
+
+# Which sittings a reader sees is decided per query (services/access.py).
+SittingReader = Annotated[Subject, Depends(_sitting_reader)]

@@ -48,6 +48,10 @@ MESSAGES_ZH: dict[str, str] = {
     "no_footage": "该摄像机在该时刻没有录像。",
     "invalid_hold": "保全请求不合法。",
     "already_released": "该保全已解除。",
+    "invalid_credentials": "用户名或密码错误。",
+    "too_many_attempts": "登录失败次数过多，请稍后再试。",
+    "invalid_user": "用户信息不合法。",
+    "invalid_assignment": "督导分派不合法。",
 }
 
 

@@ -10,7 +10,8 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.api.deps import AdminSubject, ServicesDep
+from services.access import Subject, sitting_scope
+from services.api.deps import AdminSubject, ServicesDep, SittingReader
 from services.api.errors import ApiError
 from services.api.sittings.schemas import (
     CoverageOut,
@@ -40,8 +41,16 @@ def _instant(value: str | None, name: str) -> datetime | None:
     return moment.astimezone(UTC)
 
 
-def _find(session: Session, code: str) -> Sitting:
-    sitting = session.scalar(select(Sitting).where(Sitting.code == code))
+def _find(session: Session, code: str, subject: Subject) -> Sitting:
+    """The sitting if the caller may see it; otherwise 404, as for one that does not exist,
+    so that a supervisor cannot learn which other sittings there are."""
+    sitting = session.scalar(
+        select(Sitting)
+        .join(Room, Sitting.room_id == Room.id)
+        .join(Site, Room.site_id == Site.id)
+        .join(Institution, Site.institution_id == Institution.id)
+        .where(Sitting.code == code, sitting_scope(subject, datetime.now(UTC)))
+    )
     if sitting is None:
         raise ApiError(404, "not_found", f"no sitting {code!r}")
     return sitting
@@ -50,7 +59,7 @@ def _find(session: Session, code: str) -> Sitting:
 @router.get("/api/v1/sittings", response_model=SittingList, summary="Sittings with verdicts")
 def list_sittings(
     services: ServicesDep,
-    _subject: AdminSubject,
+    subject: SittingReader,
     from_: Annotated[str | None, Query(alias="from", description="RFC 3339")] = None,
     to: Annotated[str | None, Query(description="RFC 3339")] = None,
     status: Annotated[Verdict | None, Query()] = None,
@@ -63,6 +72,7 @@ def list_sittings(
         .join(Room, Sitting.room_id == Room.id)
         .join(Site, Room.site_id == Site.id)
         .join(Institution, Site.institution_id == Institution.id)
+        .where(sitting_scope(subject, datetime.now(UTC)))
         .order_by(Sitting.starts_at.desc())
         .limit(limit)
     )
@@ -96,11 +106,11 @@ def list_sittings(
     )
 
 
-def _judged(services: ServicesDep, code: str) -> CoverageReport:
+def _judged(services: ServicesDep, code: str, subject: Subject) -> CoverageReport:
     def work(session: Session) -> CoverageReport:
         return refresh_verdict(
             session,
-            _find(session, code),
+            _find(session, code, subject),
             services.settings,
             actor="coverage",
             reason="report requested",
@@ -110,11 +120,11 @@ def _judged(services: ServicesDep, code: str) -> CoverageReport:
 
 
 @router.get("/api/v1/sittings/{code}", response_model=SittingSummary, summary="One sitting")
-def get_sitting(code: str, services: ServicesDep, _subject: AdminSubject) -> SittingSummary:
-    report = _judged(services, code)
+def get_sitting(code: str, services: ServicesDep, subject: SittingReader) -> SittingSummary:
+    report = _judged(services, code, subject)
     zone = services.settings.zone
     with services.db.read() as session:
-        sitting = _find(session, code)
+        sitting = _find(session, code, subject)
         return SittingSummary(
             code=sitting.code,
             room=report.room,
@@ -134,8 +144,9 @@ def get_sitting(code: str, services: ServicesDep, _subject: AdminSubject) -> Sit
     response_model=CoverageOut,
     summary="Coverage report: per camera covered seconds, gaps with causes, health flags",
 )
-def get_coverage(code: str, services: ServicesDep, _subject: AdminSubject) -> CoverageOut:
-    return CoverageOut.model_validate(_judged(services, code).as_json(services.settings.zone))
+def get_coverage(code: str, services: ServicesDep, subject: SittingReader) -> CoverageOut:
+    report = _judged(services, code, subject)
+    return CoverageOut.model_validate(report.as_json(services.settings.zone))
 
 
 @router.put(

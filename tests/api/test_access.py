@@ -1,0 +1,194 @@
+"""People and scoped access: a supervisor sees only assigned sittings, only inside the window;
+district officers their district; institutions their own verdicts; logins are throttled."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+
+from services.api.app import create_app
+from services.auth import create_token
+from services.cli import main
+from services.context import Services
+from services.people import assign, create_user
+from services.registry import import_registry
+from storage.models import Assignment, LedgerEntry
+from tests.conftest import CAMERA_FRONT, REGISTRY, ROOM
+
+PASSWORD = "correct horse battery"
+START = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
+
+
+def _sitting(code: str, room: str, start: datetime) -> dict[str, str]:
+    return {
+        "sitting_code": code,
+        "room_code": room,
+        "kind": "theory",
+        "occupation": "电工",
+        "level": "四级",
+        "starts_at": start.isoformat(),
+        "ends_at": (start + timedelta(hours=1)).isoformat(),
+    }
+
+
+@pytest.fixture
+def world(registered: Services) -> Iterator[tuple[TestClient, Services]]:
+    other = copy.deepcopy(REGISTRY)
+    inst = other["institutions"][0]
+    inst.update(code="T2", district="江北区")
+    inst["sites"][0]["code"] = "T2-S1"
+    inst["sites"][0]["rooms"][0]["code"] = "T2-S1-R1"
+    inst["sites"][0]["rooms"][0]["cameras"] = [
+        {"code": "T2-C1", "position": "front"},
+        {"code": "T2-C2", "position": "back"},
+    ]
+    registered.db.run_write(lambda s: import_registry(s, json.dumps(other), actor="test"))
+    _, admin = registered.db.run_write(
+        lambda s: create_token(s, role="admin", name="centre", actor="test")
+    )
+    with TestClient(create_app(registered)) as client:
+        client.headers["Authorization"] = f"Bearer {admin}"
+        assert (
+            client.put(
+                "/api/v1/sittings",
+                json={
+                    "sittings": [
+                        _sitting("OWN-1", ROOM, START),
+                        _sitting("OWN-2", ROOM, START + timedelta(days=1)),
+                        _sitting("FAR-1", "T2-S1-R1", START),
+                    ]
+                },
+            ).status_code
+            == 200
+        )
+        del client.headers["Authorization"]
+        yield client, registered
+
+
+def _login(client: TestClient, name: str, password: str = PASSWORD) -> dict[str, str]:
+    response = client.post("/api/v1/auth/token", data={"username": name, "password": password})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["token_type"] == "bearer" and body["expires_at"]
+    return {"Authorization": f"Bearer {body['access_token']}"}
+
+
+def _user(services: Services, name: str, role: str, **extra: str) -> None:
+    services.db.run_write(
+        lambda s: create_user(s, name=name, role=role, password=PASSWORD, actor="test", **extra)
+    )
+
+
+def _codes(client: TestClient, auth: dict[str, str]) -> list[str]:
+    response = client.get("/api/v1/sittings", headers=auth)
+    assert response.status_code == 200
+    return sorted(s["code"] for s in response.json()["sittings"])
+
+
+def test_supervisor_sees_only_the_assigned_sitting_inside_the_window(
+    world: tuple[TestClient, Services],
+) -> None:
+    client, services = world
+    _user(services, "zhang", "supervisor")
+    now = datetime.now(UTC)
+    services.db.run_write(
+        lambda s: assign(
+            s,
+            user_name="zhang",
+            sitting_code="OWN-1",
+            valid_from=now - timedelta(hours=1),
+            valid_until=now + timedelta(hours=1),
+            actor="test",
+        )
+    )
+    auth = _login(client, "zhang")
+    assert _codes(client, auth) == ["OWN-1"]
+    assert client.get("/api/v1/sittings/OWN-1/coverage", headers=auth).status_code == 200
+    for hidden in ("OWN-2", "FAR-1", "NOPE"):
+        response = client.get(f"/api/v1/sittings/{hidden}/coverage", headers=auth)
+        assert response.status_code == 404  # the same answer as for what does not exist
+
+    with services.db.write() as session:  # the assignment window closes
+        session.execute(update(Assignment).values(valid_until=now - timedelta(minutes=1)))
+    assert _codes(client, auth) == []
+    assert client.get("/api/v1/sittings/OWN-1/coverage", headers=auth).status_code == 404
+
+
+def test_supervisor_assigned_to_an_institution_over_dates(
+    world: tuple[TestClient, Services],
+) -> None:
+    client, services = world
+    _user(services, "li", "supervisor")
+    now = datetime.now(UTC)
+    services.db.run_write(
+        lambda s: assign(
+            s,
+            user_name="li",
+            institution_code="T1",
+            covers_from=START - timedelta(hours=1),
+            covers_until=START + timedelta(hours=12),
+            valid_from=now - timedelta(hours=1),
+            valid_until=now + timedelta(days=1),
+            actor="test",
+        )
+    )
+    assert _codes(client, _login(client, "li")) == ["OWN-1"]
+
+
+def test_district_officer_and_institution_scopes(world: tuple[TestClient, Services]) -> None:
+    client, services = world
+    _user(services, "wang", "district_officer", district="江北区")
+    _user(services, "jigou", "institution", institution_code="T1")
+    assert _codes(client, _login(client, "wang")) == ["FAR-1"]
+    institution = _login(client, "jigou")
+    assert _codes(client, institution) == ["OWN-1", "OWN-2"]
+    assert client.get("/api/v1/sittings/FAR-1", headers=institution).status_code == 404
+
+
+def test_camera_hosts_read_nothing(world: tuple[TestClient, Services]) -> None:
+    client, services = world
+    _, token = services.db.run_write(
+        lambda s: create_token(
+            s, role="camera_host", name="host", cameras=[CAMERA_FRONT], actor="test"
+        )
+    )
+    response = client.get("/api/v1/sittings", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 403
+
+
+def test_wrong_passwords_are_401_then_throttled_429(world: tuple[TestClient, Services]) -> None:
+    client, services = world
+    _user(services, "zhao", "supervisor")
+    for _ in range(5):
+        wrong = client.post("/api/v1/auth/token", data={"username": "zhao", "password": "x"})
+        assert (wrong.status_code, wrong.json()["code"]) == (401, "invalid_credentials")
+    throttled = client.post("/api/v1/auth/token", data={"username": "zhao", "password": PASSWORD})
+    assert (throttled.status_code, throttled.json()["code"]) == (429, "too_many_attempts")
+    assert int(throttled.headers["Retry-After"]) > 0
+    unknown = client.post("/api/v1/auth/token", data={"username": "ghost", "password": "x"})
+    assert unknown.status_code == 401 and unknown.json()["code"] == "invalid_credentials"
+
+
+def test_cli_creates_users_and_assignments(
+    world: tuple[TestClient, Services],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    client, services = world
+    monkeypatch.setenv("EXAMVAULT_DATA_DIR", str(services.settings.data_dir))
+    monkeypatch.setenv("EXAMVAULT_DATABASE_URL", services.settings.resolved_database_url)
+    monkeypatch.setattr("sys.stdin", __import__("io").StringIO(PASSWORD + "\n"))
+    assert main(["user", "create", "sun", "--role", "supervisor", "--password-stdin"]) == 0
+    assert main(["assign", "sun", "--sitting", "OWN-2"]) == 0
+    assert main(["assign", "sun", "--sitting", "NOPE"]) == 2
+    assert "no sitting 'NOPE'" in capsys.readouterr().err
+    assert _codes(client, _login(client, "sun")) == ["OWN-2"]
+    with services.db.read() as session:
+        actions = {entry.action for entry in session.query(LedgerEntry)}
+    assert {"user.created", "assignment.granted", "user.logged_in"} <= actions
