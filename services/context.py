@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from services.checkpoints import CheckpointWriter
 from services.health_checks import HealthChecker, HealthWorker
 from services.ingest.pipeline import IngestPipeline, IngestResult
 from services.ingest.quarantine import Quarantine
@@ -37,7 +38,10 @@ class Services:
     def background_jobs(self, *, scheduled_purge: bool = False) -> list[BackgroundJob]:
         """What runs beside ingest: health checks, the verdict sweep, and (in `serve` only,
         when EXAMVAULT_PURGE_SCHEDULE is set) the daily purge."""
-        jobs: list[BackgroundJob] = [VerdictSweeper(self.db, self.settings)]
+        jobs: list[BackgroundJob] = [
+            VerdictSweeper(self.db, self.settings),
+            CheckpointWriter(self.db, self.store, self.settings.data_dir),
+        ]
         if scheduled_purge and self.settings.purge_schedule:
             jobs.append(PurgeScheduler(self.db, self.store, self.settings))
         if self.settings.health_checks:

@@ -12,6 +12,7 @@ from services.api.cameras.endpoints import router as cameras_router
 from services.api.errors import install_error_handlers
 from services.api.holds.endpoints import router as holds_router
 from services.api.ingest.endpoints import router as ingest_router
+from services.api.ledger.endpoints import router as ledger_router
 from services.api.ops.endpoints import router as ops_router
 from services.api.people.endpoints import router as people_router
 from services.api.sittings.endpoints import router as sittings_router
@@ -60,5 +61,6 @@ def create_app(
     app.include_router(sittings_router)
     app.include_router(cameras_router)
     app.include_router(holds_router)
+    app.include_router(ledger_router)
     app.include_router(people_router)
     return app

@@ -1,0 +1,126 @@
+"""The verifiable ledger over HTTP: the signing key, a fresh signed checkpoint, and RFC 9162
+inclusion and consistency proofs (docs/ledger.md says how a supervisor checks them)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from services.api.deps import CurrentSubject, ServicesDep, Subject
+from services.api.errors import ApiError
+from services.api.ledger.schemas import (
+    CheckpointOut,
+    ConsistencyProofOut,
+    InclusionProofOut,
+    SigningKeyOut,
+)
+from services.checkpoints import (
+    EntryNotInTree,
+    LedgerBroken,
+    ProofRequestError,
+    consistency_proof_for,
+    inclusion_proof_for,
+    load_or_create_signer,
+    make_checkpoint,
+)
+
+router = APIRouter(prefix="/api/v1/ledger", tags=["ledger"])
+
+
+def _ledger_reader(subject: CurrentSubject) -> Subject:
+    # Camera hosts push footage and nothing else (SPEC.md "Security model"); every person and
+    # integration may check the ledger, which names no footage and holds no secrets.
+    if subject.role == "camera_host":
+        raise ApiError(403, "forbidden", "camera hosts may not read the ledger")
+    return subject
+
+
+LedgerReader = Annotated[Subject, Depends(_ledger_reader)]
+
+
+def _broken(exc: LedgerBroken) -> ApiError:
+    return ApiError(500, "ledger_broken", f"the ledger's tree cannot be built: {exc}")
+
+
+@router.get("/key", response_model=SigningKeyOut, summary="The checkpoint signing key")
+def get_key(services: ServicesDep, _subject: LedgerReader) -> SigningKeyOut:
+    signer = load_or_create_signer(services.settings.data_dir)
+    return SigningKeyOut(
+        algorithm="Ed25519",
+        key_id=signer.key_id,
+        public_key=base64.b64encode(signer.public_key_raw).decode("ascii"),
+        public_key_pem=signer.public_key_pem,
+    )
+
+
+@router.get(
+    "/checkpoint", response_model=CheckpointOut, summary="A fresh signed checkpoint of the ledger"
+)
+def get_checkpoint(services: ServicesDep, _subject: LedgerReader) -> CheckpointOut:
+    signer = load_or_create_signer(services.settings.data_dir)
+    try:
+        with services.db.read() as session:
+            checkpoint = make_checkpoint(session, signer)
+    except LedgerBroken as exc:
+        raise _broken(exc) from exc
+    return CheckpointOut(**checkpoint.as_json())
+
+
+@router.get(
+    "/proof/inclusion",
+    response_model=InclusionProofOut,
+    summary="Proof that entry `seq` is in the tree of the first `size` entries",
+)
+def get_inclusion_proof(
+    services: ServicesDep,
+    _subject: LedgerReader,
+    seq: Annotated[int, Query(ge=1, description="the entry")],
+    size: Annotated[int | None, Query(ge=1, description="tree size; default: all")] = None,
+) -> InclusionProofOut:
+    try:
+        with services.db.read() as session:
+            proof = inclusion_proof_for(session, seq, size)
+    except EntryNotInTree as exc:
+        raise ApiError(404, "not_found", str(exc)) from exc
+    except ProofRequestError as exc:
+        raise ApiError(400, "invalid_request", str(exc)) from exc
+    except LedgerBroken as exc:
+        raise _broken(exc) from exc
+    return InclusionProofOut(
+        seq=proof.seq,
+        size=proof.size,
+        leaf_index=proof.leaf_index,
+        leaf=proof.leaf,
+        leaf_hash=proof.leaf_hash,
+        root=proof.root,
+        proof=proof.proof,
+    )
+
+
+@router.get(
+    "/proof/consistency",
+    response_model=ConsistencyProofOut,
+    summary="Proof that the tree of `old` entries is a prefix of the tree of `new`",
+)
+def get_consistency_proof(
+    services: ServicesDep,
+    _subject: LedgerReader,
+    old: Annotated[int, Query(ge=1, description="the older tree size")],
+    new: Annotated[int | None, Query(ge=1, description="the newer tree size; default: all")] = None,
+) -> ConsistencyProofOut:
+    try:
+        with services.db.read() as session:
+            proof = consistency_proof_for(session, old, new)
+    except ProofRequestError as exc:
+        raise ApiError(400, "invalid_request", str(exc)) from exc
+    except LedgerBroken as exc:
+        raise _broken(exc) from exc
+    return ConsistencyProofOut(
+        old_size=proof.old_size,
+        new_size=proof.new_size,
+        old_root=proof.old_root,
+        new_root=proof.new_root,
+        proof=proof.proof,
+    )
