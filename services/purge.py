@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from services.background import BackgroundThread
@@ -270,21 +270,25 @@ def _tombstone_batch(
         .where(Segment.id.in_([item.segment_id for item in done]))
         .values(purged_at=now)
     )
-    session.add_all(
-        Tombstone(
-            segment_id=item.segment_id,
-            run_id=run_id,
-            sha256=item.sha256,
-            size_bytes=item.size_bytes,
-            blob_key=item.blob_key,
-            starts_at=item.starts_at,
-            ends_at=item.ends_at,
-            expires_at=item.expires_at,
-            purged_at=now,
-            reason=reason,
-            blob_deleted_at=None,
-        )
-        for item in done
+    # Core executemany: the ORM unit of work is the slowest part of a 500-segment batch.
+    session.execute(
+        insert(Tombstone),
+        [
+            {
+                "segment_id": item.segment_id,
+                "run_id": run_id,
+                "sha256": item.sha256,
+                "size_bytes": item.size_bytes,
+                "blob_key": item.blob_key,
+                "starts_at": item.starts_at,
+                "ends_at": item.ends_at,
+                "expires_at": item.expires_at,
+                "purged_at": now,
+                "reason": reason,
+                "blob_deleted_at": None,
+            }
+            for item in done
+        ],
     )
     ledger.append_many(
         session,

@@ -15,12 +15,23 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session
 
 from storage.models import LedgerEntry
 
 GENESIS_HASH = "0" * 64
+_COLUMNS = (
+    "seq",
+    "recorded_at",
+    "actor",
+    "action",
+    "subject_type",
+    "subject_id",
+    "details",
+    "prev_hash",
+    "entry_hash",
+)
 # Any fixed number: PostgreSQL's transaction-scoped advisory lock that serialises appenders.
 _PG_LEDGER_LOCK = 0x45584C44
 
@@ -113,8 +124,12 @@ def append_many(
             )
         )
         prev = digest
-    session.add_all(entries)
+    # Core executemany, not the ORM unit of work: a purge batch appends hundreds at once.
     session.flush()
+    session.execute(
+        insert(LedgerEntry),
+        [{column: getattr(entry, column) for column in _COLUMNS} for entry in entries],
+    )
     return entries
 
 

@@ -235,17 +235,16 @@ class HoldDefinition:
     camera: str | None = None  # camera holds
     start: datetime | None = None  # sitting and camera holds
     end: datetime | None = None
-    segment_index: int | None = None  # segment holds
+    segment_id: int | None = None  # segment holds
 
-    def covers(self, segment: MadeSegment, made: list[MadeSegment], ids: dict[str, int]) -> bool:
+    def covers(self, segment: MadeSegment, ids: dict[str, int]) -> bool:
         if self.released:
             return False
         if self.kind == "segment":
-            assert self.segment_index is not None
-            return made[self.segment_index % len(made)].id == segment.id
+            return self.segment_id == segment.id
         assert self.start is not None and self.end is not None
         # A sitting keeps all footage of its room's cameras (both of them here); margins are 0.
-        cameras = {ids[self.camera]} if self.kind == "camera" else set(ids.values())
+        cameras = {ids[self.camera]} if self.camera is not None else set(ids.values())
         return (
             segment.camera_id in cameras
             and segment.starts_at < self.end
@@ -253,12 +252,28 @@ class HoldDefinition:
         )
 
 
+Edge = Literal["free", "ends_at_start", "starts_at_end", "overlaps_start"]
+
+
+@dataclass(frozen=True)
+class HoldSpec:
+    kind: HoldKind
+    released: bool
+    # Which segment a segment hold names, or which one a time hold is placed against.
+    segment_index: int
+    # Where a sitting or camera hold lies: on free slots, or against the anchor segment, just
+    # touching it on either side (must not cover) or overlapping its start (must cover).
+    edge: Edge
+    camera: int  # camera index of a free camera hold
+    slot: int
+    slots: int
+
+
 @dataclass(frozen=True)
 class Scenario:
     # (camera index, start slot, minutes long, expiry offset in hours from now)
     segments: list[tuple[int, int, int, int]]
-    # (kind, camera index, start slot, slots long, segment index, released)
-    holds: list[tuple[HoldKind, int, int, int, int, bool]]
+    holds: list[HoldSpec]
     # as_of: an offset in hours from now, or exactly some segment's expiry (the boundary)
     as_of_hours: int
     as_of_on_expiry: int | None
@@ -269,8 +284,9 @@ scenarios = st.builds(
     segments=st.lists(
         st.tuples(
             st.integers(0, 1),
-            st.integers(0, 40),
-            st.integers(1, 30),
+            st.integers(0, 12),
+            # Whole slots mostly, so neighbouring segments and holds meet exactly.
+            st.sampled_from([10, 10, 20, 7, 15]),
             # Never within the hour around now: plan-at-now and execute must see the same set.
             st.integers(-72, -1) | st.integers(1, 72),
         ),
@@ -278,19 +294,35 @@ scenarios = st.builds(
         unique_by=lambda spec: (spec[0], spec[1]),  # one segment per camera and start
     ),
     holds=st.lists(
-        st.tuples(
-            st.sampled_from(["sitting", "camera", "segment"]),
-            st.integers(0, 1),
-            st.integers(-2, 42),
-            st.integers(1, 12),
-            st.integers(0, 9),
-            st.booleans(),
+        st.builds(
+            HoldSpec,
+            kind=st.sampled_from(["sitting", "camera", "segment"]),
+            released=st.booleans(),
+            segment_index=st.integers(0, 9),
+            edge=st.sampled_from(["free", "ends_at_start", "starts_at_end", "overlaps_start"]),
+            camera=st.integers(0, 1),
+            slot=st.integers(-1, 13),
+            slots=st.integers(1, 4),
         ),
         max_size=4,
     ),
     as_of_hours=st.integers(-96, 96),
     as_of_on_expiry=st.none() | st.integers(0, 9),
 )
+
+
+def hold_interval(
+    spec: HoldSpec, base: datetime, anchor: MadeSegment | None
+) -> tuple[datetime, datetime]:
+    length = spec.slots * SLOT
+    if anchor is None or spec.edge == "free":
+        return base + spec.slot * SLOT, base + spec.slot * SLOT + length
+    if spec.edge == "ends_at_start":
+        return anchor.starts_at - length, anchor.starts_at
+    if spec.edge == "starts_at_end":
+        return anchor.ends_at, anchor.ends_at + length
+    return anchor.starts_at - length, anchor.starts_at + timedelta(minutes=1)
+
 
 # Each example gets a day of its own (far from the others) so holds of earlier examples, which
 # stay in the database, cannot cover the segments of later ones.
@@ -322,33 +354,37 @@ def test_purge_takes_exactly_the_expired_unheld_segments(
     made = make_segments(services, specs, tmp_path / "blobs")
 
     definitions: dict[int, HoldDefinition] = {}
-    for kind, camera, slot, length, index, released in scenario.holds:
-        start, end = base + slot * SLOT, base + (slot + length) * SLOT
-        if kind == "segment":
-            if not made:
+    for spec in scenario.holds:
+        anchor = made[spec.segment_index % len(made)] if made else None
+        start, end = hold_interval(spec, base, anchor)
+        if spec.kind == "segment":
+            if anchor is None:
                 continue
-            definition = HoldDefinition(kind, released, segment_index=index)
-            request = HoldRequest(reason="case", segment_id=made[index % len(made)].id)
-        elif kind == "camera":
+            definition = HoldDefinition(spec.kind, spec.released, segment_id=anchor.id)
+            request = HoldRequest(reason="case", segment_id=anchor.id)
+        elif spec.kind == "camera":
+            camera = CAMERAS[spec.camera]
+            if anchor is not None and spec.edge != "free":
+                camera = next(code for code, id_ in ids.items() if id_ == anchor.camera_id)
             definition = HoldDefinition(
-                kind, released, camera=CAMERAS[camera], start=start, end=end
+                spec.kind, spec.released, camera=camera, start=start, end=end
             )
             request = HoldRequest(
-                reason="case", camera_code=CAMERAS[camera], held_from=start, held_until=end
+                reason="case", camera_code=camera, held_from=start, held_until=end
             )
         else:
-            definition = HoldDefinition(kind, released, start=start, end=end)
+            definition = HoldDefinition(spec.kind, spec.released, start=start, end=end)
             request = HoldRequest(reason="case", sitting_code=make_sitting(services, start, end))
         hold_id = hold(services, request)
         definitions[hold_id] = definition
-        if released:
+        if spec.released:
             release(services, hold_id)
 
     def covering(segment: MadeSegment) -> set[int]:
         return {
             hold_id
             for hold_id, definition in definitions.items()
-            if definition.covers(segment, made, ids)
+            if definition.covers(segment, ids)
         }
 
     # Planning at an arbitrary instant, past or future.
