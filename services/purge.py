@@ -20,6 +20,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from services.background import BackgroundThread
+from services.checkpoints import CHECKPOINT_PREFIX
 from services.holds import active_scopes
 from services.ingest.retention import (
     PurgeDecision,
@@ -336,10 +337,16 @@ class Reconciliation:
         }
 
 
+def segment_keys(store: BlobStore) -> set[str]:
+    """Every object key in the store except the signed ledger checkpoints kept beside them."""
+    every = store.keys()
+    return {key for key in every if not key.startswith(CHECKPOINT_PREFIX)}
+
+
 def reconcile(db: Database, store: BlobStore, *, now: datetime | None = None) -> Reconciliation:
     now = now or datetime.now(UTC)
     report = Reconciliation()
-    stored = set(store.keys())
+    stored = segment_keys(store)
     known: set[str] = set()
     with db.read() as session:
         for segment_id, key, expires_at, purged_at in session.execute(
