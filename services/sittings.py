@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, cast, exists, or_, select
+from sqlalchemy import ColumnElement, String, cast, or_, select
 from sqlalchemy.orm import Session
 
 from services.background import BackgroundThread
@@ -194,27 +194,34 @@ def coverage_report(
     ):
         flags[camera_id].append(HealthInterval(start, end, kind))
 
+    coverages = {
+        camera.id: camera_coverage(
+            required, footage[camera.id], tolerance=tolerance, rejected_claims=claims[camera.code]
+        )
+        for camera in cameras
+    }
+    # One query for all cameras with an unexplained hole (asking per camera cost a round trip
+    # each in the benchmark).
+    unexplained = [
+        camera_id
+        for camera_id, coverage in coverages.items()
+        if any(gap.cause is GapCause.NOT_RECEIVED for gap in coverage.gaps)
+    ]
+    for camera_id in _suspect_footage_near(session, unexplained, required):
+        coverage = coverages[camera_id]
+        coverages[camera_id] = dataclasses.replace(
+            coverage,
+            gaps=tuple(
+                dataclasses.replace(gap, cause=GapCause.CLOCK_SUSPECT)
+                if gap.cause is GapCause.NOT_RECEIVED
+                else gap
+                for gap in coverage.gaps
+            ),
+        )
+
     reports = []
     for camera in cameras:
-        coverage = camera_coverage(
-            required,
-            footage[camera.id],
-            tolerance=tolerance,
-            rejected_claims=claims[camera.code],
-        )
-        if any(gap.cause is GapCause.NOT_RECEIVED for gap in coverage.gaps) and (
-            _suspect_footage_near(session, camera.id, required)
-        ):
-            # Only worth asking when there is an unexplained hole.
-            coverage = dataclasses.replace(
-                coverage,
-                gaps=tuple(
-                    dataclasses.replace(gap, cause=GapCause.CLOCK_SUSPECT)
-                    if gap.cause is GapCause.NOT_RECEIVED
-                    else gap
-                    for gap in coverage.gaps
-                ),
-            )
+        coverage = coverages[camera.id]
         health = tuple(_clip(flag, required) for flag in merge_flags(flags[camera.id]))
         reports.append(
             CameraReport(camera.code, camera.position, len(footage[camera.id]), coverage, health)
@@ -251,17 +258,20 @@ def _suspect_clock() -> ColumnElement[bool]:
     return or_(*(flags_text.like(f'%"{flag}"%') for flag in SUSPECT_FLAGS))
 
 
-def _suspect_footage_near(session: Session, camera_id: int, required: Interval) -> bool:
-    return bool(
-        session.scalar(
-            select(
-                exists().where(
-                    Segment.camera_id == camera_id,
-                    Segment.starts_at > required.start - _SUSPECT_REACH,
-                    Segment.starts_at < required.end + _SUSPECT_REACH,
-                    _suspect_clock(),
-                )
+def _suspect_footage_near(session: Session, camera_ids: list[int], required: Interval) -> set[int]:
+    """The cameras among `camera_ids` with suspect-clock footage within reach of the sitting."""
+    if not camera_ids:
+        return set()
+    return set(
+        session.scalars(
+            select(Segment.camera_id)
+            .where(
+                Segment.camera_id.in_(camera_ids),
+                Segment.starts_at > required.start - _SUSPECT_REACH,
+                Segment.starts_at < required.end + _SUSPECT_REACH,
+                _suspect_clock(),
             )
+            .distinct()
         )
     )
 

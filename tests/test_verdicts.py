@@ -12,7 +12,7 @@ from services.context import Services
 from services.ingest.pipeline import Arrival, Outcome
 from services.schedule import parse_json
 from services.sittings import apply_schedule, coverage_report, sweep_pending
-from storage.models import LedgerEntry, Sitting
+from storage.models import Camera, LedgerEntry, Segment, Sitting
 from tests.conftest import CAMERA_FRONT, ROOM
 
 START = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
@@ -92,3 +92,51 @@ def test_a_rejected_file_explains_its_gap(registered: Services, tmp_path: Path) 
         report = coverage_report(session, sitting, registered.settings)
     front = next(camera for camera in report.cameras if camera.camera == CAMERA_FRONT)
     assert [gap.cause.value for gap in front.coverage.gaps] == ["rejected"]
+
+
+def test_a_suspect_clock_nearby_explains_the_gap(registered: Services) -> None:
+    _schedule(registered, START)
+    with registered.db.write() as session:
+        front = session.scalar(select(Camera).where(Camera.code == CAMERA_FRONT))
+        assert front is not None
+        misfiled = START + timedelta(hours=8)  # local time written as UTC by the host
+        session.add(
+            Segment(
+                camera_id=front.id,
+                starts_at=misfiled,
+                ends_at=misfiled + timedelta(minutes=10),
+                declared_start="x",
+                duration_seconds=600,
+                sha256="0" * 64,
+                size_bytes=1,
+                blob_key="T1-S1-R1-F/misfiled.mp4",
+                container="mp4",
+                video_codec="h264",
+                width=1,
+                height=1,
+                frame_rate=None,
+                keyframe_count=1,
+                has_audio=False,
+                clock_flags=["timezone_suspect"],
+                source="spool",
+                original_name="x",
+                received_at=misfiled,
+                expires_at=misfiled,
+                purged_at=None,
+            )
+        )
+    with registered.db.read() as session:
+        sitting = session.scalar(select(Sitting).where(Sitting.code == "V-1"))
+        assert sitting is not None
+        report = coverage_report(session, sitting, registered.settings)
+    causes = {
+        camera.camera: [gap.cause.value for gap in camera.coverage.gaps]
+        for camera in report.cameras
+    }
+    assert causes[CAMERA_FRONT] == ["clock_suspect"]
+    assert all(
+        cause == "not_received"
+        for code, gaps in causes.items()
+        if code != CAMERA_FRONT
+        for cause in gaps
+    )
