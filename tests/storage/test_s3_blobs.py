@@ -16,7 +16,7 @@ from minio import Minio
 
 from storage.blobs import BlobStoreError, WormViolation, open_blob_store
 from storage.s3 import MiB, S3BlobStore, _ObjectState
-from tests.s3server import ACCESS_KEY, SECRET_KEY, s3_endpoint  # noqa: F401 (fixture)
+from tests.s3server import ACCESS_KEY, SECRET_KEY
 
 
 def _key_for(sha256: str) -> str:
@@ -32,13 +32,13 @@ def _days_ahead(days: int) -> datetime:
 
 
 @pytest.fixture
-def raw_client(s3_endpoint: str) -> Minio:  # noqa: F811
+def raw_client(s3_endpoint: str) -> Minio:
     """A bare client, to look at what the store really holds behind S3BlobStore's back."""
     return Minio(endpoint=s3_endpoint, access_key=ACCESS_KEY, secret_key=SECRET_KEY, secure=False)
 
 
 @pytest.fixture
-def make_store(s3_endpoint: str) -> Callable[..., S3BlobStore]:  # noqa: F811
+def make_store(s3_endpoint: str) -> Callable[..., S3BlobStore]:
     def make(bucket: str | None = None, **options: int) -> S3BlobStore:
         return S3BlobStore(
             bucket=bucket or _fresh_bucket(),
@@ -283,7 +283,7 @@ def test_a_bucket_without_object_lock_is_refused(
 
 
 def test_open_blob_store_with_an_s3_url_gives_a_working_store(
-    s3_endpoint: str,  # noqa: F811
+    s3_endpoint: str,
     segment: Path,
 ):
     url = f"s3://{_fresh_bucket()}?endpoint={s3_endpoint}&secure=false"
@@ -305,7 +305,7 @@ class _LockDroppingStore(S3BlobStore):
         return dataclasses.replace(state, lock_mode=None, retain_until=None)
 
 
-def test_put_fails_when_the_lock_does_not_read_back(s3_endpoint: str, segment: Path):  # noqa: F811
+def test_put_fails_when_the_lock_does_not_read_back(s3_endpoint: str, segment: Path):
     store = _LockDroppingStore(
         bucket=_fresh_bucket(),
         endpoint=s3_endpoint,
