@@ -29,6 +29,7 @@ bench: install
 	$(PY) -m bench.ingest
 	$(PY) -m bench.health
 	$(PY) -m bench.coverage
+	$(PY) -m bench.purge
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
