@@ -5,10 +5,11 @@ query in the same run.
 dir) and on PostgreSQL (a schema of its own, dropped at the end): 100 rooms of 20 cameras, each
 camera 500 one-minute segments with small realistic jitter (sub-second joins, occasional dropped
 seconds, a few lost minutes, a few overlaps), four sittings per room, per-keyframe health samples
-(one per 2 s) and a few quarantined claims. The schema comes from the Alembic migrations, so the
-indexes are exactly the production ones; no video is involved.
+(one per 2 s) with the health flags derived from them, and a few quarantined claims. The schema
+comes from the Alembic migrations, so the indexes are exactly the production ones; no video is
+involved.
 
-It then computes the report of one 20-camera sitting many times, of a handful of sittings
+It then computes the report of one 20-camera sitting many times, and of a handful of sittings
 round-robin, each in a fresh read session as a request would. In the same loop, alternating
 order, it times the floor: the exact segment SELECT that report issues, executed alone on the
 raw driver cursor with its rows fetched and nothing else. The target is p99 under 20 ms; the
@@ -170,8 +171,6 @@ class Dataset:
         ]
         self.measured = by_key[0, MEASURED_SLOT]
 
-    # Registry ---------------------------------------------------------------------------
-
     def institution_code(self, index: int) -> str:
         return f"BENCH{index + 1:04d}"
 
@@ -266,8 +265,6 @@ class Dataset:
             }
             for s in self.sittings
         ]
-
-    # Evidence ---------------------------------------------------------------------------
 
     def timeline(self, camera: int) -> list[PlannedSegment]:
         """One camera's day: back-to-back minutes, joined to within a fraction of a second
@@ -489,9 +486,6 @@ class Dataset:
         return records
 
 
-# Loading --------------------------------------------------------------------------------
-
-
 def _batches(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
     batch: list[dict[str, Any]] = []
     for row in rows:
@@ -606,9 +600,6 @@ def postgres_schema(base: str) -> Iterator[str]:
         with admin.connect() as connection:
             connection.execute(text(f'DROP SCHEMA IF EXISTS "{PG_SCHEMA}" CASCADE'))
         admin.dispose()
-
-
-# Measuring ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -1069,7 +1060,7 @@ def main(argv: list[str] | None = None) -> int:
             "sitting_slots_minutes": [list(slot) for slot in SITTING_SLOTS],
             "health_samples": "one per 2 s of footage for the 20 cameras of each round-robin "
             "sitting, from 15 s before it to its end; a black, a covered and a frozen episode "
-            "per room (the report no longer reads samples, only the flags derived from them)",
+            "per room (reports read only the flags derived from them)",
             "health_flags": "derived per segment from those samples with health_intervals, as "
             "HealthChecker stores them; elsewhere a 4-30 s frozen flag on 0.3% of segments",
             "quarantine_records": "2 per room (one unreadable, no claimed time) + 3 claims "

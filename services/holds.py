@@ -98,6 +98,9 @@ def place_hold(
 ) -> Hold:
     if not request.reason.strip():
         raise HoldError("a hold needs a reason")
+    # Taken first, so a purge batch and this hold run one after the other: the batch either
+    # sees the hold, or has finished and this hold no longer finds the purged segments.
+    ledger.lock_head(session)
     chosen = [request.sitting_code, request.camera_code, request.segment_id]
     if sum(value is not None for value in chosen) != 1:
         raise HoldError("name exactly one of a sitting, a camera (with --from/--to) or a segment")
@@ -156,6 +159,7 @@ def place_hold(
 def release_hold(
     session: Session, store: BlobStore, settings: Settings, hold_id: int, *, actor: str, reason: str
 ) -> Hold:
+    ledger.lock_head(session)
     hold = session.get(Hold, hold_id)
     if hold is None:
         raise HoldError(f"no hold {hold_id}")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from services.background import BackgroundThread
@@ -32,9 +32,9 @@ from services.ingest.retention import (
 from services.settings import Settings
 from services.timefmt import rfc3339
 from storage import ledger
-from storage.blobs import BlobStore
+from storage.blobs import BlobStore, BlobStoreError
 from storage.db import Database
-from storage.models import Camera, Hold, PurgeRun, Segment, Sitting, Tombstone
+from storage.models import Camera, PurgeRun, Segment, Sitting, Tombstone
 
 logger = logging.getLogger(__name__)
 
@@ -137,12 +137,21 @@ class PurgeResult:
     finished_leftovers: int = 0
 
 
-def _holds_fingerprint(session: Session) -> tuple[int, int]:
-    """Changes whenever a hold is placed, so a batch sees holds placed during the run."""
-    count, newest = session.execute(
-        select(func.count(), func.coalesce(func.max(Hold.id), 0)).where(Hold.released_at.is_(None))
-    ).one()
-    return int(count), int(newest)
+def _delete_blobs(store: BlobStore, keys: list[str]) -> set[str]:
+    """Delete what can be deleted; a blob the store refuses (a legal hold, a lock running late
+    on a clock behind ours) is logged and left for the next run, never blocking the rest."""
+    try:
+        store.delete_many(keys)
+        return set(keys)
+    except BlobStoreError:
+        deleted = set()
+        for key in keys:
+            try:
+                store.delete(key)
+                deleted.add(key)
+            except BlobStoreError as exc:
+                logger.error("purge: %s stays for now: %s", key, exc)
+        return deleted
 
 
 def finish_leftovers(db: Database, store: BlobStore) -> int:
@@ -153,11 +162,11 @@ def finish_leftovers(db: Database, store: BlobStore) -> int:
         ).all()
     for start in range(0, len(pending), BATCH):
         chunk = pending[start : start + BATCH]
-        store.delete_many([key for _, key in chunk])
+        deleted = _delete_blobs(store, [key for _, key in chunk])
         with db.write() as session:
             session.execute(
                 update(Tombstone)
-                .where(Tombstone.id.in_([tombstone_id for tombstone_id, _ in chunk]))
+                .where(Tombstone.id.in_([tid for tid, key in chunk if key in deleted]))
                 .values(blob_deleted_at=datetime.now(UTC))
             )
     return len(pending)
@@ -197,11 +206,15 @@ def execute_purge(
                 session, settings, b, run_id=result.run_id, actor=actor, reason=reason
             )
         )
-        store.delete_many([item.blob_key for item in done])
+        deleted = _delete_blobs(store, [item.blob_key for item in done])
         with db.write() as session:
             session.execute(
                 update(Tombstone)
-                .where(Tombstone.segment_id.in_([item.segment_id for item in done]))
+                .where(
+                    Tombstone.segment_id.in_(
+                        [item.segment_id for item in done if item.blob_key in deleted]
+                    )
+                )
                 .values(blob_deleted_at=datetime.now(UTC))
             )
         result.purged += len(done)
@@ -231,6 +244,9 @@ def _tombstone_batch(
     reason: str,
 ) -> list[PlanItem]:
     """Re-check each item right before deleting: still unpurged, still expired, not held."""
+    # Placing a hold appends to the ledger and so holds its lock until it commits; taking that
+    # lock first makes this batch wait for, and then see, a hold placed while it ran.
+    ledger.lock_head(session)
     now = datetime.now(UTC)
     holds = active_scopes(session, settings)
     current = {

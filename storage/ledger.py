@@ -82,12 +82,19 @@ class Event:
     details: dict[str, Any] | None = None
 
 
+def lock_head(session: Session) -> None:
+    """Serialise with every other ledger writer until this transaction ends. PostgreSQL takes a
+    transaction-scoped advisory lock (idempotent within it); SQLite writers already hold the
+    database's write lock from BEGIN IMMEDIATE."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LEDGER_LOCK})
+
+
 def append_many(
     session: Session, events: list[Event], *, recorded_at: datetime | None = None
 ) -> list[LedgerEntry]:
     """Chain the events after the current head, inside the caller's transaction."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LEDGER_LOCK})
+    lock_head(session)
     head = session.execute(
         select(LedgerEntry.seq, LedgerEntry.entry_hash).order_by(LedgerEntry.seq.desc()).limit(1)
     ).first()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -415,8 +416,10 @@ def test_purge_takes_exactly_the_expired_unheld_segments(
             item.segment_id
             for item in plan_purge(session, services.settings, datetime.now(UTC)).items
         }
+    # Earlier examples' segments never become due here: their expiries are hours away from
+    # their own now, and their holds were released, if at all, before their own purge.
     expected = {s.id for s in made if s.expires_at <= now and not covering(s)}
-    assert expected <= planned_now
+    assert planned_now == expected
     before = purged_ids(services)
     result = execute_purge(services.db, services.store, services.settings, actor="test")
     assert purged_ids(services) - before == planned_now
@@ -819,3 +822,39 @@ def test_purge_on_s3_deletes_unlocked_expired_objects_and_respects_legal_holds(
     assert set(services.store.keys()) == {kept.blob_key}
     assert not reconcile(services.db, services.store).as_json()["tombstoned_blob_present"]
     assert ledger_ok(services)
+
+
+def test_a_hold_committed_while_a_purge_runs_is_respected(
+    registered: Services, tmp_path: Path
+) -> None:
+    """The purge's batch must not act on a hold list read before a concurrent hold committed."""
+    now = datetime.now(UTC)
+    start = datetime(2022, 1, 1, tzinfo=UTC)
+    segment = make_segments(
+        registered,
+        [SegmentSpec(CAMERA_FRONT, start, start + timedelta(minutes=10), now - timedelta(days=1))],
+        tmp_path / "blobs",
+    )[0]
+    outcome: dict[str, object] = {}
+    with registered.db.write() as session:
+        place_hold(
+            session,
+            registered.store,
+            registered.settings,
+            HoldRequest(reason="court order", segment_id=segment.id),
+            actor="judge",
+        )
+        purge = threading.Thread(
+            target=lambda: outcome.update(
+                result=execute_purge(
+                    registered.db, registered.store, registered.settings, actor="purge"
+                )
+            )
+        )
+        purge.start()
+        time.sleep(1.0)  # the purge is now waiting on the hold's transaction
+    purge.join(timeout=60)
+    with registered.db.read() as session:
+        stored = session.get(Segment, segment.id)
+        assert stored is not None and stored.purged_at is None
+    assert registered.store.stat(segment.blob_key) is not None
