@@ -50,6 +50,7 @@ from sqlalchemy import Table, create_engine, event, insert, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import Session
 
+from bench.machine import cpu_model, filesystem_of
 from services.ingest.health import TimedSample, health_intervals
 from services.settings import Settings, load_settings
 from services.sittings import CoverageReport, coverage_report
@@ -912,47 +913,18 @@ def run_backend(
         db.dispose()
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _filesystem_of(path: Path) -> str:
-    """The type of the mount holding `path` (where the SQLite file lives)."""
-    best, kind = "", "unknown"
-    try:
-        mounts = Path("/proc/mounts").read_text().splitlines()
-    except OSError:
-        return kind
-    resolved = str(path.resolve())
-    for line in mounts:
-        fields = line.split()
-        if (
-            len(fields) >= 3
-            and (resolved + "/").startswith(fields[1].rstrip("/") + "/")
-            and len(fields[1]) >= len(best)
-        ):
-            best, kind = fields[1], fields[2]
-    return kind
-
-
 def machine(scratch: Path, backends: dict[str, Any]) -> dict[str, Any]:
     postgres = backends.get("postgresql", {}).get("server", {})
     return {
         "platform": platform.platform(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "sqlalchemy": sqlalchemy.__version__,
         "psycopg": psycopg.__version__,
         "sqlite": sqlite3.sqlite_version,
         "postgresql": postgres.get("server_version"),
-        "scratch_filesystem": _filesystem_of(scratch),
+        "scratch_filesystem": filesystem_of(scratch),
         "date_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 

@@ -34,6 +34,7 @@ import av
 import cv2
 import numpy as np
 
+from bench.machine import cpu_model
 from services.ingest.health import frame_at, prepare_reference, sample_segment
 from services.ingest.probe import probe_recording
 from services.ingest.synthetic import classroom_scene, write_recording
@@ -128,20 +129,10 @@ def summarize(timings: list[Timing], video_seconds: float) -> dict[str, Any]:
     }
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def machine() -> dict[str, Any]:
     return {
         "platform": platform.platform(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "av": av.__version__,

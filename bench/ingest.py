@@ -36,6 +36,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import av
 
+from bench.machine import cpu_model, filesystem_of
 from services.context import Services
 from services.ingest import pipeline as pipeline_module
 from services.ingest.pipeline import Arrival, Outcome
@@ -399,45 +400,16 @@ def measure_stages(workload: Workload) -> dict[str, float]:
     return {name: round(ms, 2) for name, ms in stages.items()}
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
-def _filesystem_of(path: Path) -> str:
-    """The type of the mount holding `path`: fsync costs differ wildly between filesystems."""
-    best, kind = "", "unknown"
-    try:
-        mounts = Path("/proc/mounts").read_text().splitlines()
-    except OSError:
-        return kind
-    resolved = str(path.resolve())
-    for line in mounts:
-        fields = line.split()
-        if (
-            len(fields) >= 3
-            and (resolved + "/").startswith(fields[1].rstrip("/") + "/")
-            and len(fields[1]) >= len(best)
-        ):
-            best, kind = fields[1], fields[2]
-    return kind
-
-
 def machine(scratch: Path) -> dict[str, Any]:
     return {
         "platform": platform.platform(),
-        "cpu_model": _cpu_model(),
+        "cpu_model": cpu_model(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "av": av.__version__,
         "ffmpeg": str(av.ffmpeg_version_info),
         "sqlite": sqlite3.sqlite_version,
-        "scratch_filesystem": _filesystem_of(scratch),
+        "scratch_filesystem": filesystem_of(scratch),
         "date_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
 
