@@ -40,7 +40,7 @@ from services.context import Services
 from storage import ledger, merkle
 from storage.models import LedgerEntry
 from storage.s3 import S3BlobStore
-from tests.s3server import ACCESS_KEY, SECRET_KEY, s3_endpoint  # noqa: F401 (fixture)
+from tests.s3server import ACCESS_KEY, SECRET_KEY
 
 
 def _append(services: Services, count: int) -> None:
@@ -129,7 +129,7 @@ def test_stored_checkpoint_is_written_once_and_read_back_as_latest(services: Ser
 
 def test_checkpoint_on_s3_is_object_locked(
     services: Services,
-    s3_endpoint: str,  # noqa: F811
+    s3_endpoint: str,
 ) -> None:
     store = S3BlobStore(
         bucket=f"ck-{uuid.uuid4().hex}",
@@ -170,7 +170,8 @@ def test_writer_refuses_to_sign_over_a_rewritten_history(services: Services) -> 
     _rewrite_chain_from(services, 2)
     _append(services, 1)
     assert _writer(services).write_if_grown() is None
-    assert latest_stored_checkpoint(services.store).size == 3  # type: ignore[union-attr]
+    latest = latest_stored_checkpoint(services.store)
+    assert latest is not None and latest.size == 3
 
 
 def test_service_proofs_verify_against_checkpoints(services: Services) -> None:
