@@ -130,6 +130,9 @@ class Sitting(Base):
         String(16), default="pending", server_default="pending"
     )
     coverage_checked_at: Mapped[datetime | None]
+    # Once the centre closes a sitting's review, its findings are final: no author may edit.
+    review_closed_at: Mapped[datetime | None]
+    review_closed_by: Mapped[str | None] = mapped_column(String(200))
 
     room: Mapped[Room] = relationship()
 
@@ -283,6 +286,32 @@ class Hold(Base):
     release_reason: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_holds_active", "released_at"),)
+
+
+class Finding(Base):
+    """A supervisor's note (督导记录) on a sitting: at one camera, at an instant or over an
+    interval, in a category. Only its author edits it, and only while the review is open;
+    every version is in the ledger, so an edit never erases what was first written."""
+
+    __tablename__ = "findings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sitting_id: Mapped[int] = mapped_column(ForeignKey("sittings.id"))
+    camera_id: Mapped[int] = mapped_column(ForeignKey("cameras.id"))
+    # substitution | absent_assessor | camera_blocked | off_site | other
+    category: Mapped[str] = mapped_column(String(32))
+    observed_from: Mapped[datetime]
+    # None for an instant; the end of the interval otherwise.
+    observed_until: Mapped[datetime | None]
+    text: Mapped[str] = mapped_column(Text)
+    author_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    author: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    revision: Mapped[int] = mapped_column(Integer, default=1)
+    withdrawn_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_findings_sitting", "sitting_id", "observed_from"),)
 
 
 class PurgeRun(Base):

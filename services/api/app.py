@@ -10,6 +10,9 @@ from fastapi import FastAPI
 
 from services.api.cameras.endpoints import router as cameras_router
 from services.api.errors import install_error_handlers
+from services.api.exports.endpoints import router as exports_router
+from services.api.findings.endpoints import router as findings_router
+from services.api.footage.endpoints import router as footage_router
 from services.api.holds.endpoints import router as holds_router
 from services.api.ingest.endpoints import router as ingest_router
 from services.api.ledger.endpoints import router as ledger_router
@@ -63,4 +66,7 @@ def create_app(
     app.include_router(holds_router)
     app.include_router(ledger_router)
     app.include_router(people_router)
+    app.include_router(footage_router)
+    app.include_router(findings_router)
+    app.include_router(exports_router)
     return app

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.access import Subject, sitting_scope
+from services.access import Subject, sitting_scope, visible_sitting
 from services.api.deps import AdminSubject, ServicesDep, SittingReader
 from services.api.errors import ApiError
 from services.api.sittings.schemas import (
@@ -44,13 +44,7 @@ def _instant(value: str | None, name: str) -> datetime | None:
 def _find(session: Session, code: str, subject: Subject) -> Sitting:
     """The sitting if the caller may see it; otherwise 404, as for one that does not exist,
     so that a supervisor cannot learn which other sittings there are."""
-    sitting = session.scalar(
-        select(Sitting)
-        .join(Room, Sitting.room_id == Room.id)
-        .join(Site, Room.site_id == Site.id)
-        .join(Institution, Site.institution_id == Institution.id)
-        .where(Sitting.code == code, sitting_scope(subject, datetime.now(UTC)))
-    )
+    sitting = visible_sitting(session, code, subject, datetime.now(UTC))
     if sitting is None:
         raise ApiError(404, "not_found", f"no sitting {code!r}")
     return sitting

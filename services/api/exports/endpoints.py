@@ -1,0 +1,7 @@
+"""Evidence exports: a sitting's signed, verifiable ZIP package."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["exports"])
