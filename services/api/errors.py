@@ -53,6 +53,10 @@ MESSAGES_ZH: dict[str, str] = {
     "too_many_attempts": "登录失败次数过多，请稍后再试。",
     "invalid_user": "用户信息不合法。",
     "invalid_assignment": "督导分派不合法。",
+    "invalid_finding": "督导记录不合法。",
+    "review_closed": "该场次的督导复核已结束，督导记录不可再修改。",
+    "withdrawn": "该督导记录已撤回。",
+    "review_unchanged": "该场次的复核状态未改变。",
 }
 
 

@@ -3,86 +3,19 @@ district officers their district; institutions their own verdicts; logins are th
 
 from __future__ import annotations
 
-import copy
-import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from services.api.app import create_app
 from services.auth import create_token
 from services.cli import main
 from services.context import Services
-from services.people import assign, create_user
-from services.registry import import_registry
+from services.people import assign
 from storage.models import Assignment, LedgerEntry
-from tests.conftest import CAMERA_FRONT, REGISTRY, ROOM
-
-PASSWORD = "correct horse battery"
-START = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
-
-
-def _sitting(code: str, room: str, start: datetime) -> dict[str, str]:
-    return {
-        "sitting_code": code,
-        "room_code": room,
-        "kind": "theory",
-        "occupation": "电工",
-        "level": "四级",
-        "starts_at": start.isoformat(),
-        "ends_at": (start + timedelta(hours=1)).isoformat(),
-    }
-
-
-@pytest.fixture
-def world(registered: Services) -> Iterator[tuple[TestClient, Services]]:
-    other = copy.deepcopy(REGISTRY)
-    inst = other["institutions"][0]
-    inst.update(code="T2", district="江北区")
-    inst["sites"][0]["code"] = "T2-S1"
-    inst["sites"][0]["rooms"][0]["code"] = "T2-S1-R1"
-    inst["sites"][0]["rooms"][0]["cameras"] = [
-        {"code": "T2-C1", "position": "front"},
-        {"code": "T2-C2", "position": "back"},
-    ]
-    registered.db.run_write(lambda s: import_registry(s, json.dumps(other), actor="test"))
-    _, admin = registered.db.run_write(
-        lambda s: create_token(s, role="admin", name="centre", actor="test")
-    )
-    with TestClient(create_app(registered)) as client:
-        client.headers["Authorization"] = f"Bearer {admin}"
-        assert (
-            client.put(
-                "/api/v1/sittings",
-                json={
-                    "sittings": [
-                        _sitting("OWN-1", ROOM, START),
-                        _sitting("OWN-2", ROOM, START + timedelta(days=1)),
-                        _sitting("FAR-1", "T2-S1-R1", START),
-                    ]
-                },
-            ).status_code
-            == 200
-        )
-        del client.headers["Authorization"]
-        yield client, registered
-
-
-def _login(client: TestClient, name: str, password: str = PASSWORD) -> dict[str, str]:
-    response = client.post("/api/v1/auth/token", data={"username": name, "password": password})
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert body["token_type"] == "bearer" and body["expires_at"]
-    return {"Authorization": f"Bearer {body['access_token']}"}
-
-
-def _user(services: Services, name: str, role: str, **extra: str) -> None:
-    services.db.run_write(
-        lambda s: create_user(s, name=name, role=role, password=PASSWORD, actor="test", **extra)
-    )
+from tests.api.conftest import PASSWORD, START, login, make_user
+from tests.conftest import CAMERA_FRONT
 
 
 def _codes(client: TestClient, auth: dict[str, str]) -> list[str]:
@@ -95,7 +28,7 @@ def test_supervisor_sees_only_the_assigned_sitting_inside_the_window(
     world: tuple[TestClient, Services],
 ) -> None:
     client, services = world
-    _user(services, "zhang", "supervisor")
+    make_user(services, "zhang", "supervisor")
     now = datetime.now(UTC)
     services.db.run_write(
         lambda s: assign(
@@ -107,7 +40,7 @@ def test_supervisor_sees_only_the_assigned_sitting_inside_the_window(
             actor="test",
         )
     )
-    auth = _login(client, "zhang")
+    auth = login(client, "zhang")
     assert _codes(client, auth) == ["OWN-1"]
     assert client.get("/api/v1/sittings/OWN-1/coverage", headers=auth).status_code == 200
     for hidden in ("OWN-2", "FAR-1", "NOPE"):
@@ -124,7 +57,7 @@ def test_supervisor_assigned_to_an_institution_over_dates(
     world: tuple[TestClient, Services],
 ) -> None:
     client, services = world
-    _user(services, "li", "supervisor")
+    make_user(services, "li", "supervisor")
     now = datetime.now(UTC)
     services.db.run_write(
         lambda s: assign(
@@ -138,15 +71,15 @@ def test_supervisor_assigned_to_an_institution_over_dates(
             actor="test",
         )
     )
-    assert _codes(client, _login(client, "li")) == ["OWN-1"]
+    assert _codes(client, login(client, "li")) == ["OWN-1"]
 
 
 def test_district_officer_and_institution_scopes(world: tuple[TestClient, Services]) -> None:
     client, services = world
-    _user(services, "wang", "district_officer", district="江北区")
-    _user(services, "jigou", "institution", institution_code="T1")
-    assert _codes(client, _login(client, "wang")) == ["FAR-1"]
-    institution = _login(client, "jigou")
+    make_user(services, "wang", "district_officer", district="江北区")
+    make_user(services, "jigou", "institution", institution_code="T1")
+    assert _codes(client, login(client, "wang")) == ["FAR-1"]
+    institution = login(client, "jigou")
     assert _codes(client, institution) == ["OWN-1", "OWN-2"]
     assert client.get("/api/v1/sittings/FAR-1", headers=institution).status_code == 404
 
@@ -164,7 +97,7 @@ def test_camera_hosts_read_nothing(world: tuple[TestClient, Services]) -> None:
 
 def test_wrong_passwords_are_401_then_throttled_429(world: tuple[TestClient, Services]) -> None:
     client, services = world
-    _user(services, "zhao", "supervisor")
+    make_user(services, "zhao", "supervisor")
     for _ in range(5):
         wrong = client.post("/api/v1/auth/token", data={"username": "zhao", "password": "x"})
         assert (wrong.status_code, wrong.json()["code"]) == (401, "invalid_credentials")
@@ -188,7 +121,7 @@ def test_cli_creates_users_and_assignments(
     assert main(["assign", "sun", "--sitting", "OWN-2"]) == 0
     assert main(["assign", "sun", "--sitting", "NOPE"]) == 2
     assert "no sitting 'NOPE'" in capsys.readouterr().err
-    assert _codes(client, _login(client, "sun")) == ["OWN-2"]
+    assert _codes(client, login(client, "sun")) == ["OWN-2"]
     with services.db.read() as session:
         actions = {entry.action for entry in session.query(LedgerEntry)}
     assert {"user.created", "assignment.granted", "user.logged_in"} <= actions
