@@ -25,6 +25,8 @@ class Subject:
     user_id: int | None = None
     district: str | None = None
     institution_id: int | None = None
+    # The bearer token this call came with, so a person can end their own session.
+    token_id: int | None = None
 
     @property
     def actor(self) -> str:

@@ -92,3 +92,24 @@ def token_subject(session: Session, token: str, *, now: datetime | None = None) 
     if not secrets.compare_digest(row.token_hash, hash_token(token)):
         return None
     return row
+
+
+def revoke_token(session: Session, token_id: int, *, actor: str, reason: str) -> ApiToken:
+    """End a token now; idempotent refusal if it already ended, so the ledger records one end."""
+    row = session.get(ApiToken, token_id)
+    if row is None:
+        raise TokenError(f"no token {token_id}")
+    if row.revoked_at is not None:
+        raise TokenError(f"token {token_id} was revoked already")
+    row.revoked_at = datetime.now(UTC)
+    session.flush()
+    ledger.append(
+        session,
+        actor=actor,
+        action="token.revoked",
+        subject_type="token",
+        subject_id=row.id,
+        details={"name": row.name, "role": row.role, "reason": reason},
+        recorded_at=row.revoked_at,
+    )
+    return row

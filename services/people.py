@@ -222,3 +222,55 @@ def assign(
         },
     )
     return assignment
+
+
+def revoke_assignment(
+    session: Session, assignment_id: int, *, actor: str, reason: str
+) -> Assignment:
+    """End a supervisor's access early; the row stays, with when, and the ledger says who."""
+    assignment = session.get(Assignment, assignment_id)
+    if assignment is None:
+        raise PeopleError(f"no assignment {assignment_id}")
+    if assignment.revoked_at is not None:
+        raise PeopleError(f"assignment {assignment_id} was revoked already")
+    assignment.revoked_at = datetime.now(UTC)
+    user = session.get(User, assignment.user_id)
+    session.flush()
+    ledger.append(
+        session,
+        actor=actor,
+        action="assignment.revoked",
+        subject_type="user",
+        subject_id=user.name if user else str(assignment.user_id),
+        details={"assignment": assignment.id, "reason": reason},
+        recorded_at=assignment.revoked_at,
+    )
+    return assignment
+
+
+def disable_user(session: Session, name: str, *, actor: str, reason: str) -> User:
+    """Lock a person out: no new logins, and every session they hold ends now."""
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        raise PeopleError(f"no user {name!r}")
+    if user.disabled_at is not None:
+        raise PeopleError(f"user {name!r} is disabled already")
+    now = datetime.now(UTC)
+    user.disabled_at = now
+    ended = 0
+    for token in session.scalars(
+        select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+    ):
+        token.revoked_at = now
+        ended += 1
+    session.flush()
+    ledger.append(
+        session,
+        actor=actor,
+        action="user.disabled",
+        subject_type="user",
+        subject_id=name,
+        details={"reason": reason, "sessions_ended": ended},
+        recorded_at=now,
+    )
+    return user

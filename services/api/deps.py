@@ -35,7 +35,12 @@ def current_subject(
         if token is None:
             raise ApiError(401, "unauthorized", "the bearer token is unknown, expired or revoked")
         if token.user_id is None:
-            return Subject(name=token.name, role=token.role, cameras=frozenset(token.cameras))
+            return Subject(
+                name=token.name,
+                role=token.role,
+                cameras=frozenset(token.cameras),
+                token_id=token.id,
+            )
         user = session.get(User, token.user_id)
         if user is None or user.disabled_at is not None:
             raise ApiError(401, "unauthorized", "this account is disabled")
@@ -45,6 +50,7 @@ def current_subject(
             user_id=user.id,
             district=user.district,
             institution_id=user.institution_id,
+            token_id=token.id,
         )
 
 

@@ -53,10 +53,14 @@ MESSAGES_ZH: dict[str, str] = {
     "too_many_attempts": "登录失败次数过多，请稍后再试。",
     "invalid_user": "用户信息不合法。",
     "invalid_assignment": "督导分派不合法。",
+    "evidence_missing": "录像文件缺失或已损坏，无法导出，请联系管理员核查。",
     "invalid_finding": "督导记录不合法。",
     "review_closed": "该场次的督导复核已结束，督导记录不可再修改。",
     "withdrawn": "该督导记录已撤回。",
     "review_unchanged": "该场次的复核状态未改变。",
+    "already_revoked": "已撤销，无需重复操作。",
+    "already_disabled": "该用户已被停用。",
+    "invalid_token": "令牌请求不合法。",
 }
 
 

@@ -1,20 +1,24 @@
-"""Legal holds (保全) over HTTP: list, place, release. Each act is a ledger entry."""
+"""Legal holds (保全) over HTTP: list, place, release. Each act is a ledger entry.
+
+The centre (admin) holds anything and releases; a district officer places holds on what is
+in their district (SPEC.md "Security model") and sees those holds, and nothing else."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.api.deps import AdminSubject, ServicesDep
+from services.access import Subject, visible_camera, visible_segment, visible_sitting
+from services.api.deps import AdminSubject, CurrentSubject, ServicesDep
 from services.api.errors import ApiError
 from services.holds import HoldError, HoldRequest, place_hold, release_hold
 from services.timefmt import rfc3339, rfc3339_or_none
-from storage.models import Hold
+from storage.models import Camera, Hold, Sitting
 
 router = APIRouter(tags=["holds"])
 
@@ -80,19 +84,74 @@ def _aware(value: datetime | None, name: str) -> datetime | None:
     return value
 
 
+def _hold_keeper(subject: CurrentSubject) -> Subject:
+    if subject.role not in ("admin", "district_officer"):
+        raise ApiError(403, "forbidden", f"role {subject.role!r} may not place or see holds")
+    return subject
+
+
+HoldKeeper = Annotated[Subject, Depends(_hold_keeper)]
+
+
+def _visible(session: Session, hold: Hold, subject: Subject, services: ServicesDep) -> bool:
+    """Whether the hold's target lies in the caller's scope (always, for the centre)."""
+    if subject.role == "admin":
+        return True
+    now = datetime.now(UTC)
+    if hold.sitting_id is not None:
+        sitting = session.get(Sitting, hold.sitting_id)
+        return (
+            sitting is not None and visible_sitting(session, sitting.code, subject, now) is not None
+        )
+    if hold.camera_id is not None:
+        camera = session.get(Camera, hold.camera_id)
+        return camera is not None and visible_camera(session, camera.code, subject, now) is not None
+    if hold.segment_id is not None:
+        found = visible_segment(session, hold.segment_id, subject, services.settings, now)
+        return found is not None
+    return False
+
+
+def _check_target(
+    session: Session, request: HoldRequest, subject: Subject, services: ServicesDep
+) -> None:
+    """A district officer may only name what they may see; anything else is unknown to them."""
+    if subject.role == "admin":
+        return
+    now = datetime.now(UTC)
+    if request.sitting_code is not None and (
+        visible_sitting(session, request.sitting_code, subject, now) is None
+    ):
+        raise ApiError(404, "not_found", f"no sitting {request.sitting_code!r}")
+    if request.camera_code is not None and (
+        visible_camera(session, request.camera_code, subject, now) is None
+    ):
+        raise ApiError(404, "not_found", f"no camera {request.camera_code!r}")
+    if request.segment_id is not None and (
+        visible_segment(session, request.segment_id, subject, services.settings, now) is None
+    ):
+        raise ApiError(404, "not_found", f"no segment {request.segment_id}")
+
+
 @router.get("/api/v1/holds", response_model=HoldList, summary="Active holds (all=true: history)")
 def list_holds(
-    services: ServicesDep, _subject: AdminSubject, all_: Annotated[bool, Query(alias="all")] = False
+    services: ServicesDep, subject: HoldKeeper, all_: Annotated[bool, Query(alias="all")] = False
 ) -> HoldList:
     query = select(Hold).order_by(Hold.id)
     if not all_:
         query = query.where(Hold.released_at.is_(None))
     with services.db.read() as session:
-        return HoldList(holds=[_out(hold, services) for hold in session.scalars(query)])
+        return HoldList(
+            holds=[
+                _out(hold, services)
+                for hold in session.scalars(query)
+                if _visible(session, hold, subject, services)
+            ]
+        )
 
 
 @router.post("/api/v1/holds", status_code=201, response_model=HoldOut, summary="Place a hold")
-def post_hold(body: HoldIn, services: ServicesDep, subject: AdminSubject) -> HoldOut:
+def post_hold(body: HoldIn, services: ServicesDep, subject: HoldKeeper) -> HoldOut:
     request = HoldRequest(
         reason=body.reason,
         case_reference=body.case_reference,
@@ -104,6 +163,7 @@ def post_hold(body: HoldIn, services: ServicesDep, subject: AdminSubject) -> Hol
     )
 
     def work(session: Session) -> HoldOut:
+        _check_target(session, request, subject, services)
         hold = place_hold(session, services.store, services.settings, request, actor=subject.actor)
         return _out(hold, services)
 
