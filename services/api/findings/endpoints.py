@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 
 from services.access import Subject, visible_sitting
-from services.api.deps import CurrentSubject, ServicesDep
+from services.api.deps import ServicesDep, SittingReader
 from services.api.errors import ApiError
 from services.api.findings.schemas import (
     FindingIn,
@@ -61,7 +61,7 @@ class SittingAccess:
 
 
 def _sitting_for(roles: tuple[str, ...], doing: str) -> Callable[..., SittingAccess]:
-    def dependency(code: str, services: ServicesDep, subject: CurrentSubject) -> SittingAccess:
+    def dependency(code: str, services: ServicesDep, subject: SittingReader) -> SittingAccess:
         with services.db.read() as session:
             if visible_sitting(session, code, subject, datetime.now(UTC)) is None:
                 raise ApiError(404, "not_found", f"no sitting {code!r}")
