@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Protocol
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from services.api.cameras.endpoints import router as cameras_router
+from services.api.deps import refuse_nul_characters
 from services.api.errors import install_error_handlers
 from services.api.exports.endpoints import router as exports_router
 from services.api.findings.endpoints import router as findings_router
@@ -54,6 +55,7 @@ def create_app(
         summary="考场录像证据服务 · exam-room video evidence",
         version="0.1.0",
         lifespan=lifespan,
+        dependencies=[Depends(refuse_nul_characters)],
     )
     app.state.services = services
     app.state.worker = worker

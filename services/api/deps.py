@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from services.access import Subject
@@ -21,7 +21,47 @@ def get_services(request: Request) -> Services:
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 
+# Row ids are 32-bit INTEGER columns on PostgreSQL (64-bit on SQLite); a larger number names
+# nothing and must get a 400, not overflow the driver. Ledger sequence numbers are BIGINT.
+MAX_ROW_ID = 2**31 - 1
+MAX_LEDGER_SEQ = 2**63 - 1
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="row id")]
+
 _bearer = HTTPBearer(auto_error=False)
+_TEXT_BODIES = ("application/json", "application/x-www-form-urlencoded", "multipart/form-data")
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
+async def refuse_nul_characters(request: Request) -> None:
+    """No text the API stores or looks up may hold NUL: PostgreSQL refuses it in text columns,
+    so it would surface as a 500 deep inside; say so up front, once, for every route. Only
+    text bodies are read here; uploads (video, images) stream untouched."""
+    found = "\x00" in request.scope["path"] or any(
+        "\x00" in key or "\x00" in value for key, value in request.query_params.multi_items()
+    )
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not found and media_type == "application/json":
+        try:
+            found = _holds_nul(await request.json())
+        except ValueError:
+            return  # not JSON: the route's own validation answers that
+    elif not found and media_type in _TEXT_BODIES:
+        form = await request.form()
+        found = any(
+            isinstance(value, str) and ("\x00" in key or "\x00" in value)
+            for key, value in form.multi_items()
+        )
+    if found:
+        raise ApiError(400, "invalid_request", "text must not contain NUL (U+0000) characters")
 
 
 def current_subject(

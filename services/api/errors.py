@@ -54,6 +54,7 @@ MESSAGES_ZH: dict[str, str] = {
     "invalid_user": "用户信息不合法。",
     "invalid_assignment": "督导分派不合法。",
     "evidence_missing": "录像文件缺失或已损坏，无法导出，请联系管理员核查。",
+    "store_unavailable": "证据存储暂时不可用，请稍后重试。",
     "invalid_finding": "督导记录不合法。",
     "review_closed": "该场次的督导复核已结束，督导记录不可再修改。",
     "withdrawn": "该督导记录已撤回。",

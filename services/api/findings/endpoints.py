@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 
 from services.access import Subject, visible_sitting
-from services.api.deps import ServicesDep, SittingReader
+from services.api.deps import RowId, ServicesDep, SittingReader
 from services.api.errors import ApiError
 from services.api.findings.schemas import (
     FindingIn,
@@ -179,7 +179,7 @@ def post_finding(body: FindingIn, services: ServicesDep, access: FindingsAuthor)
     summary="Revise one's own finding while the review is open",
 )
 def put_finding(
-    finding_id: int, body: FindingIn, services: ServicesDep, access: FindingsAuthor
+    finding_id: RowId, body: FindingIn, services: ServicesDep, access: FindingsAuthor
 ) -> FindingOut:
     def work(session: Session) -> FindingOut:
         sitting = _in_scope(session, access)
@@ -197,7 +197,7 @@ def put_finding(
     summary="Withdraw one's own finding while the review is open (it stays, marked)",
 )
 def withdraw(
-    finding_id: int, body: WithdrawIn, services: ServicesDep, access: FindingsAuthor
+    finding_id: RowId, body: WithdrawIn, services: ServicesDep, access: FindingsAuthor
 ) -> FindingOut:
     def work(session: Session) -> FindingOut:
         sitting = _in_scope(session, access)

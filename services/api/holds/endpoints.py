@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.access import Subject, visible_camera, visible_segment, visible_sitting
-from services.api.deps import AdminSubject, CurrentSubject, ServicesDep
+from services.api.deps import MAX_ROW_ID, AdminSubject, CurrentSubject, RowId, ServicesDep
 from services.api.errors import ApiError
 from services.holds import HoldError, HoldRequest, place_hold, release_hold
 from services.timefmt import rfc3339, rfc3339_or_none
@@ -30,7 +30,7 @@ class HoldIn(BaseModel):
     camera: str | None = Field(default=None, description="camera code, with from and until")
     from_: datetime | None = Field(default=None, alias="from", description="RFC 3339")
     until: datetime | None = Field(default=None, description="RFC 3339")
-    segment: int | None = Field(default=None, description="segment id")
+    segment: int | None = Field(default=None, ge=1, le=MAX_ROW_ID, description="segment id")
 
 
 class ReleaseIn(BaseModel):
@@ -179,7 +179,7 @@ def post_hold(body: HoldIn, services: ServicesDep, subject: HoldKeeper) -> HoldO
     summary="Release a hold (it stays in history)",
 )
 def post_release(
-    hold_id: int, body: ReleaseIn, services: ServicesDep, subject: AdminSubject
+    hold_id: RowId, body: ReleaseIn, services: ServicesDep, subject: AdminSubject
 ) -> HoldOut:
     def work(session: Session) -> HoldOut:
         if session.get(Hold, hold_id) is None:

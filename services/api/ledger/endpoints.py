@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from services.api.deps import CurrentSubject, ServicesDep, Subject
+from services.api.deps import MAX_LEDGER_SEQ, CurrentSubject, ServicesDep, Subject
 from services.api.errors import ApiError
 from services.api.ledger.schemas import (
     CheckpointOut,
@@ -76,8 +76,10 @@ def get_checkpoint(services: ServicesDep, _subject: LedgerReader) -> CheckpointO
 def get_inclusion_proof(
     services: ServicesDep,
     _subject: LedgerReader,
-    seq: Annotated[int, Query(ge=1, description="the entry")],
-    size: Annotated[int | None, Query(ge=1, description="tree size; default: all")] = None,
+    seq: Annotated[int, Query(ge=1, le=MAX_LEDGER_SEQ, description="the entry")],
+    size: Annotated[
+        int | None, Query(ge=1, le=MAX_LEDGER_SEQ, description="tree size; default: all")
+    ] = None,
 ) -> InclusionProofOut:
     try:
         with services.db.read() as session:
@@ -107,8 +109,10 @@ def get_inclusion_proof(
 def get_consistency_proof(
     services: ServicesDep,
     _subject: LedgerReader,
-    old: Annotated[int, Query(ge=1, description="the older tree size")],
-    new: Annotated[int | None, Query(ge=1, description="the newer tree size; default: all")] = None,
+    old: Annotated[int, Query(ge=1, le=MAX_LEDGER_SEQ, description="the older tree size")],
+    new: Annotated[
+        int | None, Query(ge=1, le=MAX_LEDGER_SEQ, description="the newer tree size; default: all")
+    ] = None,
 ) -> ConsistencyProofOut:
     try:
         with services.db.read() as session:

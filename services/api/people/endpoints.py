@@ -10,7 +10,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.api.deps import AdminSubject, CurrentSubject, ServicesDep
+from services.api.deps import AdminSubject, CurrentSubject, RowId, ServicesDep
 from services.api.errors import ApiError
 from services.auth import TokenError, create_token, revoke_token
 from services.people import (
@@ -260,7 +260,7 @@ def list_assignments(
     summary="End a supervisor's access now (the assignment stays in history)",
 )
 def revoke_assignment_route(
-    assignment_id: int, body: ReasonIn, services: ServicesDep, subject: AdminSubject
+    assignment_id: RowId, body: ReasonIn, services: ServicesDep, subject: AdminSubject
 ) -> AssignmentOut:
     def work(session: Session) -> AssignmentOut:
         if session.get(Assignment, assignment_id) is None:
@@ -424,7 +424,7 @@ def post_token(body: TokenIn, services: ServicesDep, subject: AdminSubject) -> T
     summary="Revoke a token now: a lost camera host, a leaked script, a stale session",
 )
 def revoke_token_route(
-    token_id: int, body: ReasonIn, services: ServicesDep, subject: AdminSubject
+    token_id: RowId, body: ReasonIn, services: ServicesDep, subject: AdminSubject
 ) -> TokenInfo:
     def work(session: Session) -> TokenInfo:
         if session.get(ApiToken, token_id) is None:
