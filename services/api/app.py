@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 from fastapi import Depends, FastAPI
 
 from services.api.cameras.endpoints import router as cameras_router
 from services.api.deps import refuse_nul_characters
-from services.api.errors import install_error_handlers
+from services.api.errors import ErrorBody, install_error_handlers
 from services.api.exports.endpoints import router as exports_router
 from services.api.findings.endpoints import router as findings_router
 from services.api.footage.endpoints import router as footage_router
@@ -23,6 +23,14 @@ from services.api.sittings.endpoints import router as sittings_router
 from services.context import Services
 from services.ingest.jobs import IngestWorker
 from services.people import LoginThrottle
+
+_ERROR_RESPONSES = {
+    400: "invalid request: the message names the parameter",
+    401: "no valid bearer token",
+    403: "the caller's role may not do this to a resource it may know of",
+    404: "unknown, or outside the caller's scope (indistinguishable on purpose)",
+    422: "well-formed but refused by a rule; the code says which",
+}
 
 
 class BackgroundJob(Protocol):
@@ -62,13 +70,18 @@ def create_app(
     app.state.login_throttle = LoginThrottle()
     install_error_handlers(app)
     app.include_router(ops_router)
-    app.include_router(ingest_router)
-    app.include_router(sittings_router)
-    app.include_router(cameras_router)
-    app.include_router(holds_router)
-    app.include_router(ledger_router)
-    app.include_router(people_router)
-    app.include_router(footage_router)
-    app.include_router(findings_router)
-    app.include_router(exports_router)
+    # Every API route may answer these, always in the one error shape (errors.py).
+    errors: dict[int | str, dict[str, Any]] = {
+        status: {"model": ErrorBody, "description": description}
+        for status, description in _ERROR_RESPONSES.items()
+    }
+    app.include_router(ingest_router, responses=errors)
+    app.include_router(sittings_router, responses=errors)
+    app.include_router(cameras_router, responses=errors)
+    app.include_router(holds_router, responses=errors)
+    app.include_router(ledger_router, responses=errors)
+    app.include_router(people_router, responses=errors)
+    app.include_router(footage_router, responses=errors)
+    app.include_router(findings_router, responses=errors)
+    app.include_router(exports_router, responses=errors)
     return app
