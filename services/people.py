@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections import defaultdict, deque
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -131,15 +131,18 @@ class LoginThrottle:
     until the oldest failure ages out. In memory: a restart forgives, which is acceptable for
     slowing a guesser down."""
 
-    def __init__(self, limit: int = 5, window: float = 900.0) -> None:
-        self.limit, self.window = limit, window
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
+    def __init__(self, limit: int = 5, window: float = 900.0, max_names: int = 100_000) -> None:
+        self.limit, self.window, self.max_names = limit, window, max_names
+        self._failures: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
 
     def _recent(self, name: str, now: float) -> deque[float]:
-        failures = self._failures[name]
+        failures = self._failures.get(name, deque())
         while failures and now - failures[0] > self.window:
             failures.popleft()
+        if not failures:
+            # Names are the caller's choice: never keep an entry that holds nothing.
+            self._failures.pop(name, None)
         return failures
 
     def retry_after(self, name: str) -> float:
@@ -152,8 +155,16 @@ class LoginThrottle:
             return max(1.0, self.window - (now - failures[0]))
 
     def failed(self, name: str) -> None:
+        now = time.monotonic()
         with self._lock:
-            self._recent(name, time.monotonic()).append(time.monotonic())
+            failures = self._recent(name, now)
+            if name not in self._failures and len(self._failures) >= self.max_names:
+                # A flood of invented names must not grow memory without bound: forget the
+                # name whose last failure is oldest (kept first: see the re-insert below).
+                self._failures.pop(next(iter(self._failures)))
+            failures.append(now)
+            self._failures.pop(name, None)  # re-insert: most recent failure last
+            self._failures[name] = failures
 
     def succeeded(self, name: str) -> None:
         with self._lock:
