@@ -396,6 +396,7 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/ledger/proof/consistency"): Rule(
         _get("/api/v1/ledger/proof/consistency?old=1"), _everyone_but_hosts()
     ),
+    ("GET", "/api/v1/ledger/entries"): Rule(_get("/api/v1/ledger/entries"), _admin_only()),
     ("POST", "/api/v1/auth/token"): Rule(
         lambda ctx, role, which: (
             "POST",

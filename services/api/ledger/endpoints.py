@@ -7,13 +7,22 @@ import base64
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
+from sqlalchemy import select
 
-from services.api.deps import MAX_LEDGER_SEQ, CurrentSubject, ServicesDep, Subject
+from services.api.deps import (
+    MAX_LEDGER_SEQ,
+    AdminSubject,
+    CurrentSubject,
+    ServicesDep,
+    Subject,
+)
 from services.api.errors import ApiError
 from services.api.ledger.schemas import (
     CheckpointOut,
     ConsistencyProofOut,
     InclusionProofOut,
+    LedgerEntryList,
+    LedgerEntryOut,
     SigningKeyOut,
 )
 from services.checkpoints import (
@@ -25,6 +34,9 @@ from services.checkpoints import (
     load_or_create_signer,
     make_checkpoint,
 )
+from services.timefmt import rfc3339
+from storage.ledger import format_instant
+from storage.models import LedgerEntry
 
 router = APIRouter(prefix="/api/v1/ledger", tags=["ledger"])
 
@@ -127,4 +139,54 @@ def get_consistency_proof(
         old_root=proof.old_root,
         new_root=proof.new_root,
         proof=proof.proof,
+    )
+
+
+@router.get(
+    "/entries",
+    response_model=LedgerEntryList,
+    summary="Read the ledger (centre only): who did what, filtered, oldest first, paged",
+)
+def list_entries(
+    services: ServicesDep,
+    _subject: AdminSubject,
+    after: Annotated[int, Query(ge=0, le=MAX_LEDGER_SEQ, description="entries after seq")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    actor: Annotated[str | None, Query(description="e.g. supervisor:zhang")] = None,
+    action: Annotated[str | None, Query(description="e.g. footage.content")] = None,
+    subject_type: Annotated[str | None, Query()] = None,
+    subject_id: Annotated[str | None, Query()] = None,
+) -> LedgerEntryList:
+    # The entries themselves name who watched which footage: that is for the centre, while
+    # anyone may check proofs over their hashes.
+    query = select(LedgerEntry).where(LedgerEntry.seq > after)
+    for column, value in (
+        (LedgerEntry.actor, actor),
+        (LedgerEntry.action, action),
+        (LedgerEntry.subject_type, subject_type),
+        (LedgerEntry.subject_id, subject_id),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    zone = services.settings.zone
+    with services.db.read() as session:
+        rows = session.scalars(query.order_by(LedgerEntry.seq).limit(limit + 1)).all()
+    page = rows[:limit]
+    return LedgerEntryList(
+        entries=[
+            LedgerEntryOut(
+                seq=row.seq,
+                recorded_at=rfc3339(row.recorded_at, zone),
+                recorded_at_hashed=format_instant(row.recorded_at),
+                actor=row.actor,
+                action=row.action,
+                subject_type=row.subject_type,
+                subject_id=row.subject_id,
+                details=row.details,
+                prev_hash=row.prev_hash,
+                entry_hash=row.entry_hash,
+            )
+            for row in page
+        ],
+        next_after=page[-1].seq if len(rows) > limit else None,
     )

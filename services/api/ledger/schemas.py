@@ -39,3 +39,21 @@ class ConsistencyProofOut(BaseModel):
     old_root: str
     new_root: str
     proof: list[str] = Field(description="RFC 9162 consistency proof, hex")
+
+
+class LedgerEntryOut(BaseModel):
+    seq: int
+    recorded_at: str = Field(description="RFC 3339 with offset")
+    recorded_at_hashed: str = Field(description="the same instant exactly as hashed: UTC, µs")
+    actor: str
+    action: str
+    subject_type: str
+    subject_id: str
+    details: str = Field(description="the canonical JSON text that was hashed, verbatim")
+    prev_hash: str
+    entry_hash: str
+
+
+class LedgerEntryList(BaseModel):
+    entries: list[LedgerEntryOut]
+    next_after: int | None = Field(description="pass as `after` for the next page; null: done")
