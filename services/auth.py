@@ -78,20 +78,29 @@ def create_token(
     return row, plaintext
 
 
+def _live(row: ApiToken | None, now: datetime) -> ApiToken | None:
+    if row is None or row.revoked_at is not None:
+        return None
+    if row.expires_at is not None and row.expires_at <= now:
+        return None
+    return row
+
+
 def token_subject(session: Session, token: str, *, now: datetime | None = None) -> ApiToken | None:
     """The live token row for a presented bearer token, or None (unknown, expired, revoked)."""
     if not token.startswith(TOKEN_PREFIX):
         return None
     row = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
-    now = now or datetime.now(UTC)
-    if row is None or row.revoked_at is not None:
-        return None
-    if row.expires_at is not None and row.expires_at <= now:
-        return None
+    row = _live(row, now or datetime.now(UTC))
     # Defence in depth against a hash collision on a truncated or altered column.
-    if not secrets.compare_digest(row.token_hash, hash_token(token)):
+    if row is None or not secrets.compare_digest(row.token_hash, hash_token(token)):
         return None
     return row
+
+
+def live_token(session: Session, token_id: int, *, now: datetime | None = None) -> ApiToken | None:
+    """The token row by id if it is still live: a footage link dies with its token."""
+    return _live(session.get(ApiToken, token_id), now or datetime.now(UTC))
 
 
 def revoke_token(session: Session, token_id: int, *, actor: str, reason: str) -> ApiToken:

@@ -13,9 +13,7 @@ import binascii
 import hashlib
 import json
 import logging
-import os
 import tempfile
-import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,6 +30,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from services.background import BackgroundThread
+from services.keyfiles import read_or_create
 from storage import merkle
 from storage.blobs import BlobStore, StoredBlob
 from storage.db import Database
@@ -122,32 +121,18 @@ def load_or_create_signer(data_dir: Path) -> CheckpointSigner:
     existing = load_signer(data_dir)
     if existing is not None:
         return existing
-    data_dir.mkdir(parents=True, exist_ok=True)
-    pem = Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    # Written whole under a temporary name (0600 from the start), then hard-linked into place:
-    # link fails when the name exists, so a racing process never replaces or sees a torn key.
-    path = key_path(data_dir)
-    tmp = data_dir / f".{KEY_FILE}.{uuid.uuid4().hex}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as writer:
-            writer.write(pem)
-            writer.flush()
-            os.fsync(writer.fileno())
-        try:
-            os.link(tmp, path)
-            logger.info("created the ledger signing key %s", path)
-        except FileExistsError:
-            logger.info("another process created the ledger signing key first; using it")
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    def new_key() -> bytes:
+        return Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    read_or_create(key_path(data_dir), new_key)
     signer = load_signer(data_dir)
     if signer is None:
-        raise FileNotFoundError(f"{path} vanished right after it was created")
+        raise FileNotFoundError(f"{key_path(data_dir)} vanished right after it was created")
     return signer
 
 

@@ -14,6 +14,7 @@ from services.api.errors import ErrorBody, install_error_handlers
 from services.api.exports.endpoints import router as exports_router
 from services.api.findings.endpoints import router as findings_router
 from services.api.footage.endpoints import router as footage_router
+from services.api.footage.links import router as links_router
 from services.api.holds.endpoints import router as holds_router
 from services.api.ingest.endpoints import router as ingest_router
 from services.api.ledger.endpoints import router as ledger_router
@@ -82,6 +83,7 @@ def create_app(
     app.include_router(ledger_router, responses=errors)
     app.include_router(people_router, responses=errors)
     app.include_router(footage_router, responses=errors)
+    app.include_router(links_router, responses=errors)
     app.include_router(findings_router, responses=errors)
     app.include_router(exports_router, responses=errors)
     return app

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import pathlib
+from functools import lru_cache
 from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
 
 from services.access import Subject
 from services.api.errors import ApiError
-from services.auth import token_subject
+from services.auth import live_token, token_subject
 from services.context import Services
-from storage.models import User
+from services.footage_links import LINK_PARAMETER, check_link, link_key
+from storage.models import ApiToken, User
 
 
 def get_services(request: Request) -> Services:
@@ -64,16 +68,45 @@ async def refuse_nul_characters(request: Request) -> None:
         raise ApiError(400, "invalid_request", "text must not contain NUL (U+0000) characters")
 
 
-def current_subject(
-    services: ServicesDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Subject:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise ApiError(401, "unauthorized", "a bearer token is required")
-    with services.db.read() as session:
+@lru_cache(maxsize=8)
+def _link_key(data_dir: pathlib.Path) -> bytes:
+    return link_key(data_dir)
+
+
+def _presented_token(
+    session: Session,
+    request: Request,
+    services: Services,
+    credentials: HTTPAuthorizationCredentials | None,
+) -> ApiToken:
+    """The live token behind the call: a bearer header, or a footage link on a GET."""
+    if credentials is not None and credentials.scheme.lower() == "bearer":
         token = token_subject(session, credentials.credentials)
         if token is None:
             raise ApiError(401, "unauthorized", "the bearer token is unknown, expired or revoked")
+        return token
+    link = request.query_params.get(LINK_PARAMETER)
+    if link is not None and request.method in ("GET", "HEAD"):
+        token_id = check_link(
+            _link_key(services.settings.data_dir.resolve()),
+            link,
+            request.url.path,
+            request.url.query,
+        )
+        token = live_token(session, token_id) if token_id is not None else None
+        if token is None:
+            raise ApiError(401, "unauthorized", "the footage link is invalid or has expired")
+        return token
+    raise ApiError(401, "unauthorized", "a bearer token is required")
+
+
+def current_subject(
+    request: Request,
+    services: ServicesDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Subject:
+    with services.db.read() as session:
+        token = _presented_token(session, request, services, credentials)
         if token.user_id is None:
             return Subject(
                 name=token.name,

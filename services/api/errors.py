@@ -62,6 +62,7 @@ MESSAGES_ZH: dict[str, str] = {
     "already_revoked": "已撤销，无需重复操作。",
     "already_disabled": "该用户已被停用。",
     "invalid_token": "令牌请求不合法。",
+    "invalid_link": "只能为录像读取地址生成播放链接。",
 }
 
 

@@ -528,6 +528,15 @@ MATRIX: dict[tuple[str, str], Rule] = {
         ),
         _footage_readers(),
     ),
+    ("POST", "/api/v1/footage/links"): Rule(
+        lambda ctx, role, which: (
+            "POST",
+            "/api/v1/footage/links",
+            {"json": {"url": f"/api/v1/segments/{_segment(ctx, which)}/content"}},
+        ),
+        # Minting grants nothing: the footage route checks scope when the link is opened.
+        _everyone_but_hosts(),
+    ),
     # Last: closing a review makes the sitting's findings final for the rest of the walk.
     ("POST", "/api/v1/sittings/{code}/review/close"): Rule(_review("close"), _review_closers()),
     ("POST", "/api/v1/sittings/{code}/review/reopen"): Rule(_review("reopen"), _review_closers()),
