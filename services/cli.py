@@ -551,6 +551,44 @@ def cmd_ledger_verify(_args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_verify_export(args: argparse.Namespace, _settings: Settings) -> int:
+    from cryptography.exceptions import UnsupportedAlgorithm
+
+    from services.checkpoints import public_key_from_pem
+    from services.evidence_package import PackageUnreadable, verify_package
+
+    expected = None
+    if args.key is not None:
+        try:
+            expected = public_key_from_pem(Path(args.key).read_bytes())
+        except OSError as exc:
+            raise CommandError(f"{args.key}: {exc.strerror or exc}") from exc
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise CommandError(f"{args.key}: not an Ed25519 public key in PEM ({exc})") from exc
+    try:
+        verdict = verify_package(Path(args.file), expected)
+    except PackageUnreadable as exc:
+        raise CommandError(str(exc)) from exc
+    if args.json:
+        print(json.dumps(verdict.as_json(), ensure_ascii=False, indent=2))
+    else:
+        for check in verdict.checks:
+            print(check.line())
+        if not verdict.key_compared:
+            print(
+                f"NOTE the package is signed with key_id {verdict.key_id} (SHA-256 of the raw "
+                f"key {verdict.key_fingerprint}); compare it with the key_id of "
+                "GET /api/v1/ledger/key or the one the centre publishes, or pass --key"
+            )
+        failed = len(verdict.failed)
+        print(
+            f"export verifies: all {len(verdict.checks)} checks hold"
+            if verdict.ok
+            else f"export DOES NOT verify: {failed} of {len(verdict.checks)} checks failed"
+        )
+    return EXIT_OK if verdict.ok else EXIT_FAILED
+
+
 def cmd_push(args: argparse.Namespace, _settings: Settings) -> int:
     from services.push import PushError, push_file
 
@@ -694,6 +732,16 @@ def build_parser() -> argparse.ArgumentParser:
     ledger_actions.add_parser("verify", help="recompute the chain").set_defaults(
         handler=cmd_ledger_verify
     )
+
+    verify_export = commands.add_parser(
+        "verify-export", help="check an evidence package offline (exit 0 only if all holds)"
+    )
+    verify_export.add_argument("file", help="the exported ZIP")
+    verify_export.add_argument(
+        "--key", help="PEM of the centre's ledger key (GET /api/v1/ledger/key, public_key_pem)"
+    )
+    verify_export.add_argument("--json", action="store_true", help="machine-readable")
+    verify_export.set_defaults(handler=cmd_verify_export)
 
     push = commands.add_parser("push", help="camera-host client: upload segment files")
     push.add_argument("--server", required=True, help="e.g. http://127.0.0.1:8000")

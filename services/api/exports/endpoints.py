@@ -1,7 +1,72 @@
-"""Evidence exports: a sitting's signed, verifiable ZIP package."""
+"""Evidence exports: a sitting's signed, verifiable ZIP package, streamed as it is read from
+the blob store (docs/exports.md)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+
+from services.api.deps import ServicesDep, SittingReader
+from services.api.errors import ApiError
+from services.api.exports.schemas import ExportIn
+from services.checkpoints import LedgerBroken, load_or_create_signer
+from services.exports import (
+    EvidenceMissing,
+    FootageNotAllowed,
+    InvalidReason,
+    SittingNotVisible,
+    StoreUnavailable,
+    prepare_export,
+    stream_export,
+)
 
 router = APIRouter(tags=["exports"])
+
+
+@router.post(
+    "/api/v1/sittings/{code}/exports",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"application/zip": {}},
+            "description": "the evidence package, streamed; verify with `examvault verify-export`",
+        }
+    },
+    summary="Export a sitting's evidence package (footage, manifest, ledger proofs), signed",
+)
+def create_export(
+    code: str, body: ExportIn, services: ServicesDep, subject: SittingReader
+) -> StreamingResponse:
+    signer = load_or_create_signer(services.settings.data_dir)
+    try:
+        prepared = prepare_export(
+            services.db,
+            services.store,
+            services.settings,
+            signer,
+            sitting_code=code,
+            subject=subject,
+            reason=body.reason,
+        )
+    except SittingNotVisible as exc:
+        raise ApiError(404, "not_found", str(exc)) from exc
+    except FootageNotAllowed as exc:
+        raise ApiError(403, "forbidden", str(exc)) from exc
+    except InvalidReason as exc:
+        raise ApiError(400, "invalid_request", str(exc)) from exc
+    except EvidenceMissing as exc:
+        raise ApiError(500, "evidence_missing", str(exc)) from exc
+    except StoreUnavailable as exc:
+        raise ApiError(503, "store_unavailable", str(exc)) from exc
+    except LedgerBroken as exc:
+        raise ApiError(500, "ledger_broken", f"the ledger cannot be signed over: {exc}") from exc
+    return StreamingResponse(
+        stream_export(prepared, services.db, services.store),
+        media_type="application/zip",
+        headers={
+            "Content-Disposition": f'attachment; filename="{prepared.file_name}"',
+            "Cache-Control": "no-store",
+            "X-Export-Id": prepared.export_id,
+            "X-Export-Ledger-Seq": str(prepared.ledger_seq),
+        },
+    )
