@@ -551,7 +551,7 @@ def cmd_ledger_verify(_args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def cmd_verify_export(args: argparse.Namespace, _settings: Settings) -> int:
+def cmd_verify_export(args: argparse.Namespace, _settings: Settings | None) -> int:
     from cryptography.exceptions import UnsupportedAlgorithm
 
     from services.checkpoints import public_key_from_pem
@@ -741,7 +741,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--key", help="PEM of the centre's ledger key (GET /api/v1/ledger/key, public_key_pem)"
     )
     verify_export.add_argument("--json", action="store_true", help="machine-readable")
-    verify_export.set_defaults(handler=cmd_verify_export)
+    verify_export.set_defaults(handler=cmd_verify_export, offline=True)
 
     push = commands.add_parser("push", help="camera-host client: upload segment files")
     push.add_argument("--server", required=True, help="e.g. http://127.0.0.1:8000")
@@ -770,9 +770,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # Migration chatter is noise at INFO on every command.
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    handler: Callable[[argparse.Namespace, Settings], int] = args.handler
+    handler: Callable[[argparse.Namespace, Settings | None], int] = args.handler
     try:
-        settings = load_settings()
+        # Offline checks (a package in hand) must work on any machine, whatever its EXAMVAULT_*.
+        settings = None if getattr(args, "offline", False) else load_settings()
         return handler(args, settings)
     except SettingsError as exc:
         print(f"examvault: {exc}", file=sys.stderr)

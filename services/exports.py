@@ -376,34 +376,18 @@ def _check_blobs(store: BlobStore, files: Iterable[SegmentFile]) -> str | None:
 
 
 def _proofs(leaves: Sequence[bytes], seqs: Iterable[int]) -> list[dict[str, Any]]:
-    """RFC 9162 inclusion paths for several leaves of one tree, building its levels once
-    (`merkle.inclusion_proof` rebuilds them per leaf: O(n) each on a ledger of 100k+)."""
-    level = [merkle.leaf_hash(leaf) for leaf in leaves]
-    levels = [level]
-    while len(level) > 1:
-        above = [merkle.node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
-        if len(level) % 2:
-            above.append(level[-1])
-        levels.append(above)
-        level = above
-    proofs = []
-    for seq in sorted(set(seqs)):
-        index = seq - 1
-        path = []
-        for nodes in levels[:-1]:
-            sibling = index ^ 1
-            if sibling < len(nodes):
-                path.append(nodes[sibling].hex())
-            index >>= 1
-        proofs.append(
-            {
-                "seq": seq,
-                "leaf_index": seq - 1,
-                "leaf": leaves[seq - 1].hex(),
-                "proof": path,
-            }
-        )
-    return proofs
+    """RFC 9162 inclusion paths for several leaves of one tree."""
+    ordered = sorted(set(seqs))
+    paths = merkle.inclusion_proofs(leaves, [seq - 1 for seq in ordered])
+    return [
+        {
+            "seq": seq,
+            "leaf_index": seq - 1,
+            "leaf": leaves[seq - 1].hex(),
+            "proof": [node.hex() for node in path],
+        }
+        for seq, path in zip(ordered, paths, strict=True)
+    ]
 
 
 def _signed_checkpoint(

@@ -89,18 +89,29 @@ def _subtree(levels: list[list[bytes]], start: int, size: int) -> bytes:
     return levels[height][start >> height]
 
 
+def inclusion_proofs(leaves: Sequence[bytes], indices: Sequence[int]) -> list[list[bytes]]:
+    """PATH(index, D[n]) of RFC 9162 §2.1.3.1, bottom to top, for several leaves of one tree:
+    the levels are built once, not once per proof (an export proves dozens of entries)."""
+    for index in indices:
+        if not 0 <= index < len(leaves):
+            raise ValueError(f"leaf index {index} is outside a tree of {len(leaves)} leaves")
+    levels = _levels(leaves)[:-1]
+    proofs = []
+    for index in indices:
+        proof = []
+        for level in levels:
+            sibling = index ^ 1
+            # A lone last node has no sibling at this level: it is carried up, adding nothing.
+            if sibling < len(level):
+                proof.append(level[sibling])
+            index >>= 1
+        proofs.append(proof)
+    return proofs
+
+
 def inclusion_proof(leaves: Sequence[bytes], index: int) -> list[bytes]:
     """PATH(index, D[n]) of RFC 9162 §2.1.3.1, bottom to top."""
-    if not 0 <= index < len(leaves):
-        raise ValueError(f"leaf index {index} is outside a tree of {len(leaves)} leaves")
-    proof = []
-    for level in _levels(leaves)[:-1]:
-        sibling = index ^ 1
-        # A lone last node has no sibling at this level: it is carried up, adding nothing.
-        if sibling < len(level):
-            proof.append(level[sibling])
-        index >>= 1
-    return proof
+    return inclusion_proofs(leaves, [index])[0]
 
 
 def consistency_proof(leaves: Sequence[bytes], old_size: int) -> list[bytes]:

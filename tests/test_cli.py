@@ -68,3 +68,15 @@ def test_ledger_verify_exits_1_at_a_tampered_entry(
     db.dispose()
     assert main(["ledger", "verify"]) == 1
     assert "entry 1" in capsys.readouterr().err
+
+
+def test_verify_export_needs_no_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A package is checked offline, on any machine: a broken EXAMVAULT_* must not matter.
+    monkeypatch.setenv("EXAMVAULT_RETENTION_YEARS", "1")
+    not_a_zip = tmp_path / "evidence.zip"
+    not_a_zip.write_text("hello")
+    assert main(["verify-export", str(not_a_zip)]) == 2
+    error = capsys.readouterr().err
+    assert "retention" not in error.lower() and "zip" in error.lower()
