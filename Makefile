@@ -30,6 +30,7 @@ bench: install
 	$(PY) -m bench.health
 	$(PY) -m bench.coverage
 	$(PY) -m bench.purge
+	$(PY) -m bench.api
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from services.background import BackgroundThread
 from services.checkpoints import CHECKPOINT_PREFIX
+from services.footage.keys import DERIVED_PREFIX
 from services.holds import active_scopes
 from services.ingest.retention import (
     PurgeDecision,
@@ -354,9 +355,10 @@ class Reconciliation:
 
 
 def segment_keys(store: BlobStore) -> set[str]:
-    """Every object key in the store except the signed ledger checkpoints kept beside them."""
+    """Every object key in the store except the signed ledger checkpoints and the derived
+    pictures (thumbnail strips) kept beside them."""
     every = store.keys()
-    return {key for key in every if not key.startswith(CHECKPOINT_PREFIX)}
+    return {key for key in every if not key.startswith((CHECKPOINT_PREFIX, DERIVED_PREFIX))}
 
 
 def reconcile(db: Database, store: BlobStore, *, now: datetime | None = None) -> Reconciliation:

@@ -63,6 +63,10 @@ MESSAGES_ZH: dict[str, str] = {
     "already_disabled": "该用户已被停用。",
     "invalid_token": "令牌请求不合法。",
     "invalid_link": "只能为录像读取地址生成播放链接。",
+    "purged": "该录像已在保存期满后清除，仅保留其墓碑记录（SHA-256 与大小）。",
+    "outside_assignment": "请求的时间段不在您被分派的督导时段内。",
+    "range_not_satisfiable": "请求的字节范围超出录像文件大小。",
+    "blob_missing": "录像文件在存储中缺失，请联系管理员核查。",
 }
 
 

@@ -204,7 +204,7 @@ def sample_segment(
                     similarity = _similarity(small, reference, edge_references, width)
                 measured.append((timestamp, _measure(small, motion, similarity)))
 
-        for packet in _stamped_packets(container, video):
+        for packet in stamped_packets(container, video):
             if first_pts is None or packet.pts < first_pts:
                 first_pts = packet.pts
             # skip_frame would drop the other frames inside the decoder anyway; not sending them
@@ -283,7 +283,7 @@ def frame_at(path: Path, offset_seconds: float) -> np.ndarray:
         time_base = video.time_base or Fraction(1, 90_000)
         first_pts = video.start_time
         if first_pts is None:
-            first_pts = min(packet.pts for packet in _stamped_packets(container, video))
+            first_pts = min(packet.pts for packet in stamped_packets(container, video))
         # The epsilon keeps 12.0 s on the frame stamped at 12.0 s despite float rounding.
         target = first_pts + math.floor(offset_seconds / time_base + 1e-6)
         container.seek(target, stream=video, backward=True, any_frame=False)
@@ -499,7 +499,7 @@ def _similarity(
     return max(0.0, min(1.0, float(np.vdot(layout, _edge_layout(small, sample_width)))))
 
 
-def _stamped_packets(
+def stamped_packets(
     container: av.container.InputContainer, video: av.VideoStream
 ) -> Iterator[av.Packet]:
     """Demux ``video``, skipping flush packets, with every packet's pts and dts filled in.
@@ -559,7 +559,7 @@ def _decoded_frames(
     container: av.container.InputContainer, video: av.VideoStream, path: Path
 ) -> Iterator[av.VideoFrame]:
     codec_context = video.codec_context
-    for packet in _stamped_packets(container, video):
+    for packet in stamped_packets(container, video):
         yield from _decode_packet(codec_context, packet, path)
     yield from _decode_packet(codec_context, None, path)
 

@@ -528,6 +528,47 @@ MATRIX: dict[tuple[str, str], Rule] = {
         ),
         _footage_readers(),
     ),
+    ("GET", "/api/v1/sittings/{code}/segments"): Rule(
+        lambda ctx, role, which: ("GET", f"/api/v1/sittings/{ctx.sitting(which)}/segments", {}),
+        _sitting_readers(),  # metadata, not footage: institutions may list their own
+    ),
+    ("GET", "/api/v1/segments/{segment_id}/content"): Rule(
+        lambda ctx, role, which: (
+            "GET",
+            f"/api/v1/segments/{_segment(ctx, which)}/content",
+            {"headers": {"Range": "bytes=0-99"}},
+        ),
+        _footage_readers(),
+    ),
+    ("GET", "/api/v1/cameras/{code}/playback"): Rule(
+        lambda ctx, role, which: (
+            "GET",
+            f"/api/v1/cameras/{ctx.camera(which)}/playback",
+            {
+                "params": {
+                    "start": (START + timedelta(minutes=5)).isoformat(),
+                    "end": (START + timedelta(minutes=5, seconds=2)).isoformat(),
+                }
+            },
+        ),
+        _footage_readers(),
+    ),
+    ("GET", "/api/v1/sittings/{code}/playback"): Rule(
+        lambda ctx, role, which: (
+            "GET",
+            f"/api/v1/sittings/{ctx.sitting(which)}/playback",
+            {"params": {"camera": ctx.camera(which), "format": "json"}},
+        ),
+        _footage_readers(),
+    ),
+    ("GET", "/api/v1/sittings/{code}/cameras/{camera}/thumbnails"): Rule(
+        lambda ctx, role, which: (
+            "GET",
+            f"/api/v1/sittings/{ctx.sitting(which)}/cameras/{ctx.camera(which)}/thumbnails",
+            {"params": {"every": 600}},
+        ),
+        _footage_readers(),
+    ),
     ("POST", "/api/v1/footage/links"): Rule(
         lambda ctx, role, which: (
             "POST",
