@@ -30,7 +30,7 @@ from services.checkpoints import (
     verify_checkpoint,
 )
 from storage import merkle
-from storage.ledger import entry_hash
+from storage.ledger import ENTRY_COLUMNS, entry_hash
 
 FORMAT = "examvault-evidence-export"
 FORMAT_VERSION = 1
@@ -46,17 +46,8 @@ SEGMENTS_DIR = "segments"
 INGEST_ACTION = "segment.ingested"
 EXPORT_ACTION = "export.created"
 
-ENTRY_FIELDS = (
-    "seq",
-    "recorded_at",
-    "actor",
-    "action",
-    "subject_type",
-    "subject_id",
-    "details",
-    "prev_hash",
-    "entry_hash",
-)
+# Exactly the stored columns of a ledger row, so a verifier can recompute its hash.
+ENTRY_FIELDS = ENTRY_COLUMNS
 _READ_CHUNK = 1024 * 1024
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from storage.models import LedgerEntry
 
 GENESIS_HASH = "0" * 64
-_COLUMNS = (
+ENTRY_COLUMNS = (
     "seq",
     "recorded_at",
     "actor",
@@ -135,7 +135,7 @@ def append_many(
     session.flush()
     session.execute(
         insert(LedgerEntry),
-        [{column: getattr(entry, column) for column in _COLUMNS} for entry in entries],
+        [{column: getattr(entry, column) for column in ENTRY_COLUMNS} for entry in entries],
     )
     return entries
 

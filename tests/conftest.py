@@ -12,6 +12,7 @@ import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from services.context import Services
+from services.ingest.pipeline import Arrival, Outcome
 from services.registry import import_registry
 from services.settings import Settings, load_settings
+from storage.models import Segment
 from tests.s3server import s3_endpoint  # noqa: F401  (fixture)
 
 POSTGRES_URL = os.environ.get("EXAMVAULT_TEST_POSTGRES_URL")
@@ -144,3 +147,26 @@ def make_video(tmp_path: Path) -> VideoFactory:
         return write_recording(folder / name, seconds=seconds, **options)
 
     return make
+
+
+def ingest_file(
+    services: Services, camera: str, path: Path, *, received_at: datetime | None = None
+) -> Segment:
+    """Push `path` through the real pipeline as if dropped in the camera's spool folder."""
+    spool = services.settings.resolved_spool_dir / camera
+    spool.mkdir(parents=True, exist_ok=True)
+    target = spool / path.name
+    if target != path:
+        target.write_bytes(path.read_bytes())
+    result = services.pipeline.ingest(
+        Arrival(
+            path=target,
+            camera_code=camera,
+            file_name=path.name,
+            source="spool",
+            received_at=received_at or datetime.now(UTC),
+        )
+    )
+    assert result.outcome is Outcome.STORED, result
+    assert result.segment is not None
+    return result.segment

@@ -21,13 +21,12 @@ from services.api.app import create_app
 from services.auth import create_token
 from services.cli import main
 from services.context import Services
-from services.ingest.pipeline import Arrival, Outcome
 from services.ingest.synthetic import black_scene, classroom_scene, spliced, write_recording
 from services.schedule import parse_json
 from services.sittings import apply_schedule
 from storage import ledger
 from storage.models import LedgerEntry
-from tests.conftest import CAMERA_BACK, CAMERA_FRONT, ROOM
+from tests.conftest import CAMERA_BACK, CAMERA_FRONT, ROOM, ingest_file
 
 # 09:00-09:12 local on 20 November 2026: long past its grace period on any day this runs.
 START = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
@@ -58,23 +57,6 @@ def _write(folder: Path, start: datetime, *, seed: int, black_from: float | None
         scene=scene,
     )
     return path
-
-
-def _ingest(services: Services, camera: str, path: Path) -> None:
-    spool = services.settings.resolved_spool_dir / camera
-    spool.mkdir(parents=True, exist_ok=True)
-    target = spool / path.name
-    target.write_bytes(path.read_bytes())
-    result = services.pipeline.ingest(
-        Arrival(
-            path=target,
-            camera_code=camera,
-            file_name=path.name,
-            source="spool",
-            received_at=datetime.now(UTC),
-        )
-    )
-    assert result.outcome is Outcome.STORED, result
 
 
 @pytest.fixture
@@ -111,10 +93,10 @@ def scenario(registered: Services, tmp_path: Path) -> Iterator[tuple[Services, P
     footage.mkdir()
     for index in range(4):
         start = START + index * SEGMENT
-        _ingest(registered, CAMERA_FRONT, _write(footage, start, seed=10 + index))
+        ingest_file(registered, CAMERA_FRONT, _write(footage, start, seed=10 + index))
         if index == 1:
             continue  # the back camera's 09:03-09:06 segment has not arrived
-        _ingest(
+        ingest_file(
             registered,
             CAMERA_BACK,
             _write(footage, start, seed=20 + index, black_from=30.0 if index == 3 else None),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,16 +10,13 @@ from sqlalchemy import select
 from services import health_checks
 from services.context import Services
 from services.ingest.health import HealthThresholds
-from services.ingest.pipeline import Arrival, Outcome
 from services.ingest.synthetic import black_scene, classroom_scene, spliced, write_recording
 from storage.models import Camera, HealthFlag, HealthSample
-from tests.conftest import CAMERA_FRONT
+from tests.conftest import CAMERA_FRONT, ingest_file
 
 
 def _ingest_with_black(services: Services, tmp_path: Path) -> None:
-    folder = services.settings.resolved_spool_dir / CAMERA_FRONT
-    folder.mkdir(parents=True)
-    path = folder / "20261124T090000+0800.mp4"
+    path = tmp_path / "20261124T090000+0800.mp4"
     normal = classroom_scene(160, 120, seed=3)
     write_recording(
         path,
@@ -31,16 +27,7 @@ def _ingest_with_black(services: Services, tmp_path: Path) -> None:
         gop_seconds=1.0,
         scene=spliced((6.0, normal), (12.0, black_scene(160, 120)), (99.0, normal)),
     )
-    result = services.pipeline.ingest(
-        Arrival(
-            path=path,
-            camera_code=CAMERA_FRONT,
-            file_name=path.name,
-            source="spool",
-            received_at=datetime.now(UTC),
-        )
-    )
-    assert result.outcome is Outcome.STORED
+    ingest_file(services, CAMERA_FRONT, path)
 
 
 def _kinds(services: Services) -> list[str]:

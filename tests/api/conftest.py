@@ -7,7 +7,6 @@ import copy
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,10 +14,11 @@ from fastapi.testclient import TestClient
 from services.api.app import create_app
 from services.auth import create_token
 from services.context import Services
-from services.ingest.pipeline import Arrival, Outcome
 from services.people import assign, create_user
 from services.registry import import_registry
-from tests.conftest import REGISTRY, ROOM
+from tests.conftest import REGISTRY, ROOM, ingest_file
+
+__all__ = ["ingest_file"]
 
 PASSWORD = "correct horse battery"
 START = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
@@ -103,21 +103,3 @@ def login(client: TestClient, name: str, password: str = PASSWORD) -> dict[str, 
     body = response.json()
     assert body["token_type"] == "bearer" and body["expires_at"]
     return {"Authorization": f"Bearer {body['access_token']}"}
-
-
-def ingest_file(services: Services, camera: str, path: Path) -> None:
-    """Push `path` through the real pipeline as if dropped in the camera's spool folder."""
-    spool = services.settings.resolved_spool_dir / camera
-    spool.mkdir(parents=True, exist_ok=True)
-    target = spool / path.name
-    target.write_bytes(path.read_bytes())
-    result = services.pipeline.ingest(
-        Arrival(
-            path=target,
-            camera_code=camera,
-            file_name=path.name,
-            source="spool",
-            received_at=datetime.now(UTC),
-        )
-    )
-    assert result.outcome is Outcome.STORED, result

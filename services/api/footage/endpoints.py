@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Annotated, Literal
 
 import av
-from fastapi import APIRouter, Path, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -30,7 +30,7 @@ from services.access import (
     visible_sitting,
     within_windows,
 )
-from services.api.deps import ServicesDep, SittingReader
+from services.api.deps import RowId, ServicesDep, SittingReader
 from services.api.errors import ApiError
 from services.api.footage.schemas import (
     CameraSegmentsOut,
@@ -81,8 +81,6 @@ MAX_GAPS_IN_HEADER = 40
 _SINGLE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
-# Segment ids are 64-bit in the database; a larger number is simply not one of them.
-MAX_ID = 2**63 - 1
 
 
 def _instant(value: str | None, name: str) -> datetime | None:
@@ -258,7 +256,7 @@ def _etag_matches(header: str | None, etag: str) -> bool:
     },
 )
 def get_content(
-    segment_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    segment_id: RowId,
     request: Request,
     services: ServicesDep,
     subject: SittingReader,
