@@ -136,6 +136,7 @@ class PurgeResult:
     bytes: int = 0
     skipped: int = 0  # changed between plan and deletion (held, moved later, gone)
     finished_leftovers: int = 0
+    derived_dropped: int = 0  # cached thumbnail objects removed with the footage
 
 
 def _delete_blobs(store: BlobStore, keys: list[str]) -> set[str]:
@@ -227,7 +228,17 @@ def execute_purge(
         run = session.get(PurgeRun, result.run_id)
         assert run is not None
         run.finished_at, run.purged = datetime.now(UTC), result.purged
+    if result.purged:
+        result.derived_dropped = drop_derived(store)
     return result
+
+
+def drop_derived(store: BlobStore) -> int:
+    """Empty the cache of derived pictures (thumbnail strips). They show faces like the footage
+    they came from, so none may outlive footage the purge just removed; the cache rebuilds
+    itself from what remains when next asked. Returns how many objects went."""
+    # On S3 a strip is locked for minutes after it is made: what is refused goes next time.
+    return len(_delete_blobs(store, list(store.keys(DERIVED_PREFIX))))
 
 
 def _batches(items: list[PlanItem]) -> Iterator[list[PlanItem]]:

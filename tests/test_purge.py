@@ -858,3 +858,22 @@ def test_a_hold_committed_while_a_purge_runs_is_respected(
         stored = session.get(Segment, segment.id)
         assert stored is not None and stored.purged_at is None
     assert registered.store.stat(segment.blob_key) is not None
+
+
+def test_a_purge_drops_derived_pictures_so_none_outlive_their_footage(
+    registered: Services, tmp_path: Path, now: datetime
+) -> None:
+    cached = tmp_path / "strip.jpg"
+    cached.write_bytes(b"\xff\xd8 a cached strip of faces")
+    registered.store.put_file(
+        cached,
+        lambda _sha: "derived/thumbnails/S-1/T1-S1-R1-F/every-60s-abc.jpg",
+        retain_until=now,
+    )
+    kept = execute_purge(registered.db, registered.store, registered.settings, actor="test")
+    assert kept.purged == 0 and list(registered.store.keys("derived/"))  # nothing purged yet
+
+    make_segments(registered, [_spec(CAMERA_FRONT, T0, now - timedelta(days=1))], tmp_path)
+    result = execute_purge(registered.db, registered.store, registered.settings, actor="test")
+    assert (result.purged, result.derived_dropped) == (1, 1)
+    assert list(registered.store.keys("derived/")) == []
