@@ -511,6 +511,42 @@ def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from services.auth import TokenError, revoke_token
+
+    services = _services(settings)
+    try:
+        row = services.db.run_write(
+            lambda session: revoke_token(
+                session, args.id, actor="cli:token-revoke", reason=args.reason
+            )
+        )
+    except TokenError as exc:
+        raise CommandError(str(exc)) from exc
+    finally:
+        services.close()
+    print(f"token {row.id} ({row.name}, role {row.role}) revoked; its footage links end with it")
+    return EXIT_OK
+
+
+def cmd_user_disable(args: argparse.Namespace, settings: Settings) -> int:
+    from services.people import PeopleError, disable_user
+
+    services = _services(settings)
+    try:
+        user = services.db.run_write(
+            lambda session: disable_user(
+                session, args.name, actor="cli:user-disable", reason=args.reason
+            )
+        )
+    except PeopleError as exc:
+        raise CommandError(str(exc)) from exc
+    finally:
+        services.close()
+    print(f"user {user.name} disabled; every session they held has ended")
+    return EXIT_OK
+
+
 def cmd_ledger_verify(_args: argparse.Namespace, settings: Settings) -> int:
     from services.checkpoints import load_signer, verify_stored_checkpoints
     from storage import ledger
@@ -708,6 +744,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
     user_create.set_defaults(handler=cmd_user_create)
+    user_disable = user_actions.add_parser("disable", help="lock a person out, end sessions")
+    user_disable.add_argument("name")
+    user_disable.add_argument("--reason", required=True)
+    user_disable.set_defaults(handler=cmd_user_disable)
 
     assign_parser = commands.add_parser("assign", help="assign a supervisor")
     assign_parser.add_argument("name", help="supervisor's user name")
@@ -726,6 +766,10 @@ def build_parser() -> argparse.ArgumentParser:
     token_create.add_argument("--cameras", help="CODE[,CODE...] for camera_host tokens")
     token_create.add_argument("--name")
     token_create.set_defaults(handler=cmd_token_create)
+    token_revoke = token_actions.add_parser("revoke", help="end a token (and its links) now")
+    token_revoke.add_argument("id", type=int, help="the token id printed at creation")
+    token_revoke.add_argument("--reason", required=True)
+    token_revoke.set_defaults(handler=cmd_token_revoke)
 
     ledger = commands.add_parser("ledger", help="the tamper-evident ledger")
     ledger_actions = ledger.add_subparsers(dest="ledger_command", required=True, metavar="ACTION")

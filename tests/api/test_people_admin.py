@@ -3,9 +3,11 @@ caller's own view (/me); district officers placing holds in their district only.
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from services.cli import main
 from services.context import Services
 from storage.models import LedgerEntry
 from tests.api.conftest import PASSWORD, assign_now, login, make_user
@@ -126,3 +128,29 @@ def test_district_officer_places_holds_in_their_district_only(
         "/api/v1/holds", json={"reason": "x", "sitting": "OWN-1"}, headers=supervisor
     )
     assert refused.status_code == 403
+
+
+def test_cli_revokes_tokens_and_disables_people(
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    client, services = world
+    monkeypatch.setenv("EXAMVAULT_DATA_DIR", str(services.settings.data_dir))
+    monkeypatch.setenv("EXAMVAULT_DATABASE_URL", services.settings.resolved_database_url)
+    make_user(services, "zhang", "supervisor")
+    session = login(client, "zhang")
+    assert main(["token", "create", "--role", "admin", "--name", "script"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    token_id = int(printed[0].split()[1])
+    script = {"Authorization": f"Bearer {printed[-1]}"}
+    assert client.get("/api/v1/me", headers=script).status_code == 200
+
+    assert main(["token", "revoke", str(token_id), "--reason", "泄露"]) == 0
+    assert client.get("/api/v1/me", headers=script).status_code == 401
+    assert main(["token", "revoke", str(token_id), "--reason", "again"]) == 2
+    assert "revoked already" in capsys.readouterr().err
+
+    assert main(["user", "disable", "zhang", "--reason", "离职"]) == 0
+    assert client.get("/api/v1/me", headers=session).status_code == 401
+    assert main(["user", "disable", "nobody", "--reason", "x"]) == 2
