@@ -235,9 +235,10 @@ def _flip(data: bytes, at: int) -> bytes:
 
 def _flip_in_value(data: bytes, value: str) -> bytes:
     """Change the first character of a JSON string value (hex or base64) to another character
-    of its alphabet: one byte differs and the document stays well-formed."""
+    of both alphabets: one byte differs and the document stays well-formed. A digit, because
+    hex is read case-blind: turning "b" into "B" would change no bit of the value."""
     at = data.index(value.encode("ascii"))
-    return data[:at] + (b"B" if data[at : at + 1] != b"B" else b"C") + data[at + 1 :]
+    return data[:at] + (b"0" if data[at : at + 1] != b"0" else b"1") + data[at + 1 :]
 
 
 def _flip_proof(data: bytes) -> bytes:
