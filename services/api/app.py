@@ -21,6 +21,7 @@ from services.api.ledger.endpoints import router as ledger_router
 from services.api.ops.endpoints import router as ops_router
 from services.api.people.endpoints import router as people_router
 from services.api.sittings.endpoints import router as sittings_router
+from services.api.web.endpoints import router as web_router
 from services.context import Services
 from services.ingest.jobs import IngestWorker
 from services.people import LoginThrottle
@@ -86,4 +87,5 @@ def create_app(
     app.include_router(links_router, responses=errors)
     app.include_router(findings_router, responses=errors)
     app.include_router(exports_router, responses=errors)
+    app.include_router(web_router)
     return app

@@ -1,0 +1,779 @@
+// One sitting: its verdict, coverage per camera on a timeline, both cameras' players side by
+// side, findings, segments and the evidence export.
+
+import { call, footageLink } from "./api.js";
+import { parseInstant, resolveClock, showDateTime, showInstant, showSpan, showTime, toRfc3339 } from "./clock.js";
+import { L, el, errorNode } from "./dom.js";
+import { setAttr, setText, t } from "./i18n.js";
+import { Player } from "./player.js";
+import { askReason, flash, flashError, verdictBadge } from "./ui.js";
+
+const CATEGORIES = ["substitution", "absent_assessor", "camera_blocked", "off_site", "other"];
+const POSITION_ORDER = { front: 0, back: 1 };
+const FINDING_AUTHORS = ["supervisor", "admin"];
+// Roles that see verdicts only: no findings, no export (the API refuses them anyway).
+const VERDICTS_ONLY = ["institution"];
+
+const byPosition = (a, b) =>
+  (POSITION_ORDER[a.position] ?? 9) - (POSITION_ORDER[b.position] ?? 9) ||
+  a.camera.localeCompare(b.camera);
+
+export function renderSitting(container, code, me) {
+  const view = {
+    alive: true,
+    players: [],
+    dispose() {
+      this.alive = false;
+      for (const player of this.players) player.stop();
+    },
+  };
+  container.replaceChildren(el("p", { class: "muted" }, L("sitting.loading")));
+  load(container, code, me, view);
+  return view;
+}
+
+async function load(container, code, me, view) {
+  const base = `/api/v1/sittings/${encodeURIComponent(code)}`;
+  let summary, coverage, segments;
+  try {
+    [summary, coverage, segments] = await Promise.all([
+      call(base),
+      call(`${base}/coverage`),
+      call(`${base}/segments`),
+    ]);
+  } catch (error) {
+    if (!view.alive) return;
+    container.replaceChildren(backLink(), errorNode(error));
+    return;
+  }
+  if (!view.alive) return;
+  const start = parseInstant(coverage.required_start);
+  const ctx = {
+    code,
+    base,
+    me,
+    view,
+    offsetMin: start.offsetMin,
+    startMs: start.ms,
+    endMs: parseInstant(coverage.required_end).ms,
+    cameras: [...coverage.cameras].sort(byPosition),
+    timelines: new Map(),
+    findingsForm: null,
+  };
+  ctx.playAll = (ms) => playAll(ctx, ms);
+
+  const verdictsOnly = VERDICTS_ONLY.includes(me.role);
+  const sections = [
+    backLink(),
+    headerSection(ctx, summary, coverage, verdictsOnly),
+    coverageSection(ctx),
+    playbackSection(ctx),
+    verdictsOnly ? null : findingsSection(ctx),
+    segmentsSection(ctx, segments),
+  ];
+  container.replaceChildren(...sections.filter(Boolean));
+}
+
+function backLink() {
+  return el("p", {}, el("a", { href: "#/", class: "back", id: "back-link" }, L("nav.back")));
+}
+
+function headerSection(ctx, summary, coverage, verdictsOnly) {
+  const meta = [
+    ["sitting.meta.room", `${summary.room} · ${t(`kind.${summary.kind}`)}`],
+    ["sitting.meta.institution", summary.institution],
+    ["sitting.meta.occupation", `${summary.occupation} / ${summary.level}`],
+    ["sitting.meta.time", showSpan(summary.starts_at, summary.ends_at)],
+    ["sitting.meta.required", showSpan(coverage.required_start, coverage.required_end)],
+    ["sitting.meta.checked", showInstant(coverage.computed_at)],
+  ];
+  const list = el("dl", { class: "meta" });
+  for (const [key, value] of meta) list.append(el("dt", {}, L(key)), el("dd", {}, value));
+  const exportButton = verdictsOnly
+    ? null
+    : el("button", { type: "button", id: "export-button", class: "primary" }, L("export.button"));
+  exportButton?.addEventListener("click", () => exportEvidence(ctx, exportButton));
+  return el(
+    "section",
+    { class: "sitting-head", "aria-labelledby": "sitting-heading" },
+    el(
+      "div",
+      { class: "section-head" },
+      el(
+        "h1",
+        { id: "sitting-heading" },
+        el("span", { class: "code" }, summary.code),
+        " ",
+        el("span", { id: "sitting-verdict" }, verdictBadge(coverage.status)),
+      ),
+      exportButton,
+    ),
+    list,
+  );
+}
+
+// --- coverage ---------------------------------------------------------------------------
+
+function percentOf(ctx, ms) {
+  return ((ms - ctx.startMs) / (ctx.endMs - ctx.startMs)) * 100;
+}
+
+function span(ctx, startText, endText, className, titleKey, vars) {
+  const from = Math.max(parseInstant(startText).ms, ctx.startMs);
+  const to = Math.min(parseInstant(endText).ms, ctx.endMs);
+  const node = el("span", {
+    class: className,
+    style: {
+      left: `${percentOf(ctx, from)}%`,
+      width: `${Math.max(percentOf(ctx, to) - percentOf(ctx, from), 0.3)}%`,
+    },
+  });
+  setAttr(node, "title", titleKey, vars);
+  return node;
+}
+
+function coverageSection(ctx) {
+  const rows = ctx.cameras.map((camera) => coverageRow(ctx, camera));
+  const thumbsButton = el("button", { type: "button", id: "thumbs-button" }, L("play.thumbs"));
+  thumbsButton.addEventListener("click", () => {
+    thumbsButton.disabled = true;
+    for (const camera of ctx.cameras) loadThumbnails(ctx, camera);
+  });
+  const legend = el(
+    "p",
+    { class: "legend small", "aria-label": t("coverage.legend") },
+    el("span", { class: "swatch covered" }),
+    L("coverage.legend.covered"),
+    el("span", { class: "swatch gap" }),
+    L("coverage.legend.gap"),
+    el("span", { class: "swatch health" }),
+    L("coverage.legend.health"),
+    el("span", { class: "swatch cursor" }),
+    L("coverage.legend.cursor"),
+  );
+  return el(
+    "section",
+    { "aria-labelledby": "coverage-heading", id: "coverage" },
+    el(
+      "div",
+      { class: "section-head" },
+      el("h2", { id: "coverage-heading" }, L("coverage.heading")),
+      thumbsButton,
+    ),
+    legend,
+    rows,
+  );
+}
+
+function coverageRow(ctx, camera) {
+  const vars = { camera: camera.camera };
+  const bar = el("div", {
+    class: "timeline",
+    role: "slider",
+    tabindex: "0",
+    "aria-valuemin": "0",
+    "aria-valuemax": String(Math.round((ctx.endMs - ctx.startMs) / 1000)),
+    "aria-valuenow": "0",
+    "aria-valuetext": showTime(ctx.startMs, ctx.offsetMin),
+    dataset: { camera: camera.camera },
+  });
+  setAttr(bar, "aria-label", "coverage.timeline", vars);
+  for (const gap of camera.gaps) {
+    bar.append(
+      span(ctx, gap.start, gap.end, "gap", "play.gapLine", {
+        start: showInstant(gap.start, false),
+        end: showInstant(gap.end, false),
+        cause: `@cause.${gap.cause}`,
+        media: "–",
+      }),
+    );
+  }
+  for (const flag of camera.health) {
+    const node = span(ctx, flag.start, flag.end, `health health-${flag.kind}`, `health.${flag.kind}`);
+    node.dataset.kind = flag.kind;
+    node.title = `${showInstant(flag.start, false)}–${showInstant(flag.end, false)} ${node.title}`;
+    bar.append(node);
+  }
+  const pick = el("span", { class: "pick", hidden: true });
+  const cursor = el("span", { class: "cursor", hidden: true });
+  bar.append(pick, cursor);
+  const thumbs = el("div", { class: "thumbs", id: `thumbs-${camera.camera}` });
+  const timeline = { bar, pick, cursor, thumbs, pickMs: ctx.startMs };
+  ctx.timelines.set(camera.camera, timeline);
+
+  const setPick = (ms) => {
+    timeline.pickMs = Math.min(Math.max(ms, ctx.startMs), ctx.endMs);
+    pick.hidden = false;
+    pick.style.left = `${percentOf(ctx, timeline.pickMs)}%`;
+    bar.setAttribute("aria-valuenow", String(Math.round((timeline.pickMs - ctx.startMs) / 1000)));
+    bar.setAttribute("aria-valuetext", showTime(timeline.pickMs, ctx.offsetMin));
+  };
+  bar.addEventListener("click", (event) => {
+    const box = bar.getBoundingClientRect();
+    const ratio = Math.min(Math.max((event.clientX - box.left) / box.width, 0), 1);
+    const ms = ctx.startMs + ratio * (ctx.endMs - ctx.startMs);
+    setPick(ms);
+    ctx.playAll(Math.floor(ms / 1000) * 1000);
+  });
+  bar.addEventListener("keydown", (event) => {
+    const step = event.shiftKey ? 60000 : 10000;
+    const moves = {
+      ArrowLeft: -step,
+      ArrowDown: -step,
+      ArrowRight: step,
+      ArrowUp: step,
+      PageDown: -300000,
+      PageUp: 300000,
+    };
+    if (event.key in moves) setPick(timeline.pickMs + moves[event.key]);
+    else if (event.key === "Home") setPick(ctx.startMs);
+    else if (event.key === "End") setPick(ctx.endMs);
+    else if (event.key === "Enter" || event.key === " ") ctx.playAll(timeline.pickMs);
+    else return;
+    event.preventDefault();
+  });
+
+  const ticks = el("div", { class: "ticks small", "aria-hidden": "true" });
+  for (let i = 0; i <= 4; i += 1) {
+    const ms = ctx.startMs + ((ctx.endMs - ctx.startMs) * i) / 4;
+    ticks.append(el("span", { style: { left: `${i * 25}%` } }, showTime(ms, ctx.offsetMin)));
+  }
+  const gapList = camera.gaps.length
+    ? el(
+        "ul",
+        { class: "small gap-list" },
+        camera.gaps.map((gap) =>
+          el(
+            "li",
+            {},
+            el("span", { class: "swatch gap" }),
+            `${showInstant(gap.start, false)}–${showInstant(gap.end, false)} `,
+            L(`cause.${gap.cause}`),
+            ` (${Math.round(gap.seconds)} s)`,
+          ),
+        ),
+      )
+    : el("p", { class: "small muted" }, L("coverage.noGaps"));
+  const healthList = camera.health.length
+    ? el(
+        "ul",
+        { class: "small health-list" },
+        camera.health.map((flag) =>
+          el(
+            "li",
+            {},
+            el("span", { class: "swatch health" }),
+            `${showInstant(flag.start, false)}–${showInstant(flag.end, false)} `,
+            L(`health.${flag.kind}`),
+          ),
+        ),
+      )
+    : el("p", { class: "small muted" }, L("coverage.noHealth"));
+  return el(
+    "div",
+    { class: "coverage-row", dataset: { camera: camera.camera } },
+    el(
+      "h3",
+      {},
+      L(`position.${camera.position}`),
+      " ",
+      el("span", { class: "code" }, camera.camera),
+      " · ",
+      L("coverage.ratio", { pct: (camera.ratio * 100).toFixed(1) }),
+    ),
+    bar,
+    ticks,
+    thumbs,
+    el("div", { class: "row-notes" }, gapList, healthList),
+  );
+}
+
+async function loadThumbnails(ctx, camera) {
+  const timeline = ctx.timelines.get(camera.camera);
+  const seconds = (ctx.endMs - ctx.startMs) / 1000;
+  // About forty tiles across the bar: enough to find a moment, cheap to decode.
+  const every = Math.min(Math.max(Math.ceil(seconds / 40), 5), 3600);
+  const path = `${ctx.base}/cameras/${encodeURIComponent(camera.camera)}/thumbnails?every=${every}`;
+  try {
+    const index = await call(`${path}&format=json`);
+    const url = await footageLink(path);
+    const covered = (index.tiles.length * every) / seconds;
+    const image = el("img", {
+      src: url,
+      class: "thumb-strip",
+      style: { width: `${covered * 100}%` },
+      dataset: { camera: camera.camera },
+    });
+    setAttr(image, "alt", "play.thumbsLabel", { camera: camera.camera, every });
+    image.addEventListener("click", (event) => {
+      const box = image.getBoundingClientRect();
+      const tile = Math.floor(((event.clientX - box.left) / box.width) * index.tiles.length);
+      const chosen = index.tiles[Math.min(Math.max(tile, 0), index.tiles.length - 1)];
+      ctx.playAll(parseInstant(chosen.shown_at ?? chosen.at).ms);
+    });
+    timeline.thumbs.replaceChildren(image);
+  } catch (error) {
+    timeline.thumbs.replaceChildren(errorNode(error));
+  }
+}
+
+// --- playback ---------------------------------------------------------------------------
+
+function playbackSection(ctx) {
+  const input = el("input", {
+    id: "play-at",
+    name: "at",
+    inputmode: "numeric",
+    autocomplete: "off",
+    pattern: "\\d{1,2}:\\d{2}(:\\d{2})?",
+    value: showTime(ctx.startMs, ctx.offsetMin),
+    "aria-describedby": "play-hint",
+    size: "9",
+  });
+  const error = el("div", { id: "play-error", "aria-live": "assertive" });
+  const form = el(
+    "form",
+    { class: "play-form", id: "play-form" },
+    el("label", { for: "play-at" }, L("play.at")),
+    input,
+    el("button", { type: "submit", class: "primary", id: "play-button" }, L("play.go")),
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const ms = resolveClock(input.value, ctx.startMs, ctx.endMs, ctx.offsetMin);
+    if (ms === null || ms < ctx.startMs || ms > ctx.endMs) {
+      error.replaceChildren(
+        el(
+          "p",
+          { class: "error", role: "alert" },
+          L("play.badTime", { example: showTime(ctx.startMs, ctx.offsetMin) }),
+        ),
+      );
+      input.focus();
+      return;
+    }
+    error.replaceChildren();
+    ctx.playAll(ms);
+  });
+  ctx.playInput = input;
+
+  const players = ctx.cameras.map(
+    (camera) =>
+      new Player({
+        sitting: ctx.code,
+        camera: camera.camera,
+        position: camera.position,
+        offsetMin: ctx.offsetMin,
+        onClock: (player, ms) => moveCursor(ctx, player.camera, ms),
+        onPause: (player) => ctx.findingsForm?.prefill(player),
+      }),
+  );
+  ctx.view.players = players;
+  ctx.players = players;
+  return el(
+    "section",
+    { "aria-labelledby": "play-heading", id: "playback" },
+    el("h2", { id: "play-heading" }, L("play.heading")),
+    form,
+    el("p", { class: "muted small", id: "play-hint" }, L("play.hint")),
+    error,
+    el("div", { class: "players" }, players.map((player) => player.node)),
+  );
+}
+
+function playAll(ctx, requested) {
+  // Playback needs a moment before the interval's end to show anything (end > at).
+  const ms = Math.min(Math.max(requested, ctx.startMs), ctx.endMs - 1000);
+  ctx.playInput.value = showTime(ms, ctx.offsetMin);
+  for (const player of ctx.players) player.play(ms);
+}
+
+function moveCursor(ctx, camera, ms) {
+  const timeline = ctx.timelines.get(camera);
+  if (!timeline) return;
+  timeline.cursor.hidden = false;
+  timeline.cursor.style.left = `${Math.min(Math.max(percentOf(ctx, ms), 0), 100)}%`;
+}
+
+// --- findings ---------------------------------------------------------------------------
+
+function findingsSection(ctx) {
+  const list = el("div", { id: "findings", "aria-live": "polite" }, L("list.loading"));
+  const formBox = el("div", { id: "finding-form-box" });
+  const section = el(
+    "section",
+    { "aria-labelledby": "findings-heading", id: "findings-section" },
+    el("h2", { id: "findings-heading" }, L("findings.heading")),
+    list,
+    formBox,
+  );
+  const canWrite = FINDING_AUTHORS.includes(ctx.me.role);
+  const reload = async () => {
+    try {
+      const body = await call(`${ctx.base}/findings`);
+      if (!ctx.view.alive) return;
+      list.replaceChildren(findingsList(ctx, body, reload));
+      if (body.review_closed_at) {
+        formBox.replaceChildren(
+          el(
+            "p",
+            { class: "notice" },
+            L("findings.closed", {
+              at: showInstant(body.review_closed_at),
+              by: body.review_closed_by ?? "",
+            }),
+          ),
+        );
+        ctx.findingsForm = null;
+      } else if (canWrite && !ctx.findingsForm) {
+        ctx.findingsForm = findingForm(ctx, reload);
+        formBox.replaceChildren(ctx.findingsForm.node);
+      }
+    } catch (error) {
+      if (ctx.view.alive) list.replaceChildren(errorNode(error));
+    }
+  };
+  ctx.reloadFindings = reload;
+  reload();
+  return section;
+}
+
+function findingsList(ctx, body, reload) {
+  if (!body.findings.length) return el("p", { class: "muted" }, L("findings.empty"));
+  const items = body.findings.map((finding) => {
+    const position = ctx.cameras.find((c) => c.camera === finding.camera)?.position;
+    const when = finding.observed_until
+      ? `${showInstant(finding.observed_from)}–${showInstant(finding.observed_until, false)}`
+      : showInstant(finding.observed_from);
+    const actions = el("div", { class: "actions" });
+    if (finding.editable) {
+      const revise = el("button", { type: "button", class: "revise" }, L("findings.revise"));
+      revise.addEventListener("click", () => ctx.findingsForm?.edit(finding));
+      const withdraw = el("button", { type: "button", class: "withdraw" }, L("findings.withdraw"));
+      withdraw.addEventListener("click", async () => {
+        const reason = await askReason("findings.withdraw", "findings.withdrawReason");
+        if (!reason) return;
+        try {
+          await call(`${ctx.base}/findings/${finding.id}/withdraw`, {
+            method: "POST",
+            json: { reason },
+          });
+          flash("findings.form.withdrawn");
+          await reload();
+        } catch (error) {
+          flashError(error);
+        }
+      });
+      actions.append(revise, withdraw);
+    }
+    return el(
+      "li",
+      {
+        class: `finding${finding.withdrawn_at ? " withdrawn" : ""}`,
+        dataset: { finding: String(finding.id), category: finding.category },
+      },
+      el(
+        "div",
+        { class: "finding-head" },
+        el("span", { class: `badge category category-${finding.category}` }, L(`category.${finding.category}`)),
+        " ",
+        position ? L(`position.${position}`) : null,
+        " ",
+        el("span", { class: "code" }, finding.camera),
+        " · ",
+        el("span", { class: "nowrap" }, when),
+        finding.withdrawn_at
+          ? el("span", { class: "badge withdrawn-badge" }, L("findings.withdrawn"))
+          : null,
+      ),
+      el("p", { class: "finding-text" }, finding.text),
+      el(
+        "p",
+        { class: "muted small" },
+        L("findings.author"),
+        `: ${finding.author} · #${finding.id} · `,
+        L("findings.revision", { n: finding.revision }),
+        ` · ${showInstant(finding.updated_at)}`,
+      ),
+      actions,
+    );
+  });
+  return el("ol", { class: "findings", id: "findings-list" }, items);
+}
+
+function findingForm(ctx, reload) {
+  const camera = el("select", { id: "finding-camera", name: "camera", required: true });
+  for (const c of ctx.cameras) {
+    const option = el("option", { value: c.camera });
+    option.append(L(`position.${c.position}`), ` ${c.camera}`);
+    camera.append(option);
+  }
+  const category = el("select", { id: "finding-category", name: "category", required: true });
+  for (const value of CATEGORIES) category.append(el("option", { value }, L(`category.${value}`)));
+  const from = el("input", {
+    id: "finding-from",
+    name: "from",
+    required: true,
+    autocomplete: "off",
+    size: "9",
+    "aria-describedby": "finding-from-full",
+  });
+  const until = el("input", {
+    id: "finding-until",
+    name: "until",
+    autocomplete: "off",
+    size: "9",
+    "aria-describedby": "finding-until-full",
+  });
+  const fromFull = el("span", { id: "finding-from-full", class: "muted small" });
+  const untilFull = el("span", { id: "finding-until-full", class: "muted small" });
+  const text = el("textarea", {
+    id: "finding-text",
+    name: "text",
+    rows: "3",
+    required: true,
+    maxlength: "4000",
+  });
+  const legend = el("legend", {}, L("findings.form.new"));
+  const submit = el("button", { type: "submit", class: "primary", id: "finding-submit" }, L("findings.form.submit"));
+  const cancel = el("button", { type: "button", id: "finding-cancel", hidden: true }, L("findings.form.cancel"));
+  const error = el("div", { id: "finding-error", "aria-live": "assertive" });
+  const useTime = (target, full) => {
+    const button = el("button", { type: "button", class: "small-button" }, L("play.usePlayerTime"));
+    button.addEventListener("click", () => {
+      const ms = playerTime(ctx, camera.value);
+      if (ms !== null) setField(target, full, ms);
+    });
+    return button;
+  };
+  const node = el(
+    "form",
+    { id: "finding-form", class: "card finding-form" },
+    el(
+      "fieldset",
+      {},
+      legend,
+      el(
+        "div",
+        { class: "form-grid" },
+        el("label", { for: "finding-camera" }, L("findings.form.camera")),
+        camera,
+        el("label", { for: "finding-category" }, L("findings.form.category")),
+        category,
+        el("label", { for: "finding-from" }, L("findings.form.from")),
+        el("div", { class: "inline" }, from, useTime(from, fromFull), fromFull),
+        el("label", { for: "finding-until" }, L("findings.form.until")),
+        el("div", { class: "inline" }, until, useTime(until, untilFull), untilFull),
+        el("label", { for: "finding-text" }, L("findings.form.text")),
+        text,
+      ),
+      error,
+      el("div", { class: "actions" }, submit, cancel),
+    ),
+  );
+  let editing = null;
+  // Once someone typed a time, a paused player no longer overwrites it.
+  let fromTyped = false;
+  from.addEventListener("input", () => {
+    fromTyped = true;
+    showFull(from, fromFull);
+  });
+  until.addEventListener("input", () => showFull(until, untilFull));
+
+  function showFull(input, full) {
+    const ms = input.value.trim()
+      ? resolveClock(input.value, ctx.startMs, ctx.endMs, ctx.offsetMin)
+      : null;
+    full.textContent = ms === null ? "" : `= ${showDateTime(ms, ctx.offsetMin)}`;
+  }
+  function setField(input, full, ms) {
+    input.value = showTime(ms, ctx.offsetMin);
+    showFull(input, full);
+  }
+  function reset() {
+    editing = null;
+    fromTyped = false;
+    setText(legend, "findings.form.new");
+    cancel.hidden = true;
+    from.value = "";
+    until.value = "";
+    text.value = "";
+    fromFull.textContent = "";
+    untilFull.textContent = "";
+    error.replaceChildren();
+    const ms = playerTime(ctx, camera.value);
+    if (ms !== null) setField(from, fromFull, ms);
+  }
+  node.addEventListener("focusin", () => {
+    if (from.value || editing) return;
+    const ms = playerTime(ctx, camera.value);
+    if (ms !== null) setField(from, fromFull, ms);
+  });
+  cancel.addEventListener("click", reset);
+  node.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.replaceChildren();
+    const fromMs = resolveClock(from.value, ctx.startMs, ctx.endMs, ctx.offsetMin);
+    if (fromMs === null) {
+      error.replaceChildren(el("p", { class: "error", role: "alert" }, L("findings.form.badFrom")));
+      from.focus();
+      return;
+    }
+    let untilMs = null;
+    if (until.value.trim()) {
+      untilMs = resolveClock(until.value, ctx.startMs, ctx.endMs, ctx.offsetMin);
+      if (untilMs === null || untilMs < fromMs) {
+        error.replaceChildren(el("p", { class: "error", role: "alert" }, L("findings.form.badUntil")));
+        until.focus();
+        return;
+      }
+    }
+    const body = {
+      camera: camera.value,
+      category: category.value,
+      observed_from: toRfc3339(fromMs, ctx.offsetMin),
+      observed_until: untilMs === null ? null : toRfc3339(untilMs, ctx.offsetMin),
+      text: text.value.trim(),
+    };
+    submit.disabled = true;
+    try {
+      if (editing) {
+        await call(`${ctx.base}/findings/${editing.id}`, { method: "PUT", json: body });
+      } else {
+        await call(`${ctx.base}/findings`, { method: "POST", json: body });
+      }
+      flash("findings.form.saved");
+      reset();
+      await reload();
+    } catch (failure) {
+      error.replaceChildren(errorNode(failure));
+    } finally {
+      submit.disabled = false;
+    }
+  });
+
+  return {
+    node,
+    // A paused player offers its picture's instant as the finding's start.
+    prefill(player) {
+      if (editing || fromTyped || player.wallMs === null) return;
+      camera.value = player.camera;
+      setField(from, fromFull, player.wallMs);
+    },
+    edit(finding) {
+      editing = finding;
+      setText(legend, "findings.form.edit", { id: finding.id });
+      cancel.hidden = false;
+      camera.value = finding.camera;
+      category.value = finding.category;
+      setField(from, fromFull, parseInstant(finding.observed_from).ms);
+      if (finding.observed_until) setField(until, untilFull, parseInstant(finding.observed_until).ms);
+      else {
+        until.value = "";
+        untilFull.textContent = "";
+      }
+      text.value = finding.text;
+      node.scrollIntoView({ block: "nearest" });
+      text.focus();
+    },
+  };
+}
+
+// The wall clock of the chosen camera's player, or of any player that has one.
+function playerTime(ctx, cameraCode) {
+  const own = ctx.players.find((p) => p.camera === cameraCode && p.wallMs !== null);
+  const any = ctx.players.find((p) => p.wallMs !== null);
+  return (own ?? any)?.wallMs ?? null;
+}
+
+// --- segments ---------------------------------------------------------------------------
+
+function segmentsSection(ctx, segments) {
+  const cameras = [...segments.cameras].sort(byPosition);
+  const tables = cameras.map((camera) => {
+    const rows = camera.segments.map((segment) =>
+      el(
+        "tr",
+        {},
+        el("td", { class: "nowrap" }, showInstant(segment.start, false)),
+        el("td", { class: "nowrap" }, showInstant(segment.end, false)),
+        el("td", { class: "num" }, segment.duration_seconds.toFixed(1)),
+        el("td", { class: "num" }, `${(segment.size / 1048576).toFixed(1)} MiB`),
+        el("td", {}, `${segment.video_codec} ${segment.width}×${segment.height}`),
+        el(
+          "td",
+          {},
+          segment.health.map((kind) => el("span", { class: "badge flag" }, L(`health.${kind}`))),
+          segment.clock_flags.map((flag) => el("span", { class: "badge flag" }, flag)),
+          segment.purged ? el("span", { class: "badge flag" }, L("segments.purged")) : null,
+        ),
+      ),
+    );
+    return el(
+      "div",
+      { class: "segments-camera" },
+      el(
+        "h3",
+        {},
+        L("segments.count", { camera: camera.camera, n: camera.segments.length }),
+      ),
+      el(
+        "table",
+        { class: "grid compact" },
+        el(
+          "thead",
+          {},
+          el(
+            "tr",
+            {},
+            ["col.start", "col.end", "col.duration", "col.size", "col.format", "col.flags"].map(
+              (key) => el("th", { scope: "col" }, L(key)),
+            ),
+          ),
+        ),
+        el("tbody", {}, rows),
+      ),
+    );
+  });
+  return el(
+    "section",
+    { id: "segments", "aria-labelledby": "segments-heading" },
+    el(
+      "details",
+      {},
+      el("summary", {}, el("h2", { id: "segments-heading", class: "inline-heading" }, L("segments.heading"))),
+      el("div", { class: "segments-grid" }, tables),
+    ),
+  );
+}
+
+// --- export -----------------------------------------------------------------------------
+
+async function exportEvidence(ctx, button) {
+  const reason = await askReason("export.button", "export.reason");
+  if (!reason) return;
+  button.disabled = true;
+  setText(button, "export.busy");
+  try {
+    const response = await call(`${ctx.base}/exports`, {
+      method: "POST",
+      json: { reason },
+      raw: true,
+    });
+    const disposition = response.headers.get("Content-Disposition") ?? "";
+    const name = /filename="([^"]+)"/.exec(disposition)?.[1] ?? `${ctx.code}-evidence.zip`;
+    const blob = await response.blob();
+    const url = URL.createObjectURL(blob);
+    const anchor = el("a", { href: url, download: name, hidden: true });
+    document.body.append(anchor);
+    anchor.click();
+    anchor.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+    flash("export.done", { name });
+  } catch (error) {
+    flashError(error);
+  } finally {
+    button.disabled = false;
+    setText(button, "export.button");
+  }
+}
