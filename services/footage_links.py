@@ -30,6 +30,7 @@ LINKABLE_PATHS = (
     re.compile(r"/api/v1/cameras/[^/?#]+/playback"),
     re.compile(r"/api/v1/sittings/[^/?#]+/playback"),
     re.compile(r"/api/v1/sittings/[^/?#]+/cameras/[^/?#]+/thumbnails"),
+    re.compile(r"/api/v1/sittings/[^/?#]+/exports/download"),
 )
 
 

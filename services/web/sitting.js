@@ -750,26 +750,21 @@ function segmentsSection(ctx, segments) {
 // --- export -----------------------------------------------------------------------------
 
 async function exportEvidence(ctx, button) {
-  const reason = await askReason("export.button", "export.reason");
+  // The API's bound on an export reason (services/exports.py MAX_REASON_LENGTH).
+  const reason = await askReason("export.button", "export.reason", 500);
   if (!reason) return;
   button.disabled = true;
   setText(button, "export.busy");
   try {
-    const response = await call(`${ctx.base}/exports`, {
-      method: "POST",
-      json: { reason },
-      raw: true,
-    });
-    const disposition = response.headers.get("Content-Disposition") ?? "";
-    const name = /filename="([^"]+)"/.exec(disposition)?.[1] ?? `${ctx.code}-evidence.zip`;
-    const blob = await response.blob();
-    const url = URL.createObjectURL(blob);
-    const anchor = el("a", { href: url, download: name, hidden: true });
+    // A link, not fetch(): the browser streams the package straight to disk, however large,
+    // instead of holding it in memory (services/footage_links.py).
+    const query = new URLSearchParams({ reason });
+    const url = await footageLink(`${ctx.base}/exports/download?${query}`);
+    const anchor = el("a", { href: url, download: "", hidden: true });
     document.body.append(anchor);
     anchor.click();
     anchor.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 60000);
-    flash("export.done", { name });
+    flash("export.started");
   } catch (error) {
     flashError(error);
   } finally {

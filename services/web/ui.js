@@ -23,9 +23,10 @@ export function verdictBadge(status) {
 }
 
 // A reason asked in a modal <dialog> (keyboard: Enter confirms, Escape cancels).
-export function askReason(titleKey, labelKey) {
+export function askReason(titleKey, labelKey, maxLength = 1000) {
   const dialog = document.getElementById("reason-dialog");
   const input = document.getElementById("reason-input");
+  input.maxLength = maxLength;
   setText(document.getElementById("reason-title"), titleKey);
   setText(document.getElementById("reason-label"), labelKey);
   input.value = "";

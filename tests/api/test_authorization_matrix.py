@@ -520,6 +520,14 @@ MATRIX: dict[tuple[str, str], Rule] = {
         ),
         _finding_authors(),
     ),
+    ("GET", "/api/v1/sittings/{code}/exports/download"): Rule(
+        lambda ctx, role, which: (
+            "GET",
+            f"/api/v1/sittings/{ctx.sitting(which)}/exports/download",
+            {"params": {"reason": "matrix"}},
+        ),
+        _footage_readers(),
+    ),
     ("POST", "/api/v1/sittings/{code}/exports"): Rule(
         lambda ctx, role, which: (
             "POST",

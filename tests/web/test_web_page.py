@@ -6,12 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from fastapi.testclient import TestClient
 
 from services.context import Services
+from services.evidence_package import verify_package
 from tests.api.conftest import PASSWORD, START, assign_now, make_user
 from tests.conftest import CAMERA_BACK, CAMERA_FRONT
 
@@ -195,3 +197,20 @@ def test_supervisor_does_not_see_a_foreign_sitting(world: World, server: str, pa
     # Typed into the address bar, a foreign sitting answers as a missing one.
     page.goto(f"{server}/#/sittings/FAR-1")
     expect(page.locator("main .error")).to_have_text("未找到请求的资源。")
+
+
+def test_the_export_downloads_a_package_that_verifies(
+    world: World, footage: Services, server: str, page: Page, tmp_path: Path
+) -> None:
+    _, services = world
+    _supervisor(services, "zhang", "OWN-1")
+    _open_sitting(page, server, "OWN-1")
+    page.get_by_role("button", name="导出证据包").click()
+    page.get_by_label("导出原因（将记入台账与清单）").fill("督导抽查")
+    with page.expect_download() as started:
+        page.locator("#reason-dialog").get_by_role("button", name="确定").click()
+    saved = tmp_path / started.value.suggested_filename
+    started.value.save_as(saved)
+    assert saved.suffix == ".zip"
+    verdict = verify_package(saved)
+    assert verdict.ok, [check.line() for check in verdict.failed]

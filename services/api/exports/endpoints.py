@@ -3,14 +3,18 @@ the blob store (docs/exports.md)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
+from services.access import Subject
 from services.api.deps import ServicesDep, SittingReader
 from services.api.errors import ApiError
 from services.api.exports.schemas import ExportIn
 from services.checkpoints import LedgerBroken, load_or_create_signer
 from services.exports import (
+    MAX_REASON_LENGTH,
     EvidenceMissing,
     FootageNotAllowed,
     InvalidReason,
@@ -37,6 +41,30 @@ router = APIRouter(tags=["exports"])
 def create_export(
     code: str, body: ExportIn, services: ServicesDep, subject: SittingReader
 ) -> StreamingResponse:
+    return _export(code, body.reason, services, subject)
+
+
+@router.get(
+    "/api/v1/sittings/{code}/exports/download",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/zip": {}}, "description": "as the POST"}},
+    summary="The same export as a GET, for a browser download through a footage link",
+)
+def download_export(
+    code: str,
+    services: ServicesDep,
+    subject: SittingReader,
+    reason: Annotated[str, Query(min_length=1, max_length=MAX_REASON_LENGTH)],
+) -> StreamingResponse:
+    # A browser saves a large package to disk only by navigating to it, and navigation sends
+    # no bearer header: the page opens this through a footage link (reason inside the signed
+    # query). Like every footage read it is a ledgered GET; the POST stays for API clients.
+    return _export(code, reason, services, subject)
+
+
+def _export(
+    code: str, reason: str, services: ServicesDep, subject: Subject
+) -> StreamingResponse:
     signer = load_or_create_signer(services.settings.data_dir)
     try:
         prepared = prepare_export(
@@ -46,7 +74,7 @@ def create_export(
             signer,
             sitting_code=code,
             subject=subject,
-            reason=body.reason,
+            reason=reason,
         )
     except SittingNotVisible as exc:
         raise ApiError(404, "not_found", str(exc)) from exc
