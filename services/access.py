@@ -61,6 +61,11 @@ def sitting_scope(subject: Subject, now: datetime) -> ColumnElement[bool]:
     return false()
 
 
+NO_FOOTAGE_ZH = (
+    "鉴定机构账号只能查看本机构场次的覆盖结论，不能查看录像（如需查看请向市职鉴中心申请授权）。"
+)
+
+
 def may_watch_footage(subject: Subject) -> bool:
     """Institutions see their verdicts, not their candidates' faces (unless granted)."""
     return subject.role in ("admin", "district_officer", "supervisor")

@@ -77,18 +77,33 @@ class ErrorBody(BaseModel):
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+    """`message_zh` when the Chinese should say more than the code's general wording."""
+
+    def __init__(
+        self, status: int, code: str, message: str, *, message_zh: str | None = None, **extra: Any
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.message_zh = message_zh
         self.extra = extra
 
 
 def error_response(
-    status: int, code: str, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+    status: int,
+    code: str,
+    message: str,
+    *,
+    message_zh: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> JSONResponse:
-    body = {"code": code, "message": message, "message_zh": MESSAGES_ZH.get(code, message)}
+    body = {
+        "code": code,
+        "message": message,
+        "message_zh": message_zh or MESSAGES_ZH.get(code, message),
+    }
     body.update(extra)
     if status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
@@ -108,7 +123,9 @@ _STATUS_CODES = {
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, **exc.extra)
+        return error_response(
+            exc.status, exc.code, exc.message, message_zh=exc.message_zh, **exc.extra
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -206,3 +206,15 @@ def test_unknown_finding_and_unassigned_sitting_are_404(
     assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
     other = client.post("/api/v1/sittings/OWN-2/findings", json=_finding(), headers=supervisor)
     assert other.status_code == 404
+
+
+def test_refusals_say_why_in_chinese_too(world: World, supervisor: dict[str, str]) -> None:
+    client, services = world
+    finding = client.post(URL, json=_finding(), headers=supervisor).json()
+    make_user(services, "li", "supervisor")
+    assign_now(services, "li", "OWN-1")
+    refused = client.put(f"{URL}/{finding['id']}", json=_finding(), headers=login(client, "li"))
+    assert refused.json()["message_zh"] == "只有记录的填写人可以修改或撤回该督导记录。"
+    make_user(services, "jigou", "institution", institution_code="T1")
+    institution = client.get(URL, headers=login(client, "jigou")).json()
+    assert "不能查看录像" in institution["message_zh"]

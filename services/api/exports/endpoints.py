@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from services.access import Subject
+from services.access import NO_FOOTAGE_ZH, Subject
 from services.api.deps import ServicesDep, SittingReader
 from services.api.errors import ApiError
 from services.api.exports.schemas import ExportIn
@@ -62,9 +62,7 @@ def download_export(
     return _export(code, reason, services, subject)
 
 
-def _export(
-    code: str, reason: str, services: ServicesDep, subject: Subject
-) -> StreamingResponse:
+def _export(code: str, reason: str, services: ServicesDep, subject: Subject) -> StreamingResponse:
     signer = load_or_create_signer(services.settings.data_dir)
     try:
         prepared = prepare_export(
@@ -79,7 +77,7 @@ def _export(
     except SittingNotVisible as exc:
         raise ApiError(404, "not_found", str(exc)) from exc
     except FootageNotAllowed as exc:
-        raise ApiError(403, "forbidden", str(exc)) from exc
+        raise ApiError(403, "forbidden", str(exc), message_zh=NO_FOOTAGE_ZH) from exc
     except InvalidReason as exc:
         raise ApiError(400, "invalid_request", str(exc)) from exc
     except EvidenceMissing as exc:

@@ -16,7 +16,7 @@ from typing import Annotated, TypeVar
 from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 
-from services.access import Subject, visible_sitting
+from services.access import NO_FOOTAGE_ZH, Subject, visible_sitting
 from services.api.deps import RowId, ServicesDep, SittingReader
 from services.api.errors import ApiError
 from services.api.findings.schemas import (
@@ -66,7 +66,12 @@ def _sitting_for(roles: tuple[str, ...], doing: str) -> Callable[..., SittingAcc
             if visible_sitting(session, code, subject, datetime.now(UTC)) is None:
                 raise ApiError(404, "not_found", f"no sitting {code!r}")
         if subject.role not in roles:
-            raise ApiError(403, "forbidden", f"role {subject.role!r} may not {doing}")
+            raise ApiError(
+                403,
+                "forbidden",
+                f"role {subject.role!r} may not {doing}",
+                message_zh=NO_FOOTAGE_ZH if subject.role == "institution" else None,
+            )
         return SittingAccess(code, subject)
 
     return dependency
@@ -131,11 +136,15 @@ def _draft(body: FindingIn) -> FindingDraft:
 T = TypeVar("T")
 
 
+_AUTHOR_ONLY_ZH = "只有记录的填写人可以修改或撤回该督导记录。"
+
+
 def _write(services: ServicesDep, work: Callable[[Session], T]) -> T:
     try:
         return services.db.run_write(work)
     except FindingError as exc:
-        raise ApiError(_STATUS.get(exc.code, 422), exc.code, str(exc)) from exc
+        zh = _AUTHOR_ONLY_ZH if exc.code == "forbidden" else None
+        raise ApiError(_STATUS.get(exc.code, 422), exc.code, str(exc), message_zh=zh) from exc
 
 
 @router.get(

@@ -22,6 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.access import (
+    NO_FOOTAGE_ZH,
     Subject,
     footage_windows,
     may_watch_footage,
@@ -102,7 +103,10 @@ def _instant(value: str | None, name: str) -> datetime | None:
 def _may_watch(subject: Subject) -> None:
     if not may_watch_footage(subject):
         raise ApiError(
-            403, "forbidden", f"role {subject.role!r} sees coverage verdicts, not footage"
+            403,
+            "forbidden",
+            f"role {subject.role!r} sees coverage verdicts, not footage",
+            message_zh=NO_FOOTAGE_ZH,
         )
 
 
