@@ -47,18 +47,21 @@ def _holds_nul(value: Any) -> bool:
 
 async def refuse_nul_characters(request: Request) -> None:
     """No text the API stores or looks up may hold NUL: PostgreSQL refuses it in text columns,
-    so it would surface as a 500 deep inside; say so up front, once, for every route. Only
-    text bodies are read here; uploads (video, images) stream untouched."""
+    so it would surface as a 500 deep inside; say so up front, once, for every route. Bodies
+    are looked at only where the route itself parses one (FastAPI has read it already, so this
+    costs nothing): an upload streamed by its route (video, images) is never read here."""
     found = "\x00" in request.scope["path"] or any(
         "\x00" in key or "\x00" in value for key, value in request.query_params.multi_items()
     )
+    route = request.scope.get("route")
+    parses_body = getattr(route, "body_field", None) is not None
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if not found and media_type == "application/json":
+    if not found and parses_body and media_type == "application/json":
         try:
             found = _holds_nul(await request.json())
         except ValueError:
             return  # not JSON: the route's own validation answers that
-    elif not found and media_type in _TEXT_BODIES:
+    elif not found and parses_body and media_type in _TEXT_BODIES:
         form = await request.form()
         found = any(
             isinstance(value, str) and ("\x00" in key or "\x00" in value)

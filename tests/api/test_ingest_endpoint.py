@@ -69,6 +69,23 @@ def test_201_stores_and_answers_the_servers_sha256(
     assert list(registered.settings.incoming_dir.iterdir()) == []
 
 
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "application/json"])
+def test_any_declared_content_type_stores_the_bytes_as_sent(
+    client: TestClient,
+    host_auth: dict[str, str],
+    video: bytes,
+    registered: Services,
+    content_type: str,
+) -> None:
+    # `curl --data-binary` declares a form unless told otherwise: the body is still a video,
+    # streamed to the spool as it comes, never parsed as a form or as JSON.
+    sha = hashlib.sha256(video).hexdigest()
+    headers = {**host_auth, "X-Content-SHA256": sha, "Content-Type": content_type}
+    response = client.put(URL, content=video, headers=headers)
+    assert response.status_code == 201, response.text
+    assert response.json()["sha256"] == sha and _segments(registered) == 1
+
+
 def test_200_for_a_retry_of_the_same_bytes(
     client: TestClient, host_auth: dict[str, str], video: bytes, registered: Services
 ) -> None:
