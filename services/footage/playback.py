@@ -29,7 +29,7 @@ import av.stream
 
 from services.footage.catalogue import local_file
 from services.ingest.coverage import Footage, Interval, camera_coverage
-from services.ingest.health import stamped_packets
+from services.ingest.health import stamped_packets, video_stream
 from services.timefmt import rfc3339
 from storage.blobs import BlobStore
 from storage.models import Segment
@@ -313,14 +313,6 @@ class _Sink:
         return data
 
 
-def video_stream(container: av.container.InputContainer) -> av.VideoStream:
-    for stream in container.streams.video:
-        # Cover art in an audio file is a "video" stream holding one picture.
-        if not stream.disposition & av.stream.Disposition.attached_pic:
-            return stream
-    raise ValueError("the recording has no video track")
-
-
 @dataclass
 class _OpenPiece:
     """One piece's input, with the clock that maps its timestamps to the wall clock."""
@@ -402,7 +394,7 @@ class PlaybackStream:
     def _open_piece(self, piece: Piece, stack: ExitStack) -> _OpenPiece:
         path: Path = stack.enter_context(local_file(self._store, piece.segment.blob_key))
         container = stack.enter_context(av.open(f"file:{path.resolve()}"))
-        video = video_stream(container)
+        video = video_stream(container, f"segment {piece.segment.id}")
         time_base = video.time_base or Fraction(1, 90_000)
         origin = video.start_time
         opened = _OpenPiece(piece, container, video, time_base, origin or 0)

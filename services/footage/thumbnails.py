@@ -26,9 +26,9 @@ import numpy as np
 
 from services.footage.catalogue import local_file
 from services.footage.keys import thumbnail_key
-from services.footage.playback import SourceSegment, video_stream
+from services.footage.playback import SourceSegment
 from services.ingest.coverage import Interval
-from services.ingest.health import encode_jpeg, stamped_packets
+from services.ingest.health import decode_or_skip, encode_jpeg, stamped_packets, video_stream
 from services.timefmt import rfc3339
 from storage.blobs import BlobStore, BlobStoreError
 
@@ -249,7 +249,8 @@ def _keyframes(
         local_file(store, segment.blob_key) as path,
         av.open(f"file:{path.resolve()}") as container,
     ):
-        video = video_stream(container)
+        source = f"segment {segment.id}"
+        video = video_stream(container, source)
         context = video.codec_context
         context.skip_frame = "NONKEY"
         time_base = video.time_base or Fraction(1, 90_000)
@@ -276,7 +277,9 @@ def _keyframes(
                 break
             if not packet.is_keyframe or moment < bounds[position][0]:
                 continue
-            frames = _decode(context, packet) or _decode(context, None)
+            frames = decode_or_skip(context, packet, source) or decode_or_skip(
+                context, None, source
+            )
             context.flush_buffers()
             if frames:
                 picture = (
@@ -289,12 +292,3 @@ def _keyframes(
                     found[pending[position][0]] = (wall_at(moment), picture)
                     position += 1
     return found
-
-
-def _decode(context: av.CodecContext, packet: av.Packet | None) -> list[av.VideoFrame]:
-    try:
-        return context.decode(packet)  # type: ignore[return-value]
-    except av.FFmpegError as exc:
-        # One damaged keyframe costs one tile, not the strip.
-        logger.warning("a keyframe does not decode (%s); its tile stays empty", exc)
-        return []

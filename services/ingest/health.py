@@ -177,7 +177,7 @@ def sample_segment(
     edge_references: dict[tuple[int, int], np.ndarray] = {}
     previous_luma: np.ndarray | None = None
     with av.open(f"file:{path.resolve()}") as container:
-        video = _video_stream(container, path)
+        video = video_stream(container, path)
         codec_context = video.codec_context
         codec_context.skip_frame = "NONKEY"
         codec_context.thread_count = threads
@@ -211,8 +211,8 @@ def sample_segment(
             # at all also saves parsing every P/B slice.
             if not packet.is_keyframe:
                 continue
-            measure(_decode_packet(codec_context, packet, path))
-        measure(_decode_packet(codec_context, None, path))
+            measure(decode_or_skip(codec_context, packet, path))
+        measure(decode_or_skip(codec_context, None, path))
 
     origin = first_pts if first_pts is not None else 0
     samples = [
@@ -279,7 +279,7 @@ def frame_at(path: Path, offset_seconds: float) -> np.ndarray:
     if not math.isfinite(offset_seconds) or offset_seconds < 0:
         raise ValueError(f"offset_seconds must be a finite number >= 0, not {offset_seconds}")
     with av.open(f"file:{path.resolve()}") as container:
-        video = _video_stream(container, path)
+        video = video_stream(container, path)
         time_base = video.time_base or Fraction(1, 90_000)
         first_pts = video.start_time
         if first_pts is None:
@@ -407,22 +407,24 @@ class _Metrics:
     reference_similarity: float | None
 
 
-def _video_stream(container: av.container.InputContainer, path: Path) -> av.VideoStream:
+def video_stream(container: av.container.InputContainer, source: object) -> av.VideoStream:
+    """The recording's video track (`source` names it in the error)."""
     for stream in container.streams.video:
         # Cover art in an audio file is a "video" stream holding one picture.
         if not stream.disposition & av.stream.Disposition.attached_pic:
             return stream
-    raise ValueError(f"{path} has no video track")
+    raise ValueError(f"{source} has no video track")
 
 
-def _decode_packet(
-    codec_context: av.CodecContext, packet: av.Packet | None, path: Path
+def decode_or_skip(
+    codec_context: av.CodecContext, packet: av.Packet | None, source: object
 ) -> list[av.VideoFrame]:
+    """The packet's pictures; none if it does not decode (logged with `source`)."""
     try:
         return codec_context.decode(packet)  # type: ignore[return-value]
     except av.FFmpegError as exc:
-        # One damaged packet costs one picture (one sample), not the whole segment.
-        logger.warning("%s: a video packet does not decode (%s); skipped", path, exc)
+        # One damaged packet costs one picture (a sample, a tile), not the whole segment.
+        logger.warning("%s: a video packet does not decode (%s); skipped", source, exc)
         return []
 
 
@@ -560,8 +562,8 @@ def _decoded_frames(
 ) -> Iterator[av.VideoFrame]:
     codec_context = video.codec_context
     for packet in stamped_packets(container, video):
-        yield from _decode_packet(codec_context, packet, path)
-    yield from _decode_packet(codec_context, None, path)
+        yield from decode_or_skip(codec_context, packet, path)
+    yield from decode_or_skip(codec_context, None, path)
 
 
 def _last_frame_until(

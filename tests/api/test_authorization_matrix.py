@@ -593,7 +593,7 @@ MATRIX: dict[tuple[str, str], Rule] = {
 
 
 def _served_routes(client: TestClient) -> set[tuple[str, str]]:
-    paths = client.app.openapi()["paths"]  # type: ignore[attr-defined]
+    paths = client.get("/openapi.json").json()["paths"]
     return {(method.upper(), path) for path, ops in paths.items() for method in ops}
 
 
