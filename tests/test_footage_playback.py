@@ -7,11 +7,12 @@ import io
 import itertools
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import av
 import pytest
 
-from services.footage.playback import PlaybackStream, SourceSegment, plan_playback
+from services.footage.playback import PlaybackPlan, PlaybackStream, SourceSegment, plan_playback
 from services.ingest.coverage import Interval
 from services.ingest.synthetic import write_recording
 from storage.blobs import LocalBlobStore
@@ -48,7 +49,7 @@ def _segment(
     )
 
 
-def _spans(plan: object) -> list[tuple[int, float, float, float]]:
+def _spans(plan: PlaybackPlan) -> list[tuple[int, float, float, float]]:
     return [
         (
             piece.segment.id,
@@ -56,7 +57,7 @@ def _spans(plan: object) -> list[tuple[int, float, float, float]]:
             (piece.wall_until - T0).total_seconds(),
             piece.media_offset,
         )
-        for piece in plan.pieces  # type: ignore[attr-defined]
+        for piece in plan.pieces
     ]
 
 
@@ -140,10 +141,10 @@ def store(tmp_path: Path) -> LocalBlobStore:
     return LocalBlobStore(tmp_path / "objects")
 
 
-def _record(store: LocalBlobStore, key: str, **options: object) -> None:
+def _record(store: LocalBlobStore, key: str, **options: Any) -> None:
     path = store.root / key
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_recording(path, seconds=6, gop_seconds=2, fps=10, **options)  # type: ignore[arg-type]
+    write_recording(path, seconds=6, gop_seconds=2, fps=10, **options)
 
 
 def test_b_frame_sources_play_with_growing_timestamps(store: LocalBlobStore) -> None:
