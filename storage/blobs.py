@@ -8,15 +8,21 @@ the camera, the start and the content hash, never from a client-supplied path.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import stat
 import uuid
 from abc import ABC, abstractmethod
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 CHUNK = 1024 * 1024
 
@@ -135,6 +141,61 @@ class BlobStore(ABC):
     def recover(self) -> int:
         """Remove what an interrupted write left behind; returns how many leftovers went."""
         return 0
+
+
+class BlobReader(io.RawIOBase):
+    """A stored object as a read-only, seekable file, fetched in blocks by range reads as they
+    are needed. A demuxer seeks (an MP4 keeps its index at the end), so it reads the few blocks
+    it asks for, and the first pictures can go out before the whole object has arrived."""
+
+    def __init__(
+        self, store: BlobStore, key: str, size: int, *, block: int = 4 * CHUNK, blocks: int = 4
+    ) -> None:
+        super().__init__()
+        self._store, self._key, self._size = store, key, size
+        self._block, self._keep = block, blocks
+        self._cache: OrderedDict[int, bytes] = OrderedDict()
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        if base + offset < 0:
+            raise ValueError(f"seek before the start of {self._key}")
+        self._position = base + offset
+        return self._position
+
+    def _fetch(self, index: int) -> bytes:
+        if index in self._cache:
+            self._cache.move_to_end(index)
+            return self._cache[index]
+        start = index * self._block
+        data = b"".join(self._store.read(self._key, start, min(self._block, self._size - start)))
+        self._cache[index] = data
+        if len(self._cache) > self._keep:
+            self._cache.popitem(last=False)
+        return data
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        filled = 0
+        # Fill the whole buffer across block boundaries: callers (and FFmpeg) read fewer,
+        # larger pieces that way, and a short read means the end of the object.
+        while filled < len(view) and self._position < self._size:
+            index, offset = divmod(self._position, self._block)
+            data = self._fetch(index)[offset : offset + len(view) - filled]
+            view[filled : filled + len(data)] = data
+            filled += len(data)
+            self._position += len(data)
+        return filled
 
 
 class LocalBlobStore(BlobStore):

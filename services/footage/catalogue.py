@@ -3,15 +3,15 @@ media type of a stored file, a local file to demux, and the ledger entry of ever
 
 from __future__ import annotations
 
-import tempfile
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
+import av
+import av.container
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -19,7 +19,7 @@ from services.ingest.coverage import Interval
 from services.settings import Settings
 from services.sittings import required_interval
 from storage import ledger
-from storage.blobs import BlobStore
+from storage.blobs import BlobReader, BlobStore, BlobStoreError
 from storage.models import Camera, HealthFlag, QuarantineRecord, Segment, Sitting, Tombstone
 
 # FFmpeg's demuxer names (what ingest stores as `Segment.container`) to HTTP media types.
@@ -184,17 +184,16 @@ def record_read(
 
 
 @contextmanager
-def local_file(store: BlobStore, key: str) -> Iterator[Path]:
-    """A file to demux: the stored file itself, or a temporary download (S3). PyAV reads
-    containers by seeking, which a streamed object does not allow."""
+def open_recording(store: BlobStore, key: str) -> Iterator[av.container.InputContainer]:
+    """A stored recording opened for demuxing: the file itself (local store), or the object
+    read by ranges as the demuxer seeks (S3), never downloaded whole before the first packet."""
     path = store.local_path(key)
     if path is not None:
-        yield path
+        with av.open(f"file:{path.resolve()}") as container:
+            yield container
         return
-    with tempfile.NamedTemporaryFile(
-        prefix="examvault-footage-", suffix=f".{file_suffix(key)}"
-    ) as f:
-        for chunk in store.read(key):
-            f.write(chunk)
-        f.flush()
-        yield Path(f.name)
+    info = store.stat(key)
+    if info is None:
+        raise BlobStoreError(f"{key} is missing from the store")
+    with BlobReader(store, key, info.size) as reader, av.open(reader) as container:
+        yield container

@@ -20,14 +20,13 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, tzinfo
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
 import av
 import av.container
 import av.stream
 
-from services.footage.catalogue import local_file
+from services.footage.catalogue import open_recording
 from services.ingest.coverage import Footage, Interval, camera_coverage
 from services.ingest.health import stamped_packets, video_stream
 from services.timefmt import rfc3339
@@ -392,8 +391,7 @@ class PlaybackStream:
             self.close()
 
     def _open_piece(self, piece: Piece, stack: ExitStack) -> _OpenPiece:
-        path: Path = stack.enter_context(local_file(self._store, piece.segment.blob_key))
-        container = stack.enter_context(av.open(f"file:{path.resolve()}"))
+        container = stack.enter_context(open_recording(self._store, piece.segment.blob_key))
         video = video_stream(container, f"segment {piece.segment.id}")
         time_base = video.time_base or Fraction(1, 90_000)
         origin = video.start_time

@@ -21,10 +21,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 
-from services.footage.catalogue import local_file
+from services.footage.catalogue import open_recording
 from services.footage.keys import thumbnail_key
 from services.footage.playback import SourceSegment
 from services.ingest.coverage import Interval
@@ -245,10 +244,7 @@ def _keyframes(
     before the next tile's instant and the segment's end, decoded and scaled to the tile.
     Only those keyframes are decoded."""
     found: dict[int, tuple[datetime, np.ndarray]] = {}
-    with (
-        local_file(store, segment.blob_key) as path,
-        av.open(f"file:{path.resolve()}") as container,
-    ):
+    with open_recording(store, segment.blob_key) as container:
         source = f"segment {segment.id}"
         video = video_stream(container, source)
         context = video.codec_context
