@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import tempfile
+import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -365,11 +366,21 @@ def read_stored(store: BlobStore, key: str) -> bytes:
     return b"".join(store.read(key))
 
 
+# The newest checkpoint key seen per store: keys sort by size, so the next look lists only what
+# came after it instead of every checkpoint ever written (one each 10 minutes, for years).
+_newest_seen: weakref.WeakKeyDictionary[BlobStore, str] = weakref.WeakKeyDictionary()
+
+
 def latest_stored_checkpoint(store: BlobStore) -> Checkpoint | None:
-    keys = stored_checkpoint_keys(store)
-    if not keys:
+    seen = _newest_seen.get(store)
+    newer = sorted(
+        key for key in store.keys(CHECKPOINT_PREFIX, start_after=seen) if key.endswith(".json")
+    )
+    newest = newer[-1] if newer else seen
+    if newest is None:
         return None
-    return Checkpoint.from_json(read_stored(store, keys[-1]))
+    _newest_seen[store] = newest
+    return Checkpoint.from_json(read_stored(store, newest))
 
 
 @dataclass(frozen=True)

@@ -131,8 +131,8 @@ class BlobStore(ABC):
         """Move the object's lock later (never earlier); returns the lock as read back."""
 
     @abstractmethod
-    def keys(self, prefix: str = "") -> Iterator[str]:
-        """Every object key under `prefix`."""
+    def keys(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[str]:
+        """Every object key under `prefix` (after `start_after`, when given)."""
 
     def local_path(self, key: str) -> Path | None:
         """A file on this machine holding the object, when there is one (zero-copy serving)."""
@@ -290,12 +290,15 @@ class LocalBlobStore(BlobStore):
             raise BlobStoreError(f"no object {key!r}")
         return None
 
-    def keys(self, prefix: str = "") -> Iterator[str]:
-        for dirpath, dirnames, filenames in os.walk(self.root):
+    def keys(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[str]:
+        # Walk only the directory the prefix names: listing the checkpoints or the derived
+        # pictures must not visit every segment file of the store.
+        folder = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root
+        for dirpath, dirnames, filenames in os.walk(folder):
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
             for name in sorted(filenames):
                 key = (Path(dirpath) / name).relative_to(self.root).as_posix()
-                if key.startswith(prefix):
+                if key.startswith(prefix) and (start_after is None or key > start_after):
                     yield key
 
     def local_path(self, key: str) -> Path | None:

@@ -299,10 +299,13 @@ class S3BlobStore(BlobStore):
             raise BlobStoreError(f"{self.bucket}/{key} vanished while its retention was set")
         return self._require_lock(key, after, requested)
 
-    def keys(self, prefix: str = "") -> Iterator[str]:
+    def keys(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[str]:
         with _translated(f"listing {self.bucket}/{prefix}"):
             for item in self._client.list_objects(
-                bucket_name=self.bucket, prefix=prefix or None, recursive=True
+                bucket_name=self.bucket,
+                prefix=prefix or None,
+                recursive=True,
+                start_after=start_after,
             ):
                 if not item.is_dir and item.object_name is not None:
                     yield item.object_name

@@ -76,3 +76,28 @@ def test_storage_url_schemes(tmp_path: Path) -> None:
         open_blob_store("ftp://x")
     with pytest.raises(BlobStoreError, match="endpoint"):
         open_blob_store("s3://bucket")
+
+
+def test_keys_lists_under_a_prefix_and_after_a_key(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "objects")
+    for number, key in enumerate(
+        ["cam/2026/a.mp4", "ledger/checkpoints/001.json", "ledger/checkpoints/002.json", "x.bin"]
+    ):
+        store.put_file(
+            _source(tmp_path, f"{number}".encode()), lambda _s, k=key: k, retain_until=LATER
+        )
+    assert list(store.keys("ledger/checkpoints/")) == [
+        "ledger/checkpoints/001.json",
+        "ledger/checkpoints/002.json",
+    ]
+    assert list(store.keys("ledger/check")) == list(store.keys("ledger/checkpoints/"))
+    assert list(store.keys("ledger/", start_after="ledger/checkpoints/001.json")) == [
+        "ledger/checkpoints/002.json"
+    ]
+    assert list(store.keys("nothing/")) == []
+    assert sorted(store.keys()) == [
+        "cam/2026/a.mp4",
+        "ledger/checkpoints/001.json",
+        "ledger/checkpoints/002.json",
+        "x.bin",
+    ]
