@@ -17,6 +17,9 @@ export class Player {
     this.request = 0;
     this.lastMedia = 0;
     this.wallMs = null;
+    // Held: paused by the page (not the user) because this camera skipped a gap and is ahead
+    // of the other camera's picture; it resumes when the other catches up (sitting.js).
+    this.held = false;
     const slug = camera.replace(/[^A-Za-z0-9_-]/g, "_");
 
     this.video = el("video", {
@@ -64,7 +67,7 @@ export class Player {
       this.tick();
     });
     this.video.addEventListener("pause", () => {
-      if (!this.video.ended && this.wallMs !== null) onPause?.(this);
+      if (!this.held && !this.video.ended && this.wallMs !== null) onPause?.(this);
     });
     this.video.addEventListener("ended", () => this.ended());
     this.video.addEventListener("error", () => {
@@ -125,7 +128,32 @@ export class Player {
     }
   }
 
+  // Playing, or held by the page: a camera the user paused does not set the pace.
+  get active() {
+    return Boolean(this.plan && this.video.getAttribute("src") && !this.video.ended) &&
+      (this.held || !this.video.paused);
+  }
+
+  hold() {
+    this.held = true;
+    this.video.pause();
+    this.status.replaceChildren(
+      el("p", { class: "gap-notice" }, L("play.holding", { at: showTime(this.wallMs, this.offsetMin) })),
+    );
+    this.video.dataset.held = "true";
+  }
+
+  release() {
+    if (!this.held) return;
+    this.held = false;
+    delete this.video.dataset.held;
+    this.status.replaceChildren();
+    this.video.play().catch(() => {});
+  }
+
   stop() {
+    this.held = false;
+    delete this.video.dataset.held;
     this.video.pause();
     if (this.video.getAttribute("src")) {
       this.video.removeAttribute("src");

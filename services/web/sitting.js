@@ -364,21 +364,50 @@ function playbackSection(ctx) {
         camera: camera.camera,
         position: camera.position,
         offsetMin: ctx.offsetMin,
-        onClock: (player, ms) => moveCursor(ctx, player.camera, ms),
+        onClock: (player, ms) => {
+          moveCursor(ctx, player.camera, ms);
+          keepInStep(ctx);
+        },
         onPause: (player) => ctx.findingsForm?.prefill(player),
       }),
   );
   ctx.view.players = players;
   ctx.players = players;
+  const sync = el("input", { type: "checkbox", id: "play-sync", checked: true });
+  sync.addEventListener("change", () => {
+    if (!sync.checked) for (const player of players) player.release();
+  });
+  ctx.syncInput = sync;
   return el(
     "section",
     { "aria-labelledby": "play-heading", id: "playback" },
     el("h2", { id: "play-heading" }, L("play.heading")),
     form,
+    el("p", { class: "small" }, sync, " ", el("label", { for: "play-sync" }, L("play.sync"))),
     el("p", { class: "muted small", id: "play-hint" }, L("play.hint")),
     error,
     el("div", { class: "players" }, players.map((player) => player.node)),
   );
+}
+
+// Two cameras ahead of each other by more than a keyframe interval means one skipped a gap:
+// hold it on its last picture until the other reaches the same wall-clock instant, so both
+// always show the same moment (the held one says it has no footage meanwhile).
+const STEP_MS = 3000;
+
+function keepInStep(ctx) {
+  if (!ctx.syncInput?.checked) return;
+  const active = ctx.players.filter((player) => player.active && player.wallMs !== null);
+  const running = active.filter((player) => !player.held);
+  if (!running.length) {
+    for (const player of active) player.release();
+    return;
+  }
+  const slowest = Math.min(...running.map((player) => player.wallMs));
+  for (const player of active) {
+    if (!player.held && player.wallMs > slowest + STEP_MS) player.hold();
+    else if (player.held && player.wallMs <= slowest + 300) player.release();
+  }
 }
 
 function playAll(ctx, requested) {

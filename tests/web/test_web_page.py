@@ -214,3 +214,36 @@ def test_the_export_downloads_a_package_that_verifies(
     assert saved.suffix == ".zip"
     verdict = verify_package(saved)
     assert verdict.ok, [check.line() for check in verdict.failed]
+
+
+def test_a_camera_that_skips_a_gap_waits_for_the_other(
+    world: World, footage: Services, server: str, page: Page
+) -> None:
+    _, services = world
+    _supervisor(services, "zhang", "OWN-1")
+    _open_sitting(page, server, "OWN-1")
+    _play_both_from(page, "09:00:10")
+    page.locator("video").evaluate_all("videos => videos.forEach(v => v.playbackRate = 4)")
+    back = page.locator(f"video[data-camera='{CAMERA_BACK}']")
+    front_clock = page.locator(f"output.clock[data-camera='{CAMERA_FRONT}']")
+    back_clock = page.locator(f"output.clock[data-camera='{CAMERA_BACK}']")
+
+    # Past 09:00:20 the back camera has no footage until 09:00:40: it holds there...
+    page.wait_for_selector(f"video[data-camera='{CAMERA_BACK}'][data-held]")
+    held_at = datetime.fromisoformat(str(back_clock.get_attribute("data-wall")))
+    front_at = datetime.fromisoformat(str(front_clock.get_attribute("data-wall")))
+    assert held_at >= START + timedelta(seconds=40) and front_at < held_at
+    assert back.evaluate("video => video.paused")
+    assert "等待另一路" in page.locator(f"figure[data-camera='{CAMERA_BACK}']").inner_text()
+
+    # ...while the front camera plays on through those seconds, then both go on together.
+    page.wait_for_function(
+        f"""() => {{
+            const video = document.querySelector("video[data-camera='{CAMERA_BACK}']");
+            return !video.dataset.held && !video.paused;
+        }}"""
+    )
+    front_at = datetime.fromisoformat(str(front_clock.get_attribute("data-wall")))
+    back_at = datetime.fromisoformat(str(back_clock.get_attribute("data-wall")))
+    assert front_at >= START + timedelta(seconds=39)
+    assert abs((front_at - back_at).total_seconds()) < 3
