@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import threading
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from services.auth import create_token
 from services.context import Services
+from services.people import assign, create_user
 from services.registry import import_registry
 from storage.models import Institution, Room, Sitting
 
@@ -53,6 +55,7 @@ DEMO_REGISTRY = {
     ]
 }
 SITTING_MINUTES = 20
+DEMO_SUPERVISOR = "demo-supervisor"
 SEGMENT_MINUTES = 2
 DEMO_FPS = 5
 
@@ -73,6 +76,8 @@ def seed_demo_if_empty(
     sitting_end = now - timedelta(days=1)
     sitting_start = sitting_end - timedelta(minutes=SITTING_MINUTES)
 
+    supervisor_password = secrets.token_urlsafe(9)
+
     def seed(session: Session) -> str:
         import_registry(session, json.dumps(DEMO_REGISTRY, ensure_ascii=False), actor="demo")
         room = session.scalar(select(Room).where(Room.code == "CQJD0001-S1-R101"))
@@ -90,12 +95,33 @@ def seed_demo_if_empty(
             )
         )
         _, admin_token = create_token(session, role="admin", name="demo-admin", actor="demo")
+        # Someone to open the web page as: a supervisor assigned to the demo sitting.
+        create_user(
+            session,
+            name=DEMO_SUPERVISOR,
+            role="supervisor",
+            password=supervisor_password,
+            actor="demo",
+        )
+        assign(
+            session,
+            user_name=DEMO_SUPERVISOR,
+            sitting_code=f"DEMO-{local_day}-001",
+            valid_from=now,
+            valid_until=now + timedelta(days=30),
+            actor="demo",
+        )
         return admin_token
 
     admin_token = services.db.run_write(seed)
     logger.info("demo data seeded: institution CQJD0001, room CQJD0001-S1-R101, one sitting")
     # On stdout, not in the log: a token has no business in log files, even a demo's.
     print(f"demo admin token (shown once): {admin_token}", flush=True)
+    print(
+        f"demo supervisor for the web page (shown once): user {DEMO_SUPERVISOR}, "
+        f"password {supervisor_password}",
+        flush=True,
+    )
     spool = services.settings.resolved_spool_dir
     zone = services.settings.zone
     if not footage:
