@@ -18,6 +18,10 @@ ratio to the floor is what to compare between machines (these machines are noisy
 Beside the figures it records where one report's time goes: each statement it issued replayed
 alone, a profile of the Python side, and the query plans. Results go to
 bench/results/coverage.json (coverage-quick.json with --quick) with the machine they came from.
+
+Loading takes minutes; `--reuse --scratch DIR` keeps the loaded SQLite file (under DIR) and the
+PostgreSQL schema, and the next `--reuse` run measures them again after running any newer
+migrations. Results record whether the dataset was reused.
 """
 
 from __future__ import annotations
@@ -573,6 +577,51 @@ def load(db: Database, dataset: Dataset) -> dict[str, int]:
     return counts
 
 
+def expected_counts(dataset: Dataset) -> dict[str, int]:
+    scale = dataset.scale
+    return {
+        "institutions": scale.institutions,
+        "sites": scale.institutions,
+        "rooms": scale.rooms,
+        "cameras": scale.cameras,
+        "sittings": len(dataset.sittings),
+        "quarantine_records": len(dataset.quarantine()),
+        "segments": scale.cameras * scale.segments_per_camera,
+    }
+
+
+def loaded_counts(db: Database, dataset: Dataset) -> dict[str, int] | None:
+    """The row counts of a dataset kept by an earlier `--reuse` run, or None when there is none
+    or it is not this dataset (another scale, or a load that did not finish)."""
+    if not db.has_schema():
+        return None
+    tables = [*expected_counts(dataset), "health_samples", "health_flags"]
+    with db.engine.connect() as connection:
+        counts = {
+            table: int(connection.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar_one())
+            for table in tables
+        }
+    expected = expected_counts(dataset)
+    if any(counts[table] != rows for table, rows in expected.items()):
+        return None
+    if not counts["health_samples"] or not counts["health_flags"]:
+        return None
+    return counts
+
+
+def _emptied(db: Database, sqlite_path: Path | None) -> Database:
+    db.dispose()
+    if sqlite_path is not None:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{sqlite_path}{suffix}").unlink(missing_ok=True)
+    else:
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql(f'DROP SCHEMA "{PG_SCHEMA}" CASCADE')
+            connection.exec_driver_sql(f'CREATE SCHEMA "{PG_SCHEMA}"')
+        db.dispose()
+    return Database(db.url)
+
+
 def database_bytes(db: Database, path: Path | None) -> int:
     if path is not None:
         return path.stat().st_size
@@ -587,19 +636,22 @@ def database_bytes(db: Database, path: Path | None) -> int:
 
 
 @contextmanager
-def postgres_schema(base: str) -> Iterator[str]:
-    """A dedicated schema, as tests/conftest.py does it; dropped at the end, run or crash."""
+def postgres_schema(base: str, *, keep: bool = False) -> Iterator[str]:
+    """A dedicated schema, as tests/conftest.py does it; dropped at the end, run or crash,
+    unless `keep` (--reuse), which leaves it for the next run to find."""
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:
-            # A crashed earlier run may have left it behind.
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "{PG_SCHEMA}" CASCADE'))
-            connection.execute(text(f'CREATE SCHEMA "{PG_SCHEMA}"'))
+            if not keep:
+                # A crashed earlier run may have left it behind.
+                connection.execute(text(f'DROP SCHEMA IF EXISTS "{PG_SCHEMA}" CASCADE'))
+            connection.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{PG_SCHEMA}"'))
         url = make_url(base).update_query_dict({"options": f"-csearch_path={PG_SCHEMA}"})
         yield url.render_as_string(hide_password=False)
     finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "{PG_SCHEMA}" CASCADE'))
+        if not keep:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP SCHEMA IF EXISTS "{PG_SCHEMA}" CASCADE'))
         admin.dispose()
 
 
@@ -612,7 +664,7 @@ class Statement:
 
 def _label(sql: str) -> str:
     flat = " ".join(sql.split()).lower()
-    if "from segments" in flat and "exists" in flat:
+    if "from segments" in flat and ("exists" in flat or "clock_flags" in flat):
         return "suspect_footage_near"
     for table, label in (
         ("from rooms", "room_and_institution"),
@@ -849,16 +901,26 @@ def run_backend(
     name: str, url: str, scratch: Path, dataset: Dataset, args: argparse.Namespace
 ) -> dict[str, Any]:
     sqlite_path = Path(url.split("///", 1)[1]) if name == "sqlite" else None
-    print(f"{name}: migrating and loading ...", flush=True)
     started = time.perf_counter()
     db = Database(url)
     try:
-        db.upgrade()
-        counts = load(db, dataset)
+        counts = loaded_counts(db, dataset) if args.reuse else None
+        reused = counts is not None
+        if counts is None:
+            if args.reuse and db.has_schema():
+                # Another scale or an unfinished load: start again from an empty database.
+                db = _emptied(db, sqlite_path)
+            print(f"{name}: migrating and loading ...", flush=True)
+            db.upgrade()
+            counts = load(db, dataset)
+        else:
+            # Newer migrations (and their backfills) still run on a kept dataset.
+            print(f"{name}: reusing the kept dataset, migrating ...", flush=True)
+            db.upgrade()
     finally:
         db.dispose()
     load_seconds = time.perf_counter() - started
-    print(f"  loaded in {load_seconds:.1f} s: {counts}", flush=True)
+    print(f"  ready in {load_seconds:.1f} s: {counts}", flush=True)
 
     # A fresh engine: the measured connections carry the production pragmas, not the loader's.
     db = Database(url)
@@ -890,6 +952,7 @@ def run_backend(
         return {
             "server": server_details(db),
             "load_seconds": round(load_seconds, 1),
+            "dataset_reused": reused,
             "rows": counts,
             "database_bytes": database_bytes(db, sqlite_path),
             "same_sitting": same_summary,
@@ -950,7 +1013,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         help="results file (default bench/results/coverage.json; coverage-quick.json with --quick)",
     )
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="keep the loaded datasets (the SQLite file under --scratch, the PostgreSQL schema) "
+        "and reuse them on the next --reuse run instead of loading again; migrations still run",
+    )
     args = parser.parse_args(argv)
+    if args.reuse and args.scratch is None:
+        parser.error("--reuse needs --scratch: the directory where the SQLite file is kept")
     if args.iterations is None:
         args.iterations = 100 if args.quick else 500
     if args.iterations < 1 or args.warmup < 0:
@@ -990,7 +1061,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     scale = QUICK if args.quick else FULL
     dataset = Dataset(scale)
-    scratch = Path(tempfile.mkdtemp(prefix="bench-coverage-", dir=args.scratch))
+    if args.reuse:
+        # A fixed place, so the next run finds the file; one per scale.
+        scratch = args.scratch / ("bench-coverage-quick" if args.quick else "bench-coverage")
+        scratch.mkdir(parents=True, exist_ok=True)
+    else:
+        scratch = Path(tempfile.mkdtemp(prefix="bench-coverage-", dir=args.scratch))
     print(
         f"coverage: {scale.cameras} cameras x {scale.segments_per_camera} segments, "
         f"{args.iterations} reports per case after {args.warmup} warm-up",
@@ -1005,11 +1081,13 @@ def main(argv: list[str] | None = None) -> int:
                 url = f"sqlite:///{scratch / 'coverage.sqlite3'}"
                 backends[name] = run_backend(name, url, scratch, dataset, args)
             else:
-                with postgres_schema(POSTGRES_URL) as url:
+                with postgres_schema(POSTGRES_URL, keep=args.reuse) as url:
                     backends[name] = run_backend(name, url, scratch, dataset, args)
-            (scratch / "coverage.sqlite3").unlink(missing_ok=True)
+            if not args.reuse:
+                (scratch / "coverage.sqlite3").unlink(missing_ok=True)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if not args.reuse:
+            shutil.rmtree(scratch, ignore_errors=True)
     load_after = os.getloadavg()[0]
 
     digests = {result["measured_report_sha256"] for result in backends.values()}
@@ -1047,7 +1125,8 @@ def main(argv: list[str] | None = None) -> int:
         "setup": {
             "schema": "Alembic migrations (Database.upgrade), production indexes only",
             "analyze": "ANALYZE after loading (SQLite); VACUUM ANALYZE (PostgreSQL)",
-            "postgresql_isolation": f"schema {PG_SCHEMA}, dropped at the end",
+            "postgresql_isolation": f"schema {PG_SCHEMA}, "
+            + ("kept for the next --reuse run" if args.reuse else "dropped at the end"),
             "iterations": args.iterations,
             "warmup": args.warmup,
             "cases": {

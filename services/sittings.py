@@ -12,21 +12,21 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from sqlalchemy import ColumnElement, String, cast, or_, select
+from sqlalchemy import ColumnElement, String, and_, bindparam, cast, or_, select
+from sqlalchemy.exc import NoResultFound
 from sqlalchemy.orm import Session
 
 from services.background import BackgroundThread
 from services.ingest.coverage import (
     CameraCoverage,
-    Footage,
     Gap,
     GapCause,
     Interval,
     RequiredCamera,
     Verdict,
-    camera_coverage,
     required_cameras,
     required_span,
+    span_coverage,
     verdict,
 )
 from services.ingest.health import HealthInterval, merge_flags
@@ -134,80 +134,122 @@ def required_interval(sitting: Sitting, settings: Settings) -> Interval:
     )
 
 
+# The report's statements, built once: constructing and cache-keying them per report cost more
+# than running the small ones.
+_ROOM_CAMERAS = (
+    select(
+        Room.code.label("room_code"),
+        Institution.code.label("institution_code"),
+        Camera.id.label("camera_id"),
+        Camera.code.label("camera_code"),
+        Camera.position,
+        Camera.active_from,
+        Camera.retired_at,
+    )
+    .select_from(Room)
+    .join(Site, Room.site_id == Site.id)
+    .join(Institution, Site.institution_id == Institution.id)
+    # Outer: a room without cameras still has its codes (and its sitting is `missing`).
+    .outerjoin(Camera, Camera.room_id == Room.id)
+    .where(Room.id == bindparam("room_id"))
+)
+# Columns of the (camera_id, starts_at, ends_at) index only, so both backends answer from the
+# index alone; suspect clocks are asked separately, of the few cameras with a hole.
+_SEGMENT_SPANS = select(Segment.camera_id, Segment.starts_at, Segment.ends_at).where(
+    Segment.camera_id.in_(bindparam("camera_ids", expanding=True)),
+    Segment.starts_at < bindparam("required_end"),
+    Segment.starts_at > bindparam("earliest"),
+    Segment.ends_at > bindparam("required_start"),
+)
+_REJECTED_CLAIMS = select(
+    QuarantineRecord.camera_code, QuarantineRecord.claimed_start, QuarantineRecord.claimed_end
+).where(
+    QuarantineRecord.camera_code.in_(bindparam("camera_codes", expanding=True)),
+    QuarantineRecord.claimed_start < bindparam("required_end"),
+    QuarantineRecord.claimed_start > bindparam("earliest"),
+)
+_HEALTH_FLAGS = select(
+    HealthFlag.camera_id, HealthFlag.starts_at, HealthFlag.ends_at, HealthFlag.kind
+).where(
+    HealthFlag.camera_id.in_(bindparam("camera_ids", expanding=True)),
+    HealthFlag.starts_at < bindparam("required_end"),
+    HealthFlag.starts_at > bindparam("earliest"),
+    HealthFlag.ends_at > bindparam("required_start"),
+)
+
+
+@dataclass(frozen=True)
+class _RoomCamera:
+    id: int
+    code: str
+    position: str
+
+
 def coverage_report(
     session: Session, sitting: Sitting, settings: Settings, *, now: datetime | None = None
 ) -> CoverageReport:
     now = now or datetime.now(UTC)
     required = required_interval(sitting, settings)
     tolerance = timedelta(seconds=settings.gap_tolerance_seconds)
-    room_code, institution_code = session.execute(
-        select(Room.code, Institution.code)
-        .join(Site, Room.site_id == Site.id)
-        .join(Institution, Site.institution_id == Institution.id)
-        .where(Room.id == sitting.room_id)
-    ).one()
-    room_cameras = session.scalars(select(Camera).where(Camera.room_id == sitting.room_id)).all()
+    rows = session.execute(_ROOM_CAMERAS, {"room_id": sitting.room_id}).all()
+    if not rows:
+        raise NoResultFound(f"room {sitting.room_id} of sitting {sitting.code} does not exist")
+    room_code, institution_code = rows[0].room_code, rows[0].institution_code
+    room_cameras = [row for row in rows if row.camera_id is not None]
     codes = set(
         required_cameras(
-            (RequiredCamera(c.code, c.active_from, c.retired_at) for c in room_cameras), required
+            (RequiredCamera(r.camera_code, r.active_from, r.retired_at) for r in room_cameras),
+            required,
         )
     )
-    cameras = sorted((c for c in room_cameras if c.code in codes), key=lambda c: c.code)
+    cameras = sorted(
+        (
+            _RoomCamera(row.camera_id, row.camera_code, row.position)
+            for row in room_cameras
+            if row.camera_code in codes
+        ),
+        key=lambda camera: camera.code,
+    )
     ids = [camera.id for camera in cameras]
-
-    footage: dict[int, list[Footage]] = defaultdict(list)
     earliest = required.start - timedelta(seconds=settings.max_segment_seconds)
-    for camera_id, start, end, suspect in session.execute(
-        select(Segment.camera_id, Segment.starts_at, Segment.ends_at, _suspect_clock()).where(
-            Segment.camera_id.in_(ids),
-            Segment.starts_at < required.end,
-            Segment.starts_at > earliest,
-            Segment.ends_at > required.start,
-        )
-    ):
-        footage[camera_id].append(Footage(start, end, bool(suspect)))
+    window = {
+        "required_start": required.start,
+        "required_end": required.end,
+        "earliest": earliest,
+    }
+
+    spans: dict[int, list[tuple[datetime, datetime]]] = {camera_id: [] for camera_id in ids}
+    for camera_id, start, end in session.execute(_SEGMENT_SPANS, {**window, "camera_ids": ids}):
+        spans[camera_id].append((start, end))
 
     claims: dict[str, list[Interval]] = defaultdict(list)
     for code, start, end in session.execute(
-        select(
-            QuarantineRecord.camera_code,
-            QuarantineRecord.claimed_start,
-            QuarantineRecord.claimed_end,
-        ).where(
-            QuarantineRecord.camera_code.in_(codes),
-            QuarantineRecord.claimed_start < required.end,
-            QuarantineRecord.claimed_start > earliest,
-        )
+        _REJECTED_CLAIMS, {**window, "camera_codes": sorted(codes)}
     ):
         claims[code].append(Interval(start, max(end or start, start + _POINT_CLAIM)))
 
     flags: dict[int, list[HealthInterval]] = defaultdict(list)
     for camera_id, start, end, kind in session.execute(
-        select(
-            HealthFlag.camera_id, HealthFlag.starts_at, HealthFlag.ends_at, HealthFlag.kind
-        ).where(
-            HealthFlag.camera_id.in_(ids),
-            HealthFlag.starts_at < required.end,
-            HealthFlag.starts_at > earliest,
-            HealthFlag.ends_at > required.start,
-        )
+        _HEALTH_FLAGS, {**window, "camera_ids": ids}
     ):
         flags[camera_id].append(HealthInterval(start, end, kind))
 
+    # Judged first as if no clock were suspect; a camera left with an unexplained hole is then
+    # asked about suspect footage near the sitting. That reach includes every segment read
+    # above (see `_suspect_footage_near`), so this names the same causes as flagging the read
+    # segments would, without reading their flags.
     coverages = {
-        camera.id: camera_coverage(
-            required, footage[camera.id], tolerance=tolerance, rejected_claims=claims[camera.code]
+        camera.id: span_coverage(
+            required, spans[camera.id], tolerance=tolerance, rejected_claims=claims[camera.code]
         )
         for camera in cameras
     }
-    # One query for all cameras with an unexplained hole (asking per camera cost a round trip
-    # each in the benchmark).
     unexplained = [
         camera_id
         for camera_id, coverage in coverages.items()
         if any(gap.cause is GapCause.NOT_RECEIVED for gap in coverage.gaps)
     ]
-    for camera_id in _suspect_footage_near(session, unexplained, required):
+    for camera_id in _suspect_footage_near(session, unexplained, required, earliest=earliest):
         coverage = coverages[camera_id]
         coverages[camera_id] = dataclasses.replace(
             coverage,
@@ -224,7 +266,7 @@ def coverage_report(
         coverage = coverages[camera.id]
         health = tuple(_clip(flag, required) for flag in merge_flags(flags[camera.id]))
         reports.append(
-            CameraReport(camera.code, camera.position, len(footage[camera.id]), coverage, health)
+            CameraReport(camera.code, camera.position, len(spans[camera.id]), coverage, health)
         )
 
     status = verdict(
@@ -252,25 +294,36 @@ def _clip(flag: HealthInterval, required: Interval) -> HealthInterval:
 
 def _suspect_clock() -> ColumnElement[bool]:
     """Whether a segment's clock flags include a suspect one, decided by the database: a
-    report reads thousands of segments, and decoding each one's JSON in Python is its
-    slowest step."""
+    report may look at thousands of segments, and decoding each one's JSON in Python is slow."""
     flags_text = cast(Segment.clock_flags, String)
     return or_(*(flags_text.like(f'%"{flag}"%') for flag in SUSPECT_FLAGS))
 
 
-def _suspect_footage_near(session: Session, camera_ids: list[int], required: Interval) -> set[int]:
-    """The cameras among `camera_ids` with suspect-clock footage within reach of the sitting."""
+def _suspect_footage_near(
+    session: Session, camera_ids: list[int], required: Interval, *, earliest: datetime
+) -> set[int]:
+    """The cameras among `camera_ids` with suspect-clock footage within reach of the sitting,
+    or among the footage the report read (which starts after `earliest` and overlaps the
+    interval; it is within reach unless segments may be longer than the reach)."""
     if not camera_ids:
         return set()
+    near = and_(
+        Segment.starts_at > required.start - _SUSPECT_REACH,
+        Segment.starts_at < required.end + _SUSPECT_REACH,
+    )
+    if earliest < required.start - _SUSPECT_REACH:
+        near = or_(
+            near,
+            and_(
+                Segment.starts_at > earliest,
+                Segment.starts_at < required.end,
+                Segment.ends_at > required.start,
+            ),
+        )
     return set(
         session.scalars(
             select(Segment.camera_id)
-            .where(
-                Segment.camera_id.in_(camera_ids),
-                Segment.starts_at > required.start - _SUSPECT_REACH,
-                Segment.starts_at < required.end + _SUSPECT_REACH,
-                _suspect_clock(),
-            )
+            .where(Segment.camera_id.in_(camera_ids), near, _suspect_clock())
             .distinct()
         )
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -48,7 +48,7 @@ class Database:
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = create_engine(url, echo=echo, pool_pre_ping=True)
+        self.engine = create_engine(_session_in_utc(url), echo=echo, pool_pre_ping=True)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         if self.is_sqlite:
             _configure_sqlite(self.engine)
@@ -95,6 +95,22 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _session_in_utc(url: str) -> str:
+    """On PostgreSQL, run sessions in UTC: psycopg then returns instants with `timezone.utc`,
+    which `UTCDateTime` passes through, instead of a ZoneInfo it must convert value by value
+    (a report reads thousands). Stored values and comparisons do not depend on it."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        return url
+    options = parsed.query.get("options", "")
+    if isinstance(options, tuple):
+        options = " ".join(options)
+    if "timezone=" in options.lower().replace(" ", ""):
+        return url
+    options = f"{options} -c TimeZone=UTC".strip()
+    return parsed.update_query_dict({"options": options}).render_as_string(hide_password=False)
 
 
 def _is_retryable(exc: Exception) -> bool:

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from services.context import Services
 from services.ingest.pipeline import Arrival, Outcome
 from services.schedule import parse_json
+from services.settings import Settings
 from services.sittings import apply_schedule, coverage_report, sweep_pending
 from storage.models import Camera, LedgerEntry, Segment, Sitting
 from tests.conftest import CAMERA_FRONT, ROOM
@@ -94,22 +95,22 @@ def test_a_rejected_file_explains_its_gap(registered: Services, tmp_path: Path) 
     assert [gap.cause.value for gap in front.coverage.gaps] == ["rejected"]
 
 
-def test_a_suspect_clock_nearby_explains_the_gap(registered: Services) -> None:
-    _schedule(registered, START)
-    with registered.db.write() as session:
+def _add_segment(
+    services: Services, start: datetime, end: datetime, *, flags: list[str], key: str
+) -> None:
+    with services.db.write() as session:
         front = session.scalar(select(Camera).where(Camera.code == CAMERA_FRONT))
         assert front is not None
-        misfiled = START + timedelta(hours=8)  # local time written as UTC by the host
         session.add(
             Segment(
                 camera_id=front.id,
-                starts_at=misfiled,
-                ends_at=misfiled + timedelta(minutes=10),
+                starts_at=start,
+                ends_at=end,
                 declared_start="x",
-                duration_seconds=600,
+                duration_seconds=(end - start).total_seconds(),
                 sha256="0" * 64,
                 size_bytes=1,
-                blob_key="T1-S1-R1-F/misfiled.mp4",
+                blob_key=f"T1-S1-R1-F/{key}.mp4",
                 container="mp4",
                 video_codec="h264",
                 width=1,
@@ -117,14 +118,64 @@ def test_a_suspect_clock_nearby_explains_the_gap(registered: Services) -> None:
                 frame_rate=None,
                 keyframe_count=1,
                 has_audio=False,
-                clock_flags=["timezone_suspect"],
+                clock_flags=flags,
                 source="spool",
                 original_name="x",
-                received_at=misfiled,
-                expires_at=misfiled,
+                received_at=start,
+                expires_at=end,
                 purged_at=None,
             )
         )
+
+
+def _causes(services: Services, settings: Settings | None = None) -> dict[str, list[str]]:
+    with services.db.read() as session:
+        sitting = session.scalar(select(Sitting).where(Sitting.code == "V-1"))
+        assert sitting is not None
+        report = coverage_report(session, sitting, settings or services.settings)
+    return {
+        camera.camera: [gap.cause.value for gap in camera.coverage.gaps]
+        for camera in report.cameras
+    }
+
+
+def test_suspect_footage_inside_the_sitting_explains_its_gap(registered: Services) -> None:
+    _schedule(registered, START)
+    _add_segment(
+        registered, START, START + timedelta(minutes=4), flags=["clock_ahead"], key="ahead"
+    )
+    causes = _causes(registered)
+    assert causes[CAMERA_FRONT] == ["clock_suspect"]
+    assert all(gaps == ["not_received"] for code, gaps in causes.items() if code != CAMERA_FRONT)
+
+
+def test_a_suspect_segment_longer_than_the_reach_explains_the_gap(registered: Services) -> None:
+    """Footage the report reads counts even when it starts further back than the 14 h reach
+    (possible only when segments may last longer than that)."""
+    _schedule(registered, START)
+    _add_segment(
+        registered,
+        START - timedelta(hours=16),
+        START + timedelta(minutes=3),
+        flags=["clock_ahead"],
+        key="long",
+    )
+    long_segments = registered.settings.model_copy(update={"max_segment_seconds": 20 * 3600.0})
+    assert _causes(registered, long_segments)[CAMERA_FRONT] == ["clock_suspect"]
+    # Without the longer limit the segment is not read, and it is beyond the reach.
+    assert _causes(registered)[CAMERA_FRONT] == ["not_received"]
+
+
+def test_a_suspect_clock_nearby_explains_the_gap(registered: Services) -> None:
+    _schedule(registered, START)
+    misfiled = START + timedelta(hours=8)  # local time written as UTC by the host
+    _add_segment(
+        registered,
+        misfiled,
+        misfiled + timedelta(minutes=10),
+        flags=["timezone_suspect"],
+        key="misfiled",
+    )
     with registered.db.read() as session:
         sitting = session.scalar(select(Sitting).where(Sitting.code == "V-1"))
         assert sitting is not None

@@ -92,17 +92,37 @@ def camera_coverage(
     rejected_claims: Sequence[Interval] = (),
 ) -> CameraCoverage:
     """Covered seconds and the gaps (each with its cause) of one camera over `required`."""
+    return span_coverage(
+        required,
+        [(item.start, item.end) for item in footage],
+        tolerance=tolerance,
+        rejected_claims=rejected_claims,
+        suspect_clock=any(item.clock_suspect for item in footage),
+    )
+
+
+def span_coverage(
+    required: Interval,
+    spans: Iterable[tuple[datetime, datetime]],
+    *,
+    tolerance: timedelta,
+    rejected_claims: Sequence[Interval] = (),
+    suspect_clock: bool = False,
+) -> CameraCoverage:
+    """`camera_coverage` over bare (start, end) pairs: a report reads thousands of segments
+    straight from rows, and building a `Footage` for each one cost more than the merge.
+    `suspect_clock` says whether any of the camera's footage has a suspect clock."""
     low, high = required.start, required.end
-    # One sorted pass over plain tuples: a report covers thousands of segments, and this is
-    # its hot loop. A hole shorter than the tolerance merges its neighbours (no gap).
-    spans = sorted(
-        (max(item.start, low), min(item.end, high))
-        for item in footage
-        if item.start < high and item.end > low and item.end > item.start
+    # One sorted pass over plain tuples, the report's hot loop. No clipping is needed: a span
+    # starting before `low` never opens a hole (the cursor starts at `low`), and once the
+    # cursor passes `high` no later span can open one either.
+    ordered = sorted(
+        span for span in spans if span[0] < high and span[1] > low and span[1] > span[0]
     )
     holes: list[Interval] = []
     cursor = low
-    for start, end in spans:
+    for start, end in ordered:
+        # A hole shorter than the tolerance merges its neighbours (no gap).
         if start > cursor and start - cursor >= tolerance:
             holes.append(Interval(cursor, start))
         if end > cursor:
@@ -110,7 +130,6 @@ def camera_coverage(
     if high > cursor and high - cursor >= tolerance:
         holes.append(Interval(cursor, high))
 
-    suspect_clock = any(item.clock_suspect for item in footage)
     gaps = tuple(
         Gap(hole.start, hole.end, _cause(hole, rejected_claims, suspect_clock)) for hole in holes
     )
@@ -119,7 +138,7 @@ def camera_coverage(
         required_seconds=required.seconds,
         covered_seconds=required.seconds - sum(gap.seconds for gap in gaps),
         gaps=gaps,
-        has_footage=bool(spans),
+        has_footage=bool(ordered),
     )
 
 
