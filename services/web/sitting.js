@@ -383,7 +383,7 @@ function playbackSection(ctx) {
     { "aria-labelledby": "play-heading", id: "playback" },
     el("h2", { id: "play-heading" }, L("play.heading")),
     form,
-    el("p", { class: "small" }, sync, " ", el("label", { for: "play-sync" }, L("play.sync"))),
+    el("p", { class: "small check-line" }, sync, el("label", { for: "play-sync" }, L("play.sync"))),
     el("p", { class: "muted small", id: "play-hint" }, L("play.hint")),
     error,
     el("div", { class: "players" }, players.map((player) => player.node)),
