@@ -236,7 +236,7 @@ def coverage_report(
 
     # Judged first as if no clock were suspect; a camera left with an unexplained hole is then
     # asked about suspect footage near the sitting. That reach includes every segment read
-    # above (see `_suspect_footage_near`), so this names the same causes as flagging the read
+    # above (see `suspect_footage_near`), so this names the same causes as flagging the read
     # segments would, without reading their flags.
     coverages = {
         camera.id: span_coverage(
@@ -249,7 +249,7 @@ def coverage_report(
         for camera_id, coverage in coverages.items()
         if any(gap.cause is GapCause.NOT_RECEIVED for gap in coverage.gaps)
     ]
-    for camera_id in _suspect_footage_near(session, unexplained, required, earliest=earliest):
+    for camera_id in suspect_footage_near(session, unexplained, required, earliest=earliest):
         coverage = coverages[camera_id]
         coverages[camera_id] = dataclasses.replace(
             coverage,
@@ -299,7 +299,7 @@ def _suspect_clock() -> ColumnElement[bool]:
     return or_(*(flags_text.like(f'%"{flag}"%') for flag in SUSPECT_FLAGS))
 
 
-def _suspect_footage_near(
+def suspect_footage_near(
     session: Session, camera_ids: list[int], required: Interval, *, earliest: datetime
 ) -> set[int]:
     """The cameras among `camera_ids` with suspect-clock footage within reach of the sitting,

@@ -94,6 +94,13 @@ def test_gaps_are_cut_out_of_media_time_and_named() -> None:
     assert [plan.gap_media_at(g) for g in plan.gaps] == [5.0, 15.0]
 
 
+def test_unexplained_holes_of_a_camera_with_a_suspect_clock_say_so() -> None:
+    segments = [_segment(1, 0, 10), _segment(2, 10, 20, purged=True), _segment(3, 30, 40)]
+    plan = plan_playback("cam", segments, _at(0), _at(45), tolerance=TOLERANCE, clock_suspect=True)
+    # As the coverage report names them: the footage may be there, at the wrong time.
+    assert [g.cause for g in plan.gaps] == ["purged", "clock_suspect"]
+
+
 def test_holes_below_the_tolerance_are_no_gaps() -> None:
     plan = plan_playback(
         "cam", [_segment(1, 0, 10), _segment(2, 10.4, 20)], _at(0), _at(20), tolerance=TOLERANCE

@@ -27,7 +27,7 @@ import av.container
 import av.stream
 
 from services.footage.catalogue import open_recording
-from services.ingest.coverage import Footage, Interval, camera_coverage
+from services.ingest.coverage import Footage, Gap, GapCause, Interval, camera_coverage
 from services.ingest.health import stamped_packets, video_stream
 from services.timefmt import rfc3339
 from storage.blobs import BlobStore
@@ -227,8 +227,11 @@ def plan_playback(
     *,
     tolerance: timedelta,
     rejected_claims: Sequence[Interval] = (),
+    clock_suspect: bool = False,
 ) -> PlaybackPlan:
-    """The pieces and gaps that show [start, end) of one camera.
+    """The pieces and gaps that show [start, end) of one camera. `clock_suspect`: the camera
+    has footage with a suspect clock nearby, so its unexplained holes are named as the
+    coverage report names them (the footage may sit at the wrong time, not be missing).
 
     Segments are taken in start order; one that lies wholly inside the piece before it adds
     nothing and is skipped, and where two overlap (host clocks jitter) the earlier one is cut
@@ -274,16 +277,15 @@ def plan_playback(
         rejected_claims=rejected_claims,
     )
     purged = [s for s in segments if s.purged]
-    gaps = tuple(
-        PlaybackGap(
-            gap.start,
-            gap.end,
-            "purged"
-            if any(s.starts_at < gap.end and s.ends_at > gap.start for s in purged)
-            else gap.cause.value,
-        )
-        for gap in coverage.gaps
-    )
+
+    def cause_of(gap: Gap) -> str:
+        if any(s.starts_at < gap.end and s.ends_at > gap.start for s in purged):
+            return "purged"
+        if clock_suspect and gap.cause is GapCause.NOT_RECEIVED:
+            return GapCause.CLOCK_SUSPECT.value
+        return gap.cause.value
+
+    gaps = tuple(PlaybackGap(gap.start, gap.end, cause_of(gap)) for gap in coverage.gaps)
     return PlaybackPlan(
         camera=camera,
         asked_start=start,

@@ -319,6 +319,24 @@ def test_playback_plan_lists_pieces_offsets_and_gaps(
     assert plan["continue_at"] is None
 
 
+def test_playback_names_holes_near_a_suspect_clock_as_the_report_does(
+    footage: tuple[TestClient, Services, dict[str, str]],
+) -> None:
+    client, services, admin = footage
+    params = {"start": _at(0), "end": _at(26), "format": "json"}
+    url = f"/api/v1/cameras/{CAMERA_FRONT}/playback"
+    before = client.get(url, params=params, headers=admin).json()
+    assert [g["cause"] for g in before["gaps"]] == ["not_received"]
+    with services.db.write() as session:  # the last segment's host clock ran ahead
+        session.execute(
+            update(Segment)
+            .where(Segment.id == _segment_ids(services)[-1])
+            .values(clock_flags=["clock_ahead"])
+        )
+    after = client.get(url, params=params, headers=admin).json()
+    assert [g["cause"] for g in after["gaps"]] == ["clock_suspect"]
+
+
 @pytest.mark.parametrize("ext", ["mkv", "ts", "ps"])
 def test_playback_of_matroska_mpegts_and_mpegps_segments(
     world: tuple[TestClient, Services], admin_token: str, make_video: VideoFactory, ext: str

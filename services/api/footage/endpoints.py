@@ -65,7 +65,7 @@ from services.footage.thumbnails import (
     thumbnail_strip,
 )
 from services.ingest.coverage import Interval
-from services.sittings import required_interval
+from services.sittings import required_interval, suspect_footage_near
 from services.timefmt import rfc3339, rfc3339_or_none
 from storage.blobs import BlobStoreError
 from storage.models import Camera, Sitting
@@ -361,6 +361,8 @@ def _playback_response(
             for segment in segments_overlapping(session, [camera.id], span, settings)
         ]
         claims = rejected_claims(session, camera.code, span, settings)
+        earliest = start - timedelta(seconds=settings.max_segment_seconds)
+        suspect = bool(suspect_footage_near(session, [camera.id], span, earliest=earliest))
     plan = plan_playback(
         camera.code,
         sources,
@@ -368,6 +370,7 @@ def _playback_response(
         end,
         tolerance=timedelta(seconds=settings.gap_tolerance_seconds),
         rejected_claims=claims,
+        clock_suspect=suspect,
     )
     stream = PlaybackStream(plan, services.store, not_before=not_before)
     try:
