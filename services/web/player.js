@@ -104,7 +104,10 @@ export class Player {
         this.status.replaceChildren(L("play.noFootage"));
         return;
       }
-      const url = await footageLink(path);
+      // Pinned to the plan's segments: footage arriving meanwhile cannot shift the stream
+      // against the wall clock worked out from this plan.
+      const pinned = [...new Set(plan.pieces.map((piece) => piece.segment))].join(",");
+      const url = await footageLink(`${path}&segments=${pinned}`);
       if (request !== this.request) return;
       const first = parseInstant(plan.start ?? plan.pieces[0].from).ms;
       const asked = showTime(atMs, this.offsetMin);

@@ -337,6 +337,21 @@ def test_playback_names_holes_near_a_suspect_clock_as_the_report_does(
     assert [g["cause"] for g in after["gaps"]] == ["clock_suspect"]
 
 
+def test_playback_pinned_to_a_plans_segments_ignores_others(
+    footage: tuple[TestClient, Services, dict[str, str]],
+) -> None:
+    client, services, admin = footage
+    first, second, _third = _segment_ids(services)
+    url = f"/api/v1/cameras/{CAMERA_FRONT}/playback"
+    params = {"start": _at(0), "end": _at(26), "segments": f"{first},{second}"}
+    plan = client.get(url, params={**params, "format": "json"}, headers=admin).json()
+    assert [p["segment"] for p in plan["pieces"]] == [first, second]
+    streamed = client.get(url, params=params, headers=admin)
+    assert streamed.headers["x-playback-segments"] == f"{first},{second}"
+    bad = client.get(url, params={**params, "segments": "1;2"}, headers=admin)
+    assert (bad.status_code, bad.json()["code"]) == (400, "invalid_request")
+
+
 @pytest.mark.parametrize("ext", ["mkv", "ts", "ps"])
 def test_playback_of_matroska_mpegts_and_mpegps_segments(
     world: tuple[TestClient, Services], admin_token: str, make_video: VideoFactory, ext: str

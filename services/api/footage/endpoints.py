@@ -331,6 +331,17 @@ def get_content(
     )
 
 
+# A client that showed a plan (format=json) pins the stream to the plan's segments, so footage
+# arriving in between cannot shift the stream against the wall clock the client computed.
+Pinned = Annotated[
+    str | None,
+    Query(
+        pattern=r"^[0-9]{1,10}(,[0-9]{1,10}){0,999}$",
+        description="only these segment ids, comma-separated (the pieces of a format=json plan)",
+    ),
+]
+
+
 def _playback_response(
     services: Services,
     subject: Subject,
@@ -340,6 +351,7 @@ def _playback_response(
     output: Literal["mp4", "json"],
     *,
     sitting_code: str | None = None,
+    pinned: str | None = None,
 ) -> Response:
     if end <= start:
         raise ApiError(400, "invalid_request", "end must be after start")
@@ -356,9 +368,11 @@ def _playback_response(
         _may_watch(subject)
         not_before = _window_start(services, session, subject, camera, now, start, end)
         span = Interval(start, end)
+        only = {int(number) for number in pinned.split(",")} if pinned else None
         sources = [
             SourceSegment.of(segment)
             for segment in segments_overlapping(session, [camera.id], span, settings)
+            if only is None or segment.id in only
         ]
         claims = rejected_claims(session, camera.code, span, settings)
         earliest = start - timedelta(seconds=settings.max_segment_seconds)
@@ -448,10 +462,11 @@ def camera_playback(
     start: Annotated[str, Query(description="RFC 3339 with offset")],
     end: Annotated[str, Query(description="RFC 3339 with offset")],
     format: Annotated[Literal["mp4", "json"], Query(description="json: the plan only")] = "mp4",
+    segments: Pinned = None,
 ) -> Response:
     begin, until = _instant(start, "start"), _instant(end, "end")
     assert begin is not None and until is not None
-    return _playback_response(services, subject, code, begin, until, format)
+    return _playback_response(services, subject, code, begin, until, format, pinned=segments)
 
 
 @router.get(
@@ -468,6 +483,7 @@ def sitting_playback(
     at: Annotated[str | None, Query(description="RFC 3339; default the sitting's start")] = None,
     end: Annotated[str | None, Query(description="RFC 3339; default the required end")] = None,
     format: Annotated[Literal["mp4", "json"], Query(description="json: the plan only")] = "mp4",
+    segments: Pinned = None,
 ) -> Response:
     with services.db.read() as session:
         sitting = _sitting(session, code, subject, datetime.now(UTC))
@@ -480,7 +496,9 @@ def sitting_playback(
         default_start = sitting.starts_at
     begin = _instant(at, "at") or default_start
     until = _instant(end, "end") or required.end
-    return _playback_response(services, subject, camera, begin, until, format, sitting_code=code)
+    return _playback_response(
+        services, subject, camera, begin, until, format, sitting_code=code, pinned=segments
+    )
 
 
 @router.get(
