@@ -9,10 +9,12 @@ import cv2
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 
 from services.api.app import create_app
 from services.auth import create_token
 from services.context import Services
+from storage.models import LedgerEntry
 from tests.conftest import CAMERA_FRONT, ROOM, VideoFactory
 
 START = datetime(2026, 11, 20, 1, 0, tzinfo=UTC)
@@ -197,3 +199,20 @@ def test_reference_from_upload_and_from_footage(
         json={"at": "2026-11-24T12:00:00+08:00"},
     )
     assert (nothing.status_code, nothing.json()["code"]) == (422, "no_footage")
+
+
+def test_metrics_count_sittings_by_verdict_and_ledger_entries(
+    world: tuple[TestClient, Services], admin_token: str
+) -> None:
+    client, services = world
+    listed = client.get(
+        "/api/v1/sittings", headers={"Authorization": f"Bearer {admin_token}"}
+    ).json()["sittings"]
+    text = client.get("/metrics").text
+    for status in ("pending", "complete", "incomplete", "missing"):
+        count = sum(1 for sitting in listed if sitting["status"] == status)
+        assert f'examvault_sittings{{status="{status}"}} {count}' in text
+    assert len(listed) == 3
+    with services.db.read() as session:
+        head = session.scalar(select(func.max(LedgerEntry.seq)))
+    assert head and f"examvault_ledger_entries {head}" in text

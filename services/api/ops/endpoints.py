@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import func, select, text
 
 from services.api.deps import ServicesDep
-from storage.models import QuarantineRecord, Segment
+from storage.models import LedgerEntry, QuarantineRecord, Segment, Sitting
 
 router = APIRouter(tags=["operations"])
 
@@ -40,6 +40,12 @@ def metrics(request: Request, services: ServicesDep) -> str:
         segments = session.scalar(select(func.count()).select_from(Segment)) or 0
         stored_bytes = session.scalar(select(func.coalesce(func.sum(Segment.size_bytes), 0))) or 0
         quarantined = session.scalar(select(func.count()).select_from(QuarantineRecord)) or 0
+        verdicts = dict(
+            session.execute(
+                select(Sitting.coverage_status, func.count()).group_by(Sitting.coverage_status)
+            ).all()
+        )
+        ledger_head = session.scalar(select(func.max(LedgerEntry.seq))) or 0
     lines = [
         "# TYPE examvault_segments gauge",
         f"examvault_segments {segments}",
@@ -47,6 +53,14 @@ def metrics(request: Request, services: ServicesDep) -> str:
         f"examvault_segment_bytes {stored_bytes}",
         "# TYPE examvault_quarantined gauge",
         f"examvault_quarantined {quarantined}",
+        # What the centre watches: sittings not proven covered, by verdict.
+        "# TYPE examvault_sittings gauge",
+        *(
+            f'examvault_sittings{{status="{status}"}} {verdicts.get(status, 0)}'
+            for status in ("pending", "complete", "incomplete", "missing")
+        ),
+        "# TYPE examvault_ledger_entries gauge",
+        f"examvault_ledger_entries {ledger_head}",
     ]
     worker = getattr(request.app.state, "worker", None)
     if worker is not None:
