@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any
 
@@ -30,6 +31,27 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 MAX_ROW_ID = 2**31 - 1
 MAX_LEDGER_SEQ = 2**63 - 1
 RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="row id")]
+
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def instant_param(value: str | None, name: str) -> datetime | None:
+    """A query parameter's RFC 3339 instant, in UTC; 400 without an offset or outside
+    1970..9000 (far from any recording, and clear of datetime's limits when converted)."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            raise ApiError(400, "invalid_request", f"{name}: {value!r} needs a UTC offset")
+        moment = moment.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise ApiError(400, "invalid_request", f"{name}: {value!r} is not RFC 3339") from exc
+    if not _EARLIEST <= moment <= _LATEST:
+        raise ApiError(400, "invalid_request", f"{name}: {value!r} is outside 1970..9000")
+    return moment
+
 
 _bearer = HTTPBearer(auto_error=False)
 _TEXT_BODIES = ("application/json", "application/x-www-form-urlencoded", "multipart/form-data")

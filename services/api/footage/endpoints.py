@@ -31,7 +31,7 @@ from services.access import (
     visible_sitting,
     within_windows,
 )
-from services.api.deps import RowId, ServicesDep, SittingReader
+from services.api.deps import RowId, ServicesDep, SittingReader, instant_param
 from services.api.errors import ApiError
 from services.api.footage.schemas import (
     CameraSegmentsOut,
@@ -80,24 +80,6 @@ MAX_PLAYBACK = timedelta(hours=24)
 # Keeps the header well under common 8 KiB limits; the JSON plan always has every gap.
 MAX_GAPS_IN_HEADER = 40
 _SINGLE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(9000, 1, 1, tzinfo=UTC)
-
-
-def _instant(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-        if moment.tzinfo is None:
-            raise ApiError(400, "invalid_request", f"{name}: {value!r} needs a UTC offset")
-        moment = moment.astimezone(UTC)
-    except (ValueError, OverflowError) as exc:
-        raise ApiError(400, "invalid_request", f"{name}: {value!r} is not RFC 3339") from exc
-    if not EARLIEST <= moment <= LATEST:
-        # Far outside any recording; also keeps the index arithmetic off datetime's limits.
-        raise ApiError(400, "invalid_request", f"{name}: {value!r} is outside 1970..9000")
-    return moment
 
 
 def _may_watch(subject: Subject) -> None:
@@ -464,7 +446,7 @@ def camera_playback(
     format: Annotated[Literal["mp4", "json"], Query(description="json: the plan only")] = "mp4",
     segments: Pinned = None,
 ) -> Response:
-    begin, until = _instant(start, "start"), _instant(end, "end")
+    begin, until = instant_param(start, "start"), instant_param(end, "end")
     assert begin is not None and until is not None
     return _playback_response(services, subject, code, begin, until, format, pinned=segments)
 
@@ -494,8 +476,8 @@ def sitting_playback(
             raise ApiError(404, "not_found", f"sitting {code!r} has no camera {camera!r}")
         required = required_interval(sitting, services.settings)
         default_start = sitting.starts_at
-    begin = _instant(at, "at") or default_start
-    until = _instant(end, "end") or required.end
+    begin = instant_param(at, "at") or default_start
+    until = instant_param(end, "end") or required.end
     return _playback_response(
         services, subject, camera, begin, until, format, sitting_code=code, pinned=segments
     )

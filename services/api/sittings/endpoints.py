@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.access import Subject, sitting_scope, visible_sitting
-from services.api.deps import AdminSubject, ServicesDep, SittingReader
+from services.api.deps import AdminSubject, ServicesDep, SittingReader, instant_param
 from services.api.errors import ApiError
 from services.api.sittings.schemas import (
     CoverageOut,
@@ -27,18 +27,6 @@ from services.timefmt import rfc3339, rfc3339_or_none
 from storage.models import Institution, Room, Site, Sitting
 
 router = APIRouter(tags=["sittings"])
-
-
-def _instant(value: str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise ApiError(400, "invalid_request", f"{name}: {value!r} is not RFC 3339") from exc
-    if moment.tzinfo is None:
-        raise ApiError(400, "invalid_request", f"{name}: {value!r} needs a UTC offset")
-    return moment.astimezone(UTC)
 
 
 def _find(session: Session, code: str, subject: Subject) -> Sitting:
@@ -60,7 +48,7 @@ def list_sittings(
     institution: Annotated[str | None, Query(description="institution code")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> SittingList:
-    begin, end = _instant(from_, "from"), _instant(to, "to")
+    begin, end = instant_param(from_, "from"), instant_param(to, "to")
     query = (
         select(Sitting, Room.code, Institution.code)
         .join(Room, Sitting.room_id == Room.id)
