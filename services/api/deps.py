@@ -98,6 +98,11 @@ def _link_key(data_dir: pathlib.Path) -> bytes:
     return link_key(data_dir)
 
 
+def footage_link_key(services: Services) -> bytes:
+    """The key that signs and checks footage links, read from the data directory once."""
+    return _link_key(services.settings.data_dir.resolve())
+
+
 def _presented_token(
     session: Session,
     request: Request,
@@ -113,7 +118,7 @@ def _presented_token(
     link = request.query_params.get(LINK_PARAMETER)
     if link is not None and request.method in ("GET", "HEAD"):
         token_id = check_link(
-            _link_key(services.settings.data_dir.resolve()),
+            footage_link_key(services),
             link,
             request.url.path,
             request.url.query,

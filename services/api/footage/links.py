@@ -6,9 +6,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
-from services.api.deps import ServicesDep, SittingReader
+from services.api.deps import ServicesDep, SittingReader, footage_link_key
 from services.api.errors import ApiError
-from services.footage_links import LINK_LIFETIME, LinkError, link_key, mint_link
+from services.footage_links import LINK_LIFETIME, LinkError, mint_link
 from services.timefmt import rfc3339
 
 router = APIRouter(tags=["footage"])
@@ -37,7 +37,7 @@ def post_link(body: LinkIn, services: ServicesDep, subject: SittingReader) -> Li
     if subject.token_id is None:
         raise ApiError(403, "forbidden", "links are minted from a bearer token")
     try:
-        link = mint_link(link_key(services.settings.data_dir.resolve()), subject.token_id, body.url)
+        link = mint_link(footage_link_key(services), subject.token_id, body.url)
     except LinkError as exc:
         raise ApiError(422, "invalid_link", str(exc)) from exc
     # Minting grants nothing by itself: the footage route checks the caller's scope and
