@@ -47,10 +47,10 @@ import httpx
 from sqlalchemy import select
 
 from bench.machine import cpu_model, filesystem_of
-from services.auth import create_token
+from services.access.tokens import create_token
 from services.context import Services
+from services.demo.footage import classroom_scene, write_recording
 from services.ingest.pipeline import Arrival, Outcome
-from services.ingest.synthetic import classroom_scene, write_recording
 from services.registry import import_registry
 from services.settings import load_settings
 from storage.blobs import LocalBlobStore

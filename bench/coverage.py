@@ -55,9 +55,9 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.orm import Session
 
 from bench.machine import cpu_model, filesystem_of
-from services.ingest.health import TimedSample, health_intervals
+from services.coverage.reports import CoverageReport, coverage_report
+from services.health.sampling import TimedSample, health_intervals
 from services.settings import Settings, load_settings
-from services.sittings import CoverageReport, coverage_report
 from storage.db import Database
 from storage.models import (
     Camera,

@@ -35,9 +35,9 @@ import cv2
 import numpy as np
 
 from bench.machine import cpu_model
-from services.ingest.health import frame_at, prepare_reference, sample_segment
+from services.demo.footage import classroom_scene, write_recording
+from services.health.sampling import frame_at, prepare_reference, sample_segment
 from services.ingest.probe import probe_recording
-from services.ingest.synthetic import classroom_scene, write_recording
 
 BENCH_DIR = Path(__file__).resolve().parent
 CACHE_DIR = BENCH_DIR / ".cache"

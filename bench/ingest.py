@@ -38,9 +38,9 @@ import av
 
 from bench.machine import cpu_model, filesystem_of
 from services.context import Services
+from services.demo.footage import classroom_scene, write_recording
 from services.ingest import pipeline as pipeline_module
 from services.ingest.pipeline import Arrival, Outcome
-from services.ingest.synthetic import classroom_scene, write_recording
 from services.registry import import_registry
 from services.settings import load_settings
 from storage.blobs import LocalBlobStore

@@ -39,11 +39,11 @@ from sqlalchemy import insert, select
 
 from bench.ingest import CAMERA, REGISTRY, machine
 from services.context import Services
-from services.ingest.pipeline import blob_key
-from services.purge import BATCH, execute_purge, plan_purge
 from services.registry import import_registry
+from services.retention.purge import BATCH, execute_purge, plan_purge
 from services.settings import load_settings
 from storage.blobs import LocalBlobStore
+from storage.keys import blob_key
 from storage.models import Camera, Segment
 
 BENCH_DIR = Path(__file__).resolve().parent

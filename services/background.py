@@ -6,8 +6,17 @@ from __future__ import annotations
 import logging
 import threading
 from abc import ABC, abstractmethod
+from typing import Protocol
 
 logger = logging.getLogger(__name__)
+
+
+class BackgroundJob(Protocol):
+    """What runs beside the app for its lifetime: started and stopped with it."""
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = 30.0) -> None: ...
 
 
 class BackgroundThread(ABC):

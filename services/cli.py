@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from services.context import Services
-    from services.purge import PurgePlan
-    from services.sittings import CoverageReport
+    from services.coverage.reports import CoverageReport
+    from services.retention.purge import PurgePlan
 
 logger = logging.getLogger("examvault")
 
@@ -46,11 +46,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from services.api.app import create_app
-    from services.ingest.jobs import IngestWorker
+    from services.ingest.worker import IngestWorker
 
     services = _services(settings)
     if not args.no_demo:
-        from services.demo import seed_demo_if_empty
+        from services.demo.seed import seed_demo_if_empty
 
         seed_demo_if_empty(services)
     worker = IngestWorker(services.pipeline)
@@ -72,7 +72,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(_args: argparse.Namespace, settings: Settings) -> int:
-    from services.ingest.jobs import IngestWorker
+    from services.ingest.worker import IngestWorker
 
     services = _services(settings)
     jobs = [IngestWorker(services.pipeline), *services.background_jobs()]
@@ -130,8 +130,7 @@ def cmd_registry_import(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_sittings_import(args: argparse.Namespace, settings: Settings) -> int:
-    from services.schedule import ScheduleError, parse_csv
-    from services.sittings import apply_schedule
+    from services.coverage.schedule import ScheduleError, parse_csv
 
     text = _read_input(args.file)
     notes: list[str] = []
@@ -143,11 +142,9 @@ def cmd_sittings_import(args: argparse.Namespace, settings: Settings) -> int:
 
     try:
         summary = services.db.run_write(
-            lambda session: apply_schedule(
+            lambda session: services.import_schedule(
                 session,
                 rows,
-                settings,
-                services.store,
                 actor="cli:sittings-import",
                 zone_assumed=notes,
             )
@@ -171,8 +168,8 @@ def cmd_sittings_import(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_coverage(args: argparse.Namespace, settings: Settings) -> int:
     from sqlalchemy import select
 
-    from services.coverage_text import render_report
-    from services.sittings import refresh_verdict
+    from services.coverage.text import render_report
+    from services.coverage.verdicts import refresh_verdict
     from storage.models import Sitting
 
     services = _services(settings)
@@ -222,7 +219,7 @@ def _instant_arg(value: str | None, name: str, settings: Settings) -> datetime |
 
 
 def cmd_hold_add(args: argparse.Namespace, settings: Settings) -> int:
-    from services.holds import HoldError, HoldRequest, place_hold
+    from services.retention.holds import HoldError, HoldRequest, place_hold
 
     request = HoldRequest(
         reason=args.reason,
@@ -249,7 +246,7 @@ def cmd_hold_add(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_hold_release(args: argparse.Namespace, settings: Settings) -> int:
-    from services.holds import HoldError, release_hold
+    from services.retention.holds import HoldError, release_hold
 
     services = _services(settings)
     try:
@@ -317,7 +314,7 @@ def cmd_hold_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_retention_purge(args: argparse.Namespace, settings: Settings) -> int:
-    from services.purge import execute_purge, plan_purge
+    from services.retention.purge import execute_purge, plan_purge
 
     if args.as_of and args.execute:
         raise CommandError(
@@ -398,7 +395,7 @@ class _ProgressBar:
 
 
 def cmd_retention_reconcile(args: argparse.Namespace, settings: Settings) -> int:
-    from services.purge import reconcile
+    from services.retention.purge import reconcile
 
     services = _services(settings)
     try:
@@ -427,7 +424,7 @@ def cmd_retention_reconcile(args: argparse.Namespace, settings: Settings) -> int
 def cmd_user_create(args: argparse.Namespace, settings: Settings) -> int:
     import getpass
 
-    from services.people import PeopleError, create_user
+    from services.access.people import PeopleError, create_user
 
     if args.password_stdin:
         password = sys.stdin.readline().rstrip("\n")
@@ -457,7 +454,7 @@ def cmd_user_create(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_assign(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import timedelta
 
-    from services.people import PeopleError, assign
+    from services.access.people import PeopleError, assign
 
     valid_from = _instant_arg(args.start, "--from", settings) or datetime.now(UTC)
     valid_until = _instant_arg(args.until, "--until", settings) or valid_from + timedelta(days=30)
@@ -490,7 +487,7 @@ def cmd_assign(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
-    from services.auth import TokenError, create_token
+    from services.access.tokens import TokenError, create_token
 
     cameras = [code.strip() for code in (args.cameras or "").split(",") if code.strip()]
     services = _services(settings)
@@ -518,7 +515,7 @@ def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
-    from services.auth import TokenError, revoke_token
+    from services.access.tokens import TokenError, revoke_token
 
     services = _services(settings)
     try:
@@ -536,7 +533,7 @@ def cmd_token_revoke(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_user_disable(args: argparse.Namespace, settings: Settings) -> int:
-    from services.people import PeopleError, disable_user
+    from services.access.people import PeopleError, disable_user
 
     services = _services(settings)
     try:
@@ -554,7 +551,8 @@ def cmd_user_disable(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ledger_verify(_args: argparse.Namespace, settings: Settings) -> int:
-    from services.checkpoints import load_signer, verify_stored_checkpoints
+    from services.ledger.checkpoints import verify_stored_checkpoints
+    from services.ledger.keys import load_signer
     from storage import ledger
 
     # Read only: verify never creates a key; without one, stored checkpoints cannot verify.
@@ -596,8 +594,8 @@ def cmd_ledger_verify(_args: argparse.Namespace, settings: Settings) -> int:
 def cmd_verify_export(args: argparse.Namespace, _settings: Settings | None) -> int:
     from cryptography.exceptions import UnsupportedAlgorithm
 
-    from services.checkpoints import public_key_from_pem
-    from services.evidence_package import PackageUnreadable, verify_package
+    from services.evidence.package import PackageUnreadable, verify_package
+    from services.ledger.keys import public_key_from_pem
 
     expected = None
     if args.key is not None:
@@ -632,7 +630,7 @@ def cmd_verify_export(args: argparse.Namespace, _settings: Settings | None) -> i
 
 
 def cmd_push(args: argparse.Namespace, _settings: Settings) -> int:
-    from services.push import PushError, push_file
+    from services.ingest.push import PushError, push_file
 
     failures = 0
     for name in args.files:

@@ -5,18 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from services.checkpoints import CheckpointWriter
-from services.health_checks import HealthChecker, HealthWorker
-from services.ingest.pipeline import IngestPipeline, IngestResult
+from services.coverage.schedule import ScheduleSummary, SittingChanged, SittingRow, apply_schedule
+from services.coverage.verdicts import VerdictSweeper, refresh_span
+from services.health.checker import HealthChecker, HealthWorker
+from services.ingest.pipeline import IngestPipeline, IngestResult, Outcome
 from services.ingest.quarantine import Quarantine
-from services.purge import PurgeScheduler
+from services.ledger.checkpoints import CheckpointWriter
+from services.retention.purge import PurgeScheduler, extend_expiries
 from services.settings import Settings
-from services.sittings import VerdictSweeper, refresh_span
-from storage.blobs import BlobStore, open_blob_store
+from storage.blobs import BlobStore
 from storage.db import Database
+from storage.models import Sitting
+from storage.stores import open_blob_store
 
 if TYPE_CHECKING:
-    from services.api.app import BackgroundJob
+    from sqlalchemy.orm import Session
+
+    from services.background import BackgroundJob
 
 
 @dataclass
@@ -34,6 +39,8 @@ class Services:
         )
         self.pipeline.listeners.append(self._judge_coverage)
         self.health = HealthChecker(db=self.db, store=self.store, settings=self.settings)
+        # Schedule changes reach retention through here: coverage never imports it.
+        self.schedule_listeners: list[SittingChanged] = [self._extend_expiries]
 
     def background_jobs(self, *, scheduled_purge: bool = False) -> list[BackgroundJob]:
         """What runs beside ingest: health checks, the verdict sweep, and (in `serve` only,
@@ -46,9 +53,31 @@ class Services:
             jobs.append(PurgeScheduler(self.db, self.store, self.settings))
         if self.settings.health_checks:
             health = HealthWorker(self.health)
-            self.pipeline.listeners.append(health.listen)
+
+            def check_stored(result: IngestResult) -> None:
+                if result.outcome is Outcome.STORED and result.segment is not None:
+                    health.enqueue(result.segment.id)
+
+            self.pipeline.listeners.append(check_stored)
             jobs.append(health)
         return jobs
+
+    def import_schedule(
+        self, session: Session, rows: list[SittingRow], *, actor: str, zone_assumed: list[str]
+    ) -> ScheduleSummary:
+        """Upsert sittings inside the caller's transaction; each new or moved one extends the
+        expiry of the footage it now covers, and is judged at once."""
+        return apply_schedule(
+            session,
+            rows,
+            self.settings,
+            actor=actor,
+            zone_assumed=zone_assumed,
+            on_change=self.schedule_listeners,
+        )
+
+    def _extend_expiries(self, session: Session, sitting: Sitting, actor: str) -> None:
+        extend_expiries(session, self.store, self.settings, sitting, actor=actor)
 
     def _judge_coverage(self, result: IngestResult) -> None:
         """Late footage is normal: re-judge every sitting the stored or rejected file touches."""

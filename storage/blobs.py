@@ -1,8 +1,9 @@
 """Blob stores: where the evidence bytes live, write-once.
 
 One interface, two implementations: `LocalBlobStore` (a directory, the embedded default) and
-`S3BlobStore` (S3/MinIO with Object Lock, in `storage/s3.py`). Keys are made by the caller from
-the camera, the start and the content hash, never from a client-supplied path.
+`S3BlobStore` (S3/MinIO with Object Lock, in `storage/s3.py`); `storage/stores.py` picks one
+for a storage URL. Keys are made by the caller (`storage/keys.py`) from the camera, the start
+and the content hash, never from a client-supplied path.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs, urlsplit
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -329,29 +329,3 @@ def _make_dirs_durably(path: Path, root: Path) -> None:
     for directory in reversed(missing):
         directory.mkdir(exist_ok=True)
         _fsync_dir(directory.parent)
-
-
-def open_blob_store(
-    url: str, *, access_key: str | None = None, secret_key: str | None = None
-) -> BlobStore:
-    """`file:///path` or `s3://BUCKET?endpoint=HOST:PORT&secure=false&region=R`."""
-    parts = urlsplit(url)
-    if parts.scheme == "file":
-        return LocalBlobStore(Path(parts.netloc + parts.path))
-    if parts.scheme == "s3":
-        from storage.s3 import S3BlobStore
-
-        query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
-        if not parts.netloc:
-            raise BlobStoreError(f"storage URL {url!r} names no bucket")
-        if "endpoint" not in query:
-            raise BlobStoreError(f"storage URL {url!r} needs ?endpoint=HOST:PORT")
-        return S3BlobStore(
-            bucket=parts.netloc,
-            endpoint=query["endpoint"],
-            access_key=access_key or "",
-            secret_key=secret_key or "",
-            secure=query.get("secure", "true").lower() not in ("false", "0", "no"),
-            region=query.get("region"),
-        )
-    raise BlobStoreError(f"storage URL {url!r}: scheme must be file:// or s3://")

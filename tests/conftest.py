@@ -137,7 +137,7 @@ VideoFactory = Callable[..., Path]
 @pytest.fixture
 def make_video(tmp_path: Path) -> VideoFactory:
     """Write a small real recording with PyAV: `make_video("name.mp4", seconds=4, ...)`."""
-    from services.ingest.synthetic import classroom_scene, write_recording
+    from services.demo.footage import classroom_scene, write_recording
 
     folder = tmp_path / "videos"
     folder.mkdir(exist_ok=True)

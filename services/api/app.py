@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import Any
 
 from fastapi import Depends, FastAPI
 
+from services.access.people import LoginThrottle
 from services.api.cameras.endpoints import router as cameras_router
 from services.api.deps import refuse_nul_characters
 from services.api.errors import ErrorBody, install_error_handlers
@@ -22,9 +23,9 @@ from services.api.ops.endpoints import router as ops_router
 from services.api.people.endpoints import router as people_router
 from services.api.sittings.endpoints import router as sittings_router
 from services.api.web.endpoints import router as web_router
+from services.background import BackgroundJob
 from services.context import Services
-from services.ingest.jobs import IngestWorker
-from services.people import LoginThrottle
+from services.ingest.worker import IngestWorker
 
 _ERROR_RESPONSES = {
     400: "invalid request: the message names the parameter",
@@ -33,12 +34,6 @@ _ERROR_RESPONSES = {
     404: "unknown, or outside the caller's scope (indistinguishable on purpose)",
     422: "well-formed but refused by a rule; the code says which",
 }
-
-
-class BackgroundJob(Protocol):
-    def start(self) -> None: ...
-
-    def stop(self, timeout: float = 30.0) -> None: ...
 
 
 def create_app(

@@ -11,11 +11,11 @@ from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from services.access import Subject
+from services.access.scopes import Subject
+from services.access.tokens import live_token, token_subject
 from services.api.errors import ApiError
-from services.auth import live_token, token_subject
 from services.context import Services
-from services.footage_links import LINK_PARAMETER, check_link, link_key
+from services.footage.links import LINK_PARAMETER, check_link, link_key
 from storage.models import ApiToken, User
 
 
@@ -184,5 +184,5 @@ def _sitting_reader(subject: CurrentSubject) -> Subject:
     return subject
 
 
-# Which sittings a reader sees is decided per query (services/access.py).
+# Which sittings a reader sees is decided per query (services/access/scopes.py).
 SittingReader = Annotated[Subject, Depends(_sitting_reader)]

@@ -15,9 +15,9 @@ import av.container
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.ingest.coverage import Interval
+from services.coverage.reports import required_interval
+from services.coverage.rule import Interval
 from services.settings import Settings
-from services.sittings import required_interval
 from storage import ledger
 from storage.blobs import BlobReader, BlobStore, BlobStoreError
 from storage.models import Camera, HealthFlag, QuarantineRecord, Segment, Sitting, Tombstone

@@ -26,9 +26,9 @@ import av
 import av.container
 import av.stream
 
+from services.coverage.rule import Footage, Gap, GapCause, Interval, camera_coverage
 from services.footage.catalogue import open_recording
-from services.ingest.coverage import Footage, Gap, GapCause, Interval, camera_coverage
-from services.ingest.health import stamped_packets, video_stream
+from services.health.sampling import stamped_packets, video_stream
 from services.timefmt import rfc3339
 from storage.blobs import BlobStore
 from storage.models import Segment

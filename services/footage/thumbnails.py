@@ -23,13 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from services.coverage.rule import Interval
 from services.footage.catalogue import open_recording
-from services.footage.keys import thumbnail_key
 from services.footage.playback import SourceSegment
-from services.ingest.coverage import Interval
-from services.ingest.health import decode_or_skip, encode_jpeg, stamped_packets, video_stream
+from services.health.sampling import decode_or_skip, encode_jpeg, stamped_packets, video_stream
 from services.timefmt import rfc3339
 from storage.blobs import BlobStore, BlobStoreError
+from storage.keys import thumbnail_key
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """One complete recording file -> durable, indexed, hashed evidence (or quarantine, with reason).
 
-Order matters for crash safety (docs/operations.md): the blob is made durable first, then the
+Order matters for crash safety (docs/ingest.md): the blob is made durable first, then the
 segment row and its ledger entry are committed in one transaction, and only then is the arrival
 file removed. A kill between any two steps leaves the arrival in place; ingesting it again finds
 the same key (keys include the content hash) and completes the job.
@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
@@ -34,11 +34,12 @@ from services.ingest.clock import (
 )
 from services.ingest.probe import MediaProbe, ProbeError, probe_recording
 from services.ingest.quarantine import Quarantine, Rejection
-from services.ingest.retention import expiry_for
+from services.retention.expiry import expiry_for
 from services.settings import Settings
 from storage import ledger
 from storage.blobs import BlobStore
 from storage.db import Database
+from storage.keys import blob_key
 from storage.models import Camera, Segment, Sitting
 
 logger = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class Arrival:
     received_at: datetime
     # The upload header's value; None means the start is read from the file name.
     declared_start: str | None = None
-    # An HTTP upload's sidecar (docs/operations.md), removed together with the file.
+    # An HTTP upload's sidecar (docs/ingest.md), removed together with the file.
     meta_path: Path | None = None
 
 
@@ -82,14 +83,6 @@ class IngestResult:
 
 # Called after a file became evidence or was quarantined: coverage and health listen here.
 IngestListener = Callable[[IngestResult], None]
-
-
-def blob_key(camera_code: str, start: datetime, sha256: str, ext: str) -> str:
-    """Where a segment lives: from the camera, the start and the content, never the client."""
-    moment = start.astimezone(UTC)
-    return (
-        f"{camera_code}/{moment:%Y/%m/%d}/{moment:%Y%m%dT%H%M%S.%f}Z-{sha256[:16]}.{ext or 'bin'}"
-    )
 
 
 @contextmanager

@@ -102,7 +102,7 @@ export async function logOut() {
   }
 }
 
-// A footage URL a <video>/<img> can open without the header (services/footage_links.py).
+// A footage URL a <video>/<img> can open without the header (services/footage/links.py).
 export async function footageLink(path) {
   const link = await call("/api/v1/footage/links", { method: "POST", json: { url: path } });
   return link.url;

@@ -779,14 +779,14 @@ function segmentsSection(ctx, segments) {
 // --- export -----------------------------------------------------------------------------
 
 async function exportEvidence(ctx, button) {
-  // The API's bound on an export reason (services/exports.py MAX_REASON_LENGTH).
+  // The API's bound on an export reason (services/evidence/exports.py MAX_REASON_LENGTH).
   const reason = await askReason("export.button", "export.reason", 500);
   if (!reason) return;
   button.disabled = true;
   setText(button, "export.busy");
   try {
     // A link, not fetch(): the browser streams the package straight to disk, however large,
-    // instead of holding it in memory (services/footage_links.py).
+    // instead of holding it in memory (services/footage/links.py).
     const query = new URLSearchParams({ reason });
     const url = await footageLink(`${ctx.base}/exports/download?${query}`);
     const anchor = el("a", { href: url, download: "", hidden: true });

@@ -11,10 +11,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
+from services.access.people import assign, create_user
+from services.access.tokens import create_token
 from services.api.app import create_app
-from services.auth import create_token
 from services.context import Services
-from services.people import assign, create_user
 from services.registry import import_registry
 from tests.conftest import REGISTRY, ROOM, ingest_file
 

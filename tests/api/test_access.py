@@ -9,10 +9,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from services.auth import create_token
+from services.access.people import assign
+from services.access.tokens import create_token
 from services.cli import main
 from services.context import Services
-from services.people import assign
 from storage.models import Assignment, LedgerEntry
 from tests.api.conftest import PASSWORD, START, login, make_user
 from tests.conftest import CAMERA_FRONT

@@ -26,14 +26,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.access import Subject
-from services.auth import create_token
+from services.access.people import assign
+from services.access.scopes import Subject
+from services.access.tokens import create_token
 from services.context import Services
-from services.findings import FindingCategory, FindingDraft, record_finding, set_review
-from services.holds import HoldRequest, place_hold
-from services.ingest.health import encode_jpeg
-from services.ingest.synthetic import classroom_scene, write_recording
-from services.people import assign
+from services.demo.footage import classroom_scene, write_recording
+from services.evidence.findings import FindingCategory, FindingDraft, record_finding, set_review
+from services.health.sampling import encode_jpeg
+from services.retention.holds import HoldRequest, place_hold
 from storage.models import Segment, Sitting, User
 from tests.api.conftest import (
     FOREIGN_CAMERAS,

@@ -19,16 +19,16 @@ import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from services.access.people import assign, create_user
+from services.access.tokens import create_token
 from services.api.app import create_app
-from services.auth import create_token
 from services.context import Services
-from services.evidence_package import MANIFEST, verify_package
-from services.people import assign, create_user
+from services.evidence.package import MANIFEST, verify_package
 from storage.blobs import BlobStore
 from storage.models import LedgerEntry, Segment
 from tests.conftest import CAMERA_FRONT, VideoFactory
+from tests.evidence.test_exports import SITTING, Footage, record_sitting_with_footage
 from tests.processes import free_port
-from tests.test_exports import SITTING, Footage, record_sitting_with_footage
 
 URL = f"/api/v1/sittings/{SITTING}/exports"
 PASSWORD = "correct horse battery"

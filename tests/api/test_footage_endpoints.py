@@ -19,14 +19,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
+from services.access.tokens import create_token
 from services.api.app import create_app
-from services.auth import create_token
 from services.context import Services
-from services.footage.keys import THUMBNAIL_PREFIX
-from services.ingest.health import frame_at
-from services.purge import execute_purge, reconcile
+from services.health.sampling import frame_at
 from services.registry import import_registry
+from services.retention.purge import execute_purge, reconcile
 from services.settings import Settings
+from storage.keys import THUMBNAIL_PREFIX
 from storage.models import Camera, LedgerEntry, Segment
 from tests.api.conftest import (
     FOREIGN_CAMERAS,

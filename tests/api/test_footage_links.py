@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from services.context import Services
-from services.footage_links import check_link, mint_link
-from services.ingest.synthetic import classroom_scene, write_recording
+from services.demo.footage import classroom_scene, write_recording
+from services.footage.links import check_link, mint_link
 from storage.models import LedgerEntry, Segment
 from tests.api.conftest import START, assign_now, ingest_file, login, make_user
 from tests.conftest import CAMERA_FRONT

@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from services.access.tokens import create_token
 from services.api.app import create_app
-from services.auth import create_token
 from services.context import Services
 from storage.models import QuarantineRecord, Segment
 from tests.conftest import CAMERA_BACK, CAMERA_FRONT, VideoFactory

@@ -11,8 +11,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from services.access.tokens import create_token
 from services.api.app import create_app
-from services.auth import create_token
 from services.context import Services
 from storage.models import LedgerEntry
 from tests.conftest import CAMERA_FRONT, ROOM, VideoFactory

@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 
 from services.cli import main
 from services.context import Services
-from services.ingest.synthetic import classroom_scene, write_recording
+from services.demo.footage import classroom_scene, write_recording
 from storage.models import Assignment, LedgerEntry
 from tests.api.conftest import PASSWORD, ingest_file
 from tests.conftest import CAMERA_BACK, CAMERA_FRONT, ROOM

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from services.purge import segment_keys
+from services.retention.purge import segment_keys
 from storage import ledger
 from storage.blobs import LocalBlobStore
 from storage.db import Database

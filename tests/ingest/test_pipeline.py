@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 
 from services.context import Services
-from services.ingest import synthetic
+from services.demo import footage as synthetic
 from services.ingest.pipeline import Arrival, Outcome
 from storage.models import LedgerEntry, QuarantineRecord, Room, Segment, Sitting
 from tests.conftest import CAMERA_FRONT, ROOM, VideoFactory

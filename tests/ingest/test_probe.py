@@ -1,6 +1,6 @@
 """The probe: what a pushed segment is, how long it really lasts, and why a bad one is refused.
 
-Every file is written in a temporary folder by services.ingest.synthetic (PyAV); no binary
+Every file is written in a temporary folder by services.demo.footage (PyAV); no binary
 fixtures are committed.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from services.ingest import synthetic
+from services.demo import footage as synthetic
 from services.ingest.probe import MediaProbe, ProbeError, probe_recording
 
 SECONDS = 6.0

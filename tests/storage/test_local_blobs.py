@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from storage.blobs import BlobStoreError, LocalBlobStore, open_blob_store
+from storage.blobs import BlobStoreError, LocalBlobStore
+from storage.stores import open_blob_store
 
 LATER = datetime(2030, 1, 1, tzinfo=UTC)
 

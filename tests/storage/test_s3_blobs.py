@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from minio import Minio
 
-from storage.blobs import BlobStoreError, WormViolation, open_blob_store
+from storage.blobs import BlobStoreError, WormViolation
 from storage.s3 import MiB, S3BlobStore, _ObjectState
+from storage.stores import open_blob_store
 from tests.s3server import ACCESS_KEY, SECRET_KEY
 
 

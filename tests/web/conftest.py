@@ -21,7 +21,7 @@ import uvicorn
 
 from services.api.app import create_app
 from services.context import Services
-from services.ingest.synthetic import classroom_scene, write_recording
+from services.demo.footage import classroom_scene, write_recording
 from tests.api import conftest as api_fixtures
 from tests.api.conftest import START, ingest_file
 from tests.conftest import CAMERA_BACK, CAMERA_FRONT, STRICT

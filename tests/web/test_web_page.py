@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.context import Services
-from services.evidence_package import verify_package
+from services.evidence.package import verify_package
 from tests.api.conftest import PASSWORD, START, assign_now, make_user
 from tests.conftest import CAMERA_BACK, CAMERA_FRONT
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from services.api.deps import AdminSubject, ServicesDep
 from services.api.errors import ApiError
-from services.health_checks import ReferenceError
+from services.health.checker import ReferenceError
 from services.timefmt import rfc3339
 from storage.models import Camera, ReferenceImage
 

@@ -8,12 +8,11 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from services.access import NO_FOOTAGE_ZH, Subject
+from services.access.scopes import NO_FOOTAGE_ZH, Subject
 from services.api.deps import ServicesDep, SittingReader
 from services.api.errors import ApiError
 from services.api.exports.schemas import ExportIn
-from services.checkpoints import LedgerBroken, load_or_create_signer
-from services.exports import (
+from services.evidence.exports import (
     MAX_REASON_LENGTH,
     EvidenceMissing,
     FootageNotAllowed,
@@ -23,6 +22,8 @@ from services.exports import (
     prepare_export,
     stream_export,
 )
+from services.ledger.checkpoints import LedgerBroken
+from services.ledger.keys import load_or_create_signer
 
 router = APIRouter(tags=["exports"])
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, field_validator
 
-from services.exports import MAX_REASON_LENGTH
+from services.evidence.exports import MAX_REASON_LENGTH
 
 
 class ExportIn(BaseModel):

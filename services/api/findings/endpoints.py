@@ -16,7 +16,7 @@ from typing import Annotated, TypeVar
 from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 
-from services.access import NO_FOOTAGE_ZH, Subject, visible_sitting
+from services.access.scopes import NO_FOOTAGE_ZH, Subject, visible_sitting
 from services.api.deps import RowId, ServicesDep, SittingReader
 from services.api.errors import ApiError
 from services.api.findings.schemas import (
@@ -27,7 +27,7 @@ from services.api.findings.schemas import (
     ReviewOut,
     WithdrawIn,
 )
-from services.findings import (
+from services.evidence.findings import (
     FindingCategory,
     FindingDraft,
     FindingError,

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pydantic import AwareDatetime, BaseModel, Field
 
-from services.findings import MAX_TEXT, FindingCategory
+from services.evidence.findings import MAX_TEXT, FindingCategory
 
 
 class FindingIn(BaseModel):

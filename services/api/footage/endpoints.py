@@ -1,9 +1,9 @@
 """Footage: a segment's original bytes, time-range playback across segments, thumbnails.
 
-Every route looks the sitting, camera or segment up through `services/access.py` first: what the
-caller may not know of is 404, what they know of but may not watch is 403, and a supervisor's
-time range outside their sittings' windows is 403 `outside_assignment`. Every served read of
-pictures is a ledger entry, committed before the first byte leaves.
+Every route looks the sitting, camera or segment up through `services/access/scopes.py` first:
+what the caller may not know of is 404, what they know of but may not watch is 403, and a
+supervisor's time range outside their sittings' windows is 403 `outside_assignment`. Every
+served read of pictures is a ledger entry, committed before the first byte leaves.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.access import (
+from services.access.scopes import (
     NO_FOOTAGE_ZH,
     Subject,
     footage_windows,
@@ -41,6 +41,8 @@ from services.api.footage.schemas import (
     ThumbnailIndexOut,
 )
 from services.context import Services
+from services.coverage.reports import required_interval, suspect_footage_near
+from services.coverage.rule import Interval
 from services.footage.catalogue import (
     file_suffix,
     media_type_for,
@@ -64,8 +66,6 @@ from services.footage.thumbnails import (
     TooManyTiles,
     thumbnail_strip,
 )
-from services.ingest.coverage import Interval
-from services.sittings import required_interval, suspect_footage_near
 from services.timefmt import rfc3339, rfc3339_or_none
 from storage.blobs import BlobStoreError
 from storage.models import Camera, Sitting

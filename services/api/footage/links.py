@@ -1,5 +1,6 @@
 """Footage links for the browser: `<video src>` and `<img src>` cannot send a bearer header,
-so the page trades its token for a short-lived link to one footage URL (services/footage_links)."""
+so the page trades its token for a short-lived link to one footage URL
+(services/footage/links.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pydantic import BaseModel, Field
 
 from services.api.deps import ServicesDep, SittingReader, footage_link_key
 from services.api.errors import ApiError
-from services.footage_links import LINK_LIFETIME, LinkError, mint_link
+from services.footage.links import LINK_LIFETIME, LinkError, mint_link
 from services.timefmt import rfc3339
 
 router = APIRouter(tags=["footage"])

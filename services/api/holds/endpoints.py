@@ -13,10 +13,10 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.access import Subject, visible_camera, visible_segment, visible_sitting
+from services.access.scopes import Subject, visible_camera, visible_segment, visible_sitting
 from services.api.deps import MAX_ROW_ID, AdminSubject, CurrentSubject, RowId, ServicesDep
 from services.api.errors import ApiError
-from services.holds import HoldError, HoldRequest, place_hold, release_hold
+from services.retention.holds import HoldError, HoldRequest, place_hold, release_hold
 from services.timefmt import rfc3339, rfc3339_or_none
 from storage.models import Camera, Hold, Sitting
 

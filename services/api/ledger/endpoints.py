@@ -25,15 +25,15 @@ from services.api.ledger.schemas import (
     LedgerEntryOut,
     SigningKeyOut,
 )
-from services.checkpoints import (
+from services.ledger.checkpoints import (
     EntryNotInTree,
     LedgerBroken,
     ProofRequestError,
     consistency_proof_for,
     inclusion_proof_for,
-    load_or_create_signer,
     make_checkpoint,
 )
+from services.ledger.keys import load_or_create_signer
 from services.timefmt import rfc3339
 from storage.ledger import format_instant
 from storage.models import LedgerEntry

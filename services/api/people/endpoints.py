@@ -10,10 +10,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.api.deps import AdminSubject, CurrentSubject, RowId, ServicesDep
-from services.api.errors import ApiError
-from services.auth import TokenError, create_token, revoke_token
-from services.people import (
+from services.access.people import (
     LoginThrottle,
     PeopleError,
     assign,
@@ -22,6 +19,9 @@ from services.people import (
     log_in,
     revoke_assignment,
 )
+from services.access.tokens import TokenError, create_token, revoke_token
+from services.api.deps import AdminSubject, CurrentSubject, RowId, ServicesDep
+from services.api.errors import ApiError
 from services.timefmt import rfc3339, rfc3339_or_none
 from storage.models import ApiToken, Assignment, Institution, Sitting, User
 

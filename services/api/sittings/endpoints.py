@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.access import Subject, sitting_scope, visible_sitting
+from services.access.scopes import Subject, sitting_scope, visible_sitting
 from services.api.deps import AdminSubject, ServicesDep, SittingReader, instant_param
 from services.api.errors import ApiError
 from services.api.sittings.schemas import (
@@ -20,9 +20,10 @@ from services.api.sittings.schemas import (
     SittingList,
     SittingSummary,
 )
-from services.ingest.coverage import Verdict
-from services.schedule import ScheduleError, parse_json
-from services.sittings import CoverageReport, apply_schedule, refresh_verdict
+from services.coverage.reports import CoverageReport
+from services.coverage.rule import Verdict
+from services.coverage.schedule import ScheduleError, parse_json
+from services.coverage.verdicts import refresh_verdict
 from services.timefmt import rfc3339, rfc3339_or_none
 from storage.models import Institution, Room, Site, Sitting
 
@@ -142,11 +143,9 @@ def put_schedule(body: ScheduleIn, services: ServicesDep, subject: AdminSubject)
         rows = parse_json(body.model_dump(), services.settings.zone, notes)
 
         def work(session: Session) -> ScheduleOut:
-            summary = apply_schedule(
+            summary = services.import_schedule(
                 session,
                 rows,
-                services.settings,
-                services.store,
                 actor=subject.actor,
                 zone_assumed=notes,
             )

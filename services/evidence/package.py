@@ -1,0 +1,455 @@
+"""The evidence package's format (docs/exports.md) and its offline verifier.
+
+Kept apart from `services/evidence/exports.py`, which builds packages from the database: a verifier
+needs only the ZIP file (and, ideally, the key the centre publishes), so nothing here opens a
+database, a blob store or a video.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import json
+import zipfile
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from services.ledger.checkpoints import Checkpoint, CheckpointFormatError, verify_checkpoint
+from services.ledger.keys import key_id_for, public_key_from_pem
+from storage import merkle
+from storage.ledger import ENTRY_COLUMNS, entry_hash
+
+FORMAT = "examvault-evidence-export"
+FORMAT_VERSION = 1
+
+MANIFEST = "manifest.json"
+SIGNATURE = "manifest.sig"
+ENTRIES = "ledger/entries.jsonl"
+PROOFS = "ledger/proofs.json"
+CHECKPOINT = "ledger/checkpoint.json"
+PUBLIC_KEY = "ledger/public-key.pem"
+SEGMENTS_DIR = "segments"
+
+INGEST_ACTION = "segment.ingested"
+EXPORT_ACTION = "export.created"
+
+# Exactly the stored columns of a ledger row, so a verifier can recompute its hash.
+ENTRY_FIELDS = ENTRY_COLUMNS
+_READ_CHUNK = 1024 * 1024
+
+
+class PackageUnreadable(Exception):
+    """Not an evidence package at all (not a ZIP, no manifest): bad input, not a failed check."""
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str = ""
+
+    def line(self) -> str:
+        verdict = "OK  " if self.ok else "FAIL"
+        return f"{verdict} {self.name}" + (f": {self.detail}" if self.detail else "")
+
+
+@dataclass
+class PackageVerdict:
+    checks: list[Check] = field(default_factory=list)
+    key_id: str | None = None
+    # SHA-256 of the 32 raw public-key bytes; key_id is its first 16 hex digits.
+    key_fingerprint: str | None = None
+    key_compared: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.checks) and all(check.ok for check in self.checks)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [check for check in self.checks if not check.ok]
+
+    def add(self, name: str, ok: bool, detail: str = "") -> bool:
+        self.checks.append(Check(name, ok, detail))
+        return ok
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "key_id": self.key_id,
+            "key_fingerprint": self.key_fingerprint,
+            "key_compared": self.key_compared,
+            "checks": [
+                {"check": check.name, "ok": check.ok, "detail": check.detail}
+                for check in self.checks
+            ],
+        }
+
+
+def entry_line(entry: Mapping[str, Any]) -> str:
+    """One ledger entry as a line of entries.jsonl: exactly the stored fields, canonical JSON
+    (so `details` stays the very text that was hashed)."""
+    return json.dumps(
+        {name: entry[name] for name in ENTRY_FIELDS},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+def recompute_entry_hash(entry: Mapping[str, Any]) -> str:
+    """entry_hash from an entries.jsonl line's fields, by docs/ledger.md's formula."""
+    return entry_hash(
+        seq=entry["seq"],
+        recorded_at=datetime.fromisoformat(entry["recorded_at"]),
+        actor=entry["actor"],
+        action=entry["action"],
+        subject_type=entry["subject_type"],
+        subject_id=entry["subject_id"],
+        details=entry["details"],
+        prev_hash=entry["prev_hash"],
+    )
+
+
+def _raw(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def _member_digest(archive: zipfile.ZipFile, name: str) -> tuple[str, int]:
+    digest = hashlib.sha256()
+    size = 0
+    with archive.open(name) as reader:
+        while chunk := reader.read(_READ_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _read_member(archive: zipfile.ZipFile, name: str) -> bytes | None:
+    try:
+        return archive.read(name)
+    except KeyError:
+        return None
+
+
+def verify_package(path: Path, expected_key: Ed25519PublicKey | None = None) -> PackageVerdict:
+    """Every check docs/exports.md lists, one `Check` each; never stops at the first failure
+    so the report says everything that holds and everything that does not."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except FileNotFoundError as exc:
+        raise PackageUnreadable(f"{path}: no such file") from exc
+    except zipfile.BadZipFile as exc:
+        raise PackageUnreadable(f"{path}: not a ZIP file ({exc})") from exc
+    except OSError as exc:
+        raise PackageUnreadable(f"{path}: {exc.strerror or exc}") from exc
+    with archive:
+        try:
+            manifest_bytes = _read_member(archive, MANIFEST)
+        except (zipfile.BadZipFile, zlib.error, OSError) as exc:
+            raise PackageUnreadable(f"{path}: {MANIFEST} cannot be read ({exc})") from exc
+        if manifest_bytes is None:
+            raise PackageUnreadable(f"{path}: no {MANIFEST}; not an examvault evidence package")
+        verdict = PackageVerdict()
+        _Verifier(archive, manifest_bytes, verdict, expected_key).run()
+        return verdict
+
+
+class _Verifier:
+    def __init__(
+        self,
+        archive: zipfile.ZipFile,
+        manifest_bytes: bytes,
+        verdict: PackageVerdict,
+        expected_key: Ed25519PublicKey | None,
+    ) -> None:
+        self.archive = archive
+        self.manifest_bytes = manifest_bytes
+        self.verdict = verdict
+        self.expected_key = expected_key
+        self.key: Ed25519PublicKey | None = None
+        self.checkpoint: Checkpoint | None = None
+        self.manifest: dict[str, Any] = {}
+
+    def _small(self, name: str) -> bytes | None:
+        try:
+            return _read_member(self.archive, name)
+        except (zipfile.BadZipFile, zlib.error, OSError):
+            return None
+
+    def run(self) -> None:
+        self._members_unique()
+        self._key()
+        self._manifest_signature()
+        readable = self._manifest_json()
+        self._checkpoint()
+        if not readable:
+            return
+        try:
+            self._files()
+            entries = self._entries()
+            self._segments_recorded(entries)
+            self._export_recorded(entries)
+            self._inclusion(entries)
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            # Only a manifest that was not written by examvault gets here; its signature
+            # check has failed already, this says why the rest could not be checked.
+            self.verdict.add(f"{MANIFEST} structure", False, f"unexpected content: {exc!r}")
+
+    def _members_unique(self) -> None:
+        names = self.archive.namelist()
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        # A second member of the same name could show a reader other bytes than were checked.
+        self.verdict.add(
+            "package members are unique",
+            not repeated,
+            f"repeated: {', '.join(repeated)}" if repeated else "",
+        )
+
+    def _key(self) -> None:
+        pem = self._small(PUBLIC_KEY)
+        try:
+            self.key = public_key_from_pem(pem) if pem is not None else None
+        except (ValueError, UnsupportedAlgorithm):
+            self.key = None
+        if self.key is None:
+            self.verdict.add(f"public key {PUBLIC_KEY}", False, "missing or not an Ed25519 key")
+            return
+        raw = _raw(self.key)
+        self.verdict.key_id = key_id_for(self.key)
+        self.verdict.key_fingerprint = hashlib.sha256(raw).hexdigest()
+        if self.expected_key is None:
+            return
+        self.verdict.key_compared = True
+        matches = _raw(self.expected_key) == raw
+        self.verdict.add(
+            "package key is the expected key (--key)",
+            matches,
+            f"key_id {self.verdict.key_id}"
+            if matches
+            else f"package key {self.verdict.key_id}, expected {key_id_for(self.expected_key)}",
+        )
+
+    def _manifest_signature(self) -> None:
+        name = f"manifest signature ({SIGNATURE}, Ed25519 over {MANIFEST})"
+        signature = self._small(SIGNATURE)
+        if signature is None:
+            self.verdict.add(name, False, f"{SIGNATURE} is missing")
+            return
+        if self.key is None:
+            self.verdict.add(name, False, "no usable public key to check it with")
+            return
+        try:
+            self.key.verify(signature, self.manifest_bytes)
+        except InvalidSignature:
+            self.verdict.add(name, False, f"does not verify: {MANIFEST} or {SIGNATURE} altered")
+            return
+        self.verdict.add(name, True)
+
+    def _manifest_json(self) -> bool:
+        try:
+            manifest = json.loads(self.manifest_bytes)
+        except (ValueError, UnicodeDecodeError) as exc:
+            return self.verdict.add(f"{MANIFEST} is readable", False, f"not JSON: {exc}")
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            return self.verdict.add(f"{MANIFEST} is readable", False, f"not a {FORMAT} manifest")
+        if manifest.get("format_version") != FORMAT_VERSION:
+            return self.verdict.add(
+                f"{MANIFEST} is readable",
+                False,
+                f"format version {manifest.get('format_version')!r}; this verifier reads "
+                f"{FORMAT_VERSION}",
+            )
+        self.manifest = manifest
+        return True
+
+    def _checkpoint(self) -> None:
+        name = f"checkpoint signature ({CHECKPOINT})"
+        document = self._small(CHECKPOINT)
+        if document is None:
+            self.verdict.add(name, False, f"{CHECKPOINT} is missing")
+            return
+        try:
+            self.checkpoint = Checkpoint.from_json(document)
+        except CheckpointFormatError as exc:
+            self.verdict.add(name, False, f"not a checkpoint: {exc}")
+            return
+        if self.key is None:
+            self.verdict.add(name, False, "no usable public key to check it with")
+            return
+        self.verdict.add(
+            name,
+            verify_checkpoint(self.checkpoint, self.key),
+            f"size {self.checkpoint.size}, root {self.checkpoint.root}",
+        )
+        if not self.manifest:
+            return
+        claimed = self.manifest.get("ledger", {}).get("checkpoint", {})
+        self.verdict.add(
+            "checkpoint is the one the manifest names",
+            claimed.get("size") == self.checkpoint.size
+            and claimed.get("root") == self.checkpoint.root,
+            "" if claimed.get("root") == self.checkpoint.root else "size or root differ",
+        )
+
+    def _expected_files(self) -> dict[str, tuple[str, int]]:
+        expected: dict[str, tuple[str, int]] = {}
+        for item in self.manifest.get("files", []):
+            expected[item["path"]] = (item["sha256"], item["size"])
+        for segment in self.manifest.get("segments", []):
+            if segment.get("status") == "included":
+                expected[segment["file"]] = (segment["sha256"], segment["size"])
+        return expected
+
+    def _files(self) -> None:
+        expected = self._expected_files()
+        present = set(self.archive.namelist())
+        for path, (sha256, size) in sorted(expected.items()):
+            name = f"file {path}"
+            if path not in present:
+                self.verdict.add(name, False, "listed in the manifest but not in the package")
+                continue
+            try:
+                actual_sha, actual_size = _member_digest(self.archive, path)
+            except (zipfile.BadZipFile, zlib.error, OSError) as exc:
+                self.verdict.add(name, False, f"cannot be read: {exc}")
+                continue
+            if actual_size != size:
+                self.verdict.add(name, False, f"{actual_size} bytes, the manifest says {size}")
+            elif actual_sha != sha256:
+                self.verdict.add(name, False, f"sha256 {actual_sha}, the manifest says {sha256}")
+            else:
+                self.verdict.add(name, True, f"sha256 {sha256}, {size} bytes")
+        for segment in self.manifest.get("segments", []):
+            if segment.get("status") == "purged":
+                self.verdict.add(
+                    f"segment {segment['id']} purged",
+                    segment.get("file") is None,
+                    f"listed as purged {segment.get('purged_at')} (tombstone sha256 "
+                    f"{segment.get('sha256')}); no file expected",
+                )
+        unlisted = sorted(present - set(expected) - {MANIFEST, SIGNATURE})
+        self.verdict.add(
+            "no member outside the manifest",
+            not unlisted,
+            f"unlisted: {', '.join(unlisted)}" if unlisted else "",
+        )
+
+    def _entries(self) -> dict[int, dict[str, Any]]:
+        text = self._small(ENTRIES)
+        if text is None:
+            self.verdict.add(f"ledger entries ({ENTRIES})", False, "missing")
+            return {}
+        entries: dict[int, dict[str, Any]] = {}
+        for number, line in enumerate(text.decode("utf-8", "replace").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+                if not isinstance(entry, dict) or not isinstance(entry.get("seq"), int):
+                    raise ValueError("not an entry")
+                recomputed = recompute_entry_hash(entry)
+            except (ValueError, KeyError, TypeError) as exc:
+                self.verdict.add(f"ledger entry on line {number}", False, f"unreadable: {exc}")
+                continue
+            seq = entry["seq"]
+            entries[seq] = entry
+            self.verdict.add(
+                f"ledger entry seq {seq} ({entry.get('action')}) hash recomputes",
+                recomputed == entry.get("entry_hash"),
+                "" if recomputed == entry.get("entry_hash") else "its fields were altered",
+            )
+        return entries
+
+    def _segments_recorded(self, entries: dict[int, dict[str, Any]]) -> None:
+        for segment in self.manifest.get("segments", []):
+            name = f"segment {segment.get('id')} ingest entry records its sha256"
+            seq = segment.get("ingest_ledger_seq")
+            entry = entries.get(seq) if isinstance(seq, int) else None
+            if entry is None:
+                self.verdict.add(name, False, f"no ingest ledger entry (seq {seq}) in {ENTRIES}")
+                continue
+            try:
+                details = json.loads(entry["details"])
+            except ValueError:
+                details = {}
+            problems = []
+            if entry.get("action") != INGEST_ACTION:
+                problems.append(f"entry {seq} is {entry.get('action')!r}, not {INGEST_ACTION}")
+            if entry.get("subject_id") != str(segment.get("id")):
+                problems.append(f"entry {seq} is about segment {entry.get('subject_id')}")
+            if details.get("sha256") != segment.get("sha256"):
+                problems.append(f"entry {seq} records sha256 {details.get('sha256')}")
+            if details.get("size") != segment.get("size"):
+                problems.append(f"entry {seq} records {details.get('size')} bytes")
+            self.verdict.add(name, not problems, "; ".join(problems) or f"seq {seq}")
+
+    def _export_recorded(self, entries: dict[int, dict[str, Any]]) -> None:
+        export = self.manifest.get("export", {})
+        seq = export.get("ledger_seq")
+        name = f"export entry seq {seq} records this export"
+        entry = entries.get(seq) if isinstance(seq, int) else None
+        if entry is None:
+            self.verdict.add(name, False, f"no {EXPORT_ACTION} entry in {ENTRIES}")
+            return
+        try:
+            details = json.loads(entry["details"])
+        except ValueError:
+            details = {}
+        included = [
+            s.get("id") for s in self.manifest.get("segments", []) if s.get("status") == "included"
+        ]
+        problems = []
+        if entry.get("action") != EXPORT_ACTION:
+            problems.append(f"entry {seq} is {entry.get('action')!r}")
+        if details.get("export_id") != export.get("id"):
+            problems.append("another export id")
+        if entry.get("actor") != export.get("exported_by"):
+            problems.append(f"exported by {entry.get('actor')!r}")
+        if details.get("reason") != export.get("reason"):
+            problems.append("another reason")
+        if details.get("segments") != included:
+            problems.append("other segments")
+        self.verdict.add(name, not problems, "; ".join(problems))
+
+    def _inclusion(self, entries: dict[int, dict[str, Any]]) -> None:
+        document = self._small(PROOFS)
+        try:
+            proofs = {item["seq"]: item for item in json.loads(document or b"")["proofs"]}
+        except (ValueError, KeyError, TypeError) as exc:
+            self.verdict.add(f"inclusion proofs ({PROOFS})", False, f"missing or unreadable: {exc}")
+            return
+        checkpoint = self.checkpoint
+        for seq in sorted(entries):
+            name = f"inclusion proof of entry seq {seq} in the checkpoint"
+            if checkpoint is None:
+                self.verdict.add(name, False, "no readable checkpoint")
+                continue
+            item = proofs.get(seq)
+            if item is None:
+                self.verdict.add(name, False, f"no proof in {PROOFS}")
+                continue
+            try:
+                # The root comes from the signed checkpoint, never from the proof file.
+                holds = merkle.verify_inclusion(
+                    bytes.fromhex(entries[seq]["entry_hash"]),
+                    seq - 1,
+                    checkpoint.size,
+                    [bytes.fromhex(node) for node in item["proof"]],
+                    bytes.fromhex(checkpoint.root),
+                )
+            except (ValueError, KeyError, TypeError, binascii.Error):
+                holds = False
+            self.verdict.add(
+                name,
+                holds,
+                f"size {checkpoint.size}" if holds else "does not lead to the signed root",
+            )

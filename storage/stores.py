@@ -1,0 +1,34 @@
+"""Picks the blob store a storage URL names. Apart from both implementations, so that neither
+`storage/blobs.py` nor `storage/s3.py` imports the other's module for it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from storage.blobs import BlobStore, BlobStoreError, LocalBlobStore
+from storage.s3 import S3BlobStore
+
+
+def open_blob_store(
+    url: str, *, access_key: str | None = None, secret_key: str | None = None
+) -> BlobStore:
+    """`file:///path` or `s3://BUCKET?endpoint=HOST:PORT&secure=false&region=R`."""
+    parts = urlsplit(url)
+    if parts.scheme == "file":
+        return LocalBlobStore(Path(parts.netloc + parts.path))
+    if parts.scheme == "s3":
+        query = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+        if not parts.netloc:
+            raise BlobStoreError(f"storage URL {url!r} names no bucket")
+        if "endpoint" not in query:
+            raise BlobStoreError(f"storage URL {url!r} needs ?endpoint=HOST:PORT")
+        return S3BlobStore(
+            bucket=parts.netloc,
+            endpoint=query["endpoint"],
+            access_key=access_key or "",
+            secret_key=secret_key or "",
+            secure=query.get("secure", "true").lower() not in ("false", "0", "no"),
+            region=query.get("region"),
+        )
+    raise BlobStoreError(f"storage URL {url!r}: scheme must be file:// or s3://")

@@ -1,0 +1,261 @@
+"""Kill a real `examvault retention purge --execute` with SIGKILL again and again, and prove the
+purge's crash rule (services/retention/purge.py): after every kill each segment is either
+untouched or fully tombstoned, never half-purged; a later uninterrupted run finishes
+everything, leaving no blob behind and a ledger that still verifies."""
+
+from __future__ import annotations
+
+import json
+import random
+import signal
+import subprocess
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import func, insert, select, text
+
+from services.context import Services
+from services.registry import import_registry
+from services.retention.purge import BATCH, reconcile
+from services.settings import load_settings
+from storage import ledger
+from storage.blobs import LocalBlobStore
+from storage.db import Database
+from storage.models import Camera, LedgerEntry, Segment, Tombstone
+from tests.conftest import CAMERA_BACK, CAMERA_FRONT, REGISTRY
+from tests.processes import examvault_env, run_cli, spawn, wait_until
+
+# Several batches per run, so most kills land between two batches' steps rather than after the
+# whole run; each round still finishes at least one batch, so KILLS rounds must not use them up.
+SEGMENTS = 6 * BATCH
+KILLS = 7
+BLOB = 512
+
+
+def _seed(data_dir: Path, database_url: str) -> dict[int, str]:
+    """Registry, then SEGMENTS expired segments with small blobs, made in this process.
+
+    Blob files are written straight into the local store's layout (no fsync: the test process
+    stays up, so durability is not what is tested here) and rows go in with one bulk insert."""
+    services = Services.from_settings(load_settings(data_dir=data_dir, database_url=database_url))
+    try:
+        services.db.run_write(
+            lambda session: import_registry(session, json.dumps(REGISTRY), actor="test")
+        )
+        with services.db.read() as session:
+            cameras = dict(session.execute(select(Camera.code, Camera.id)).all())
+        expired = datetime.now(UTC) - timedelta(days=1)
+        first = datetime(2022, 3, 1, 1, tzinfo=UTC)
+        rows = []
+        for number in range(SEGMENTS):
+            camera = (CAMERA_FRONT, CAMERA_BACK)[number % 2]
+            start = first + timedelta(minutes=10 * (number // 2))
+            # The real key layout: one directory per camera and day.
+            key = f"{camera}/{start:%Y/%m/%d}/{start:%Y%m%dT%H%M%S}Z-{uuid.uuid4().hex[:16]}.bin"
+            path = services.store.local_path(key)
+            assert path is not None
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(key.encode().ljust(BLOB, b"."))
+            rows.append(
+                {
+                    "camera_id": cameras[camera],
+                    "starts_at": start,
+                    "ends_at": start + timedelta(minutes=10),
+                    "declared_start": start.isoformat(),
+                    "duration_seconds": 600.0,
+                    "sha256": uuid.uuid4().hex * 2,
+                    "size_bytes": BLOB,
+                    "blob_key": key,
+                    "container": "mov,mp4,m4a,3gp,3g2,mj2",
+                    "video_codec": "h264",
+                    "width": 320,
+                    "height": 240,
+                    "frame_rate": 25.0,
+                    "keyframe_count": 1,
+                    "has_audio": False,
+                    "clock_flags": [],
+                    "source": "spool",
+                    "original_name": f"{start:%Y%m%dT%H%M%S}Z.mp4",
+                    "received_at": start + timedelta(minutes=10),
+                    "expires_at": expired - timedelta(seconds=number),
+                    "purged_at": None,
+                }
+            )
+        with services.db.write() as session:
+            session.execute(insert(Segment), rows)
+        with services.db.read() as session:
+            return dict(session.execute(select(Segment.id, Segment.blob_key)).all())
+    finally:
+        services.close()
+
+
+@dataclass(frozen=True)
+class State:
+    tombstones: int
+    blobs_pending: int  # tombstones whose blob deletion was not yet recorded
+    pending_present: int  # of those, blobs still in the store (below blobs_pending: torn batch)
+
+
+def _counts(db: Database) -> tuple[int, int]:
+    """Tombstones, and tombstones whose blob deletion has been recorded."""
+    with db.read() as session:
+        total, deleted = session.execute(
+            select(func.count(), func.count(Tombstone.blob_deleted_at))
+        ).one()
+    return int(total), int(deleted)
+
+
+def check_invariant(db: Database, objects: Path, keys: dict[int, str]) -> State:
+    """Every segment untouched (no mark, no tombstone, no entry, blob present) or fully
+    tombstoned (mark, tombstone, exactly one segment.purged entry; the blob may remain only
+    while the tombstone says its deletion is pending)."""
+    with db.read() as session:
+        purged = dict(session.execute(select(Segment.id, Segment.purged_at)).all())
+        tombstones = {
+            row.segment_id: row
+            for row in session.execute(
+                select(
+                    Tombstone.segment_id,
+                    Tombstone.blob_key,
+                    Tombstone.purged_at,
+                    Tombstone.blob_deleted_at,
+                )
+            )
+        }
+        entries = Counter(
+            session.scalars(
+                select(LedgerEntry.subject_id).where(LedgerEntry.action == "segment.purged")
+            )
+        )
+        verdict = ledger.verify(session)
+    assert verdict.ok, verdict.mismatch
+    assert purged.keys() == keys.keys(), "segment rows are never deleted"
+    for segment_id, key in keys.items():
+        present = (objects / key).exists()
+        tombstone = tombstones.get(segment_id)
+        if purged[segment_id] is None:
+            assert tombstone is None, f"segment {segment_id}: tombstone without purged_at"
+            assert entries[str(segment_id)] == 0, f"segment {segment_id}: entry, not purged"
+            assert present, f"segment {segment_id}: blob gone but not tombstoned"
+        else:
+            assert tombstone is not None, f"segment {segment_id}: purged_at without tombstone"
+            assert tombstone.blob_key == key and tombstone.purged_at == purged[segment_id]
+            assert entries[str(segment_id)] == 1, (
+                f"segment {segment_id}: {entries[str(segment_id)]} segment.purged entries"
+            )
+            if tombstone.blob_deleted_at is not None:
+                assert not present, f"segment {segment_id}: blob_deleted_at set, blob present"
+    pending = [t for t in tombstones.values() if t.blob_deleted_at is None]
+    return State(
+        tombstones=len(tombstones),
+        blobs_pending=len(pending),
+        pending_present=sum(1 for t in pending if (objects / t.blob_key).exists()),
+    )
+
+
+@contextmanager
+def _writers_held(db: Database) -> Iterator[None]:
+    """Hold off every writer: SQLite's write lock (BEGIN IMMEDIATE), or on PostgreSQL a lock on
+    `tombstones` that blocks both a batch's inserts and its blob_deleted_at update. A purge
+    caught between a batch's commit and the record of its blob deletion stays there."""
+    with db.write() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("LOCK TABLE tombstones IN SHARE MODE"))
+        else:
+            session.execute(text("SELECT 1"))  # BEGIN IMMEDIATE happens on first use
+        yield
+
+
+def _kill_with_blobs_pending(db: Database, purge: subprocess.Popen[bytes]) -> bool:
+    """After each batch commit the purge makes, freeze its next write and look: once its
+    deletions are pending, SIGKILL it there. Deterministic where sleeping a random moment is
+    not (a loaded machine stretches every step); False if the run ended first."""
+    seen = _counts(db)[0]
+    while purge.poll() is None:
+        if _counts(db)[0] == seen:
+            time.sleep(0.002)
+            continue
+        with _writers_held(db):
+            total, deleted = _counts(db)
+            if total > deleted:
+                purge.send_signal(signal.SIGKILL)
+                purge.wait(timeout=10)
+                return True
+            seen = total
+    return False
+
+
+def test_sigkill_mid_purge_leaves_every_segment_untouched_or_tombstoned(
+    tmp_path: Path, database_url: str
+) -> None:
+    data_dir = tmp_path / "var"
+    keys = _seed(data_dir, database_url)
+    objects = data_dir / "objects"
+    env = examvault_env(data_dir, database_url)
+    db = Database(database_url)
+    rng = random.Random(20261124)
+    log = tmp_path / "purge.log"
+    states: list[State] = []
+    try:
+        # Three kinds of round, in turn. A batch here is a transaction of a few hundred ms
+        # (tombstones, marks, ledger entries) followed by tens of ms of unlinks and the
+        # blob_deleted_at update. So a random 0-50 ms after one more batch was committed lands
+        # before, during or just after its blob deletion; 0-250 ms after a blob deletion was
+        # recorded lands inside the next batch's transaction (or in planning, after the
+        # leftovers of the previous kill were finished); a random moment after the start lands
+        # in start-up or anywhere.
+        for round_number in range(KILLS):
+            tombstones, deleted = _counts(db)
+            if deleted == SEGMENTS:
+                break
+            purge = spawn(env, "retention", "purge", "--execute", log=log)
+            mode = round_number % 3
+            if round_number == 0:
+                # First, for certain, the case the rule is for.
+                assert _kill_with_blobs_pending(db, purge), "the purge ended before a batch"
+            elif mode == 2:
+                time.sleep(rng.uniform(0.5, 4.0))
+            else:
+                grown = (
+                    (lambda t=tombstones: _counts(db)[0] > t)
+                    if mode == 0
+                    else (lambda d=deleted: _counts(db)[1] > d)
+                )
+                wait_until(
+                    lambda g=grown, p=purge: g() or p.poll() is not None,
+                    timeout=60,
+                    interval=0.005,
+                )
+                time.sleep(rng.uniform(0.0, 0.05 if mode == 0 else 0.25))
+            if purge.poll() is None:
+                purge.send_signal(signal.SIGKILL)
+            purge.wait(timeout=10)
+            states.append(check_invariant(db, objects, keys))
+
+        print(f"after each kill: {states}")
+        # Kills landed inside runs, not only before or after them, and at least one between a
+        # batch's commit and the record of its blob deletion: the case the rule is for.
+        assert any(0 < state.tombstones < SEGMENTS for state in states), states
+        assert any(state.blobs_pending for state in states), states
+
+        final = run_cli(env, "retention", "purge", "--execute", "--json")
+        assert final.returncode == 0, final.stderr
+        summary = json.loads(final.stdout)
+        assert summary["skipped"] == 0
+        assert summary["finished_from_earlier_runs"] == states[-1].blobs_pending
+
+        end = check_invariant(db, objects, keys)
+        assert end == State(tombstones=SEGMENTS, blobs_pending=0, pending_present=0)
+        assert not [path for path in objects.rglob("*") if path.is_file()]
+        with db.read() as session:
+            assert session.scalar(select(func.count()).where(Segment.purged_at.is_(None))) == 0
+        report = reconcile(db, LocalBlobStore(objects))
+        assert report.tombstoned_blob_present == [] and report.blobs_without_rows == []
+    finally:
+        db.dispose()
