@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint bench clean browser
+.PHONY: install run test lint bench mutate clean browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 run: install
-	$(VENV)/bin/examvault serve
+	$(VENV)/bin/examvault serve --demo
 
 # The web page's browser tests drive Debian's Chromium; no browser is ever downloaded by pip or
 # Playwright. Without apt (not Debian) the tests skip locally and fail in CI (strict mode).
@@ -46,6 +46,16 @@ bench: install
 	$(PY) -m bench.coverage
 	$(PY) -m bench.purge
 	$(PY) -m bench.api
+
+MUTATE_STAMP := $(VENV)/.mutate-installed
+
+$(MUTATE_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet --config-settings editable_mode=compat -e '.[test,mutate]'
+	touch $(MUTATE_STAMP)
+
+# Not part of `make test`: minutes per module, one mutant at a time.
+mutate: $(MUTATE_STAMP)
+	$(PY) -m bench.mutation
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -1,5 +1,6 @@
 """The `examvault` command: parses, calls services, prints. Exit codes: 0 success, 1 the check
-or operation failed, 2 bad usage or bad input; errors go to stderr in one sentence."""
+or operation failed, 2 bad usage or bad input, 3 (verify-export only) the package is intact but
+no trusted key was given to tie it to the centre; errors go to stderr in one sentence."""
 
 from __future__ import annotations
 
@@ -22,11 +23,14 @@ if TYPE_CHECKING:
 
     from services.context import Services
     from services.coverage.reports import CoverageReport
+    from services.evidence.package import TrustedKey
     from services.retention.purge import PurgePlan
 
 logger = logging.getLogger("examvault")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# Not 0: a script that checks for success must not take an unknown signer for the centre.
+EXIT_ORIGIN_NOT_VERIFIED = 3
 
 
 class CommandError(Exception):
@@ -49,10 +53,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from services.ingest.worker import IngestWorker
 
     services = _services(settings)
-    if not args.no_demo:
+    # Only when asked: demo footage and ledger entries in a production database (on S3 under a
+    # three-year COMPLIANCE lock) could never be removed.
+    if args.demo:
         from services.demo.seed import seed_demo_if_empty
 
-        seed_demo_if_empty(services)
+        if not seed_demo_if_empty(services):
+            logger.info("demo data not seeded: the database already holds a registry")
     worker = IngestWorker(services.pipeline)
     app = create_app(services, worker=worker, jobs=services.background_jobs(scheduled_purge=True))
     # Everything imported and built so far lives as long as the process: freezing it keeps the
@@ -347,13 +354,17 @@ def cmd_retention_purge(args: argparse.Namespace, settings: Settings) -> int:
         "bytes": result.bytes,
         "skipped": result.skipped,
         "finished_from_earlier_runs": result.finished_leftovers,
+        "blobs_left_for_next_run": result.blobs_left,
     }
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
         print(
             f"purged {result.purged} of {result.planned} planned segment(s), "
-            f"{result.bytes} bytes; {result.skipped} skipped on re-check; run {result.run_id}"
+            f"{result.bytes} bytes deleted; {result.skipped} skipped on re-check; "
+            f"{result.finished_leftovers} finished from earlier runs; "
+            f"{result.blobs_left} blob(s) the store refused, left for the next run; "
+            f"run {result.run_id}"
         )
     return EXIT_OK
 
@@ -586,47 +597,106 @@ def cmd_ledger_verify(_args: argparse.Namespace, settings: Settings) -> int:
         return EXIT_FAILED
     print(
         f"ledger verifies: {verdict.entries} entries, head {verdict.head_hash}; "
-        f"{checkpoints.checked} stored checkpoint(s) match"
+        f"{checkpoints.checked} stored checkpoint(s) match, "
+        f"{checkpoints.recorded} of them recorded in the database"
     )
     return EXIT_OK
 
 
-def cmd_verify_export(args: argparse.Namespace, _settings: Settings | None) -> int:
+def cmd_ledger_key(args: argparse.Namespace, settings: Settings) -> int:
+    from services.ledger.keys import load_signer
+
+    # Read only, like verify: publishing a key must never make a new one.
+    try:
+        signer = load_signer(settings.data_dir)
+    except ValueError as exc:
+        raise CommandError(f"the ledger signing key is unreadable: {exc}", EXIT_FAILED) from exc
+    if signer is None:
+        raise CommandError(
+            f"no ledger signing key in {settings.data_dir} yet; `examvault serve` makes it on "
+            "first use (the first checkpoint, export or GET /api/v1/ledger/key)",
+            EXIT_FAILED,
+        )
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "algorithm": "Ed25519",
+                    "fingerprint": signer.fingerprint,
+                    "key_id": signer.key_id,
+                    "public_key_pem": signer.public_key_pem,
+                },
+                indent=2,
+            )
+        )
+        return EXIT_OK
+    # The PEM comes last, so the whole output saved to a file is what `verify-export --key` reads.
+    print(f"fingerprint (SHA-256 of the raw Ed25519 key): {signer.fingerprint}")
+    print(f"key_id (the fingerprint's first 16 digits, as checkpoints name it): {signer.key_id}")
+    print(signer.public_key_pem, end="")
+    return EXIT_OK
+
+
+def _trusted_key(args: argparse.Namespace) -> TrustedKey | None:
     from cryptography.exceptions import UnsupportedAlgorithm
 
-    from services.evidence.package import PackageUnreadable, verify_package
+    from services.evidence.package import TrustedKey
     from services.ledger.keys import public_key_from_pem
 
-    expected = None
-    if args.key is not None:
+    if args.key_fingerprint is not None:
         try:
-            expected = public_key_from_pem(Path(args.key).read_bytes())
-        except OSError as exc:
-            raise CommandError(f"{args.key}: {exc.strerror or exc}") from exc
-        except (ValueError, UnsupportedAlgorithm) as exc:
-            raise CommandError(f"{args.key}: not an Ed25519 public key in PEM ({exc})") from exc
+            return TrustedKey.from_fingerprint(args.key_fingerprint)
+        except ValueError as exc:
+            raise CommandError(f"--key-fingerprint: {exc}") from exc
+    if args.key is None:
+        return None
     try:
-        verdict = verify_package(Path(args.file), expected)
+        return TrustedKey.of(public_key_from_pem(Path(args.key).read_bytes()))
+    except OSError as exc:
+        raise CommandError(f"{args.key}: {exc.strerror or exc}") from exc
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise CommandError(f"{args.key}: not an Ed25519 public key in PEM ({exc})") from exc
+
+
+def cmd_verify_export(args: argparse.Namespace, _settings: Settings | None) -> int:
+    from services.evidence.package import (
+        INTACT_ORIGIN_NOT_VERIFIED,
+        VERIFIED,
+        PackageUnreadable,
+        verify_package,
+    )
+
+    trusted = _trusted_key(args)
+    try:
+        verdict = verify_package(Path(args.file), trusted)
     except PackageUnreadable as exc:
         raise CommandError(str(exc)) from exc
+    exit_code = {VERIFIED: EXIT_OK, INTACT_ORIGIN_NOT_VERIFIED: EXIT_ORIGIN_NOT_VERIFIED}.get(
+        verdict.outcome, EXIT_FAILED
+    )
     if args.json:
         print(json.dumps(verdict.as_json(), ensure_ascii=False, indent=2))
-    else:
-        for check in verdict.checks:
-            print(check.line())
-        if not verdict.key_compared:
-            print(
-                f"NOTE the package is signed with key_id {verdict.key_id} (SHA-256 of the raw "
-                f"key {verdict.key_fingerprint}); compare it with the key_id of "
-                "GET /api/v1/ledger/key or the one the centre publishes, or pass --key"
-            )
-        failed = len(verdict.failed)
+        return exit_code
+    for check in verdict.checks:
+        print(check.line())
+    # Always shown, so a person can compare it with the fingerprint the centre publishes.
+    print(
+        f"KEY  the package claims key fingerprint {verdict.key_fingerprint}"
+        if verdict.key_fingerprint
+        else "KEY  the package carries no usable public key"
+    )
+    total = len(verdict.checks)
+    if verdict.outcome == VERIFIED:
+        print(f"export verified: all {total} checks hold, signed with the trusted key")
+    elif verdict.outcome == INTACT_ORIGIN_NOT_VERIFIED:
         print(
-            f"export verifies: all {len(verdict.checks)} checks hold"
-            if verdict.ok
-            else f"export DOES NOT verify: {failed} of {len(verdict.checks)} checks failed"
+            f"export intact, origin not verified: all {total} checks hold, but anyone can sign "
+            "a package with a key of their own; compare the fingerprint above with the "
+            "centre's (`examvault ledger key`), or pass --key PEM_FILE or --key-fingerprint HEX"
         )
-    return EXIT_OK if verdict.ok else EXIT_FAILED
+    else:
+        print(f"export DOES NOT verify: {len(verdict.failed)} of {total} checks failed")
+    return exit_code
 
 
 def cmd_push(args: argparse.Namespace, _settings: Settings) -> int:
@@ -659,7 +729,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="API, web page and ingest watcher in one process")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--no-demo", action="store_true", help="do not seed demo data")
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="seed demo data into an empty database (make run); never on a real deployment",
+    )
     serve.set_defaults(handler=cmd_serve)
 
     commands.add_parser("worker", help="ingest only").set_defaults(handler=cmd_worker)
@@ -780,13 +854,32 @@ def build_parser() -> argparse.ArgumentParser:
     ledger_actions.add_parser("verify", help="recompute the chain").set_defaults(
         handler=cmd_ledger_verify
     )
+    ledger_key = ledger_actions.add_parser(
+        "key", help="the public signing key and its fingerprint, for the centre to publish"
+    )
+    ledger_key.add_argument("--json", action="store_true", help="machine-readable")
+    ledger_key.set_defaults(handler=cmd_ledger_key)
 
     verify_export = commands.add_parser(
-        "verify-export", help="check an evidence package offline (exit 0 only if all holds)"
+        "verify-export",
+        help="check an evidence package offline (exit 0 only when verified with a trusted key)",
+        epilog="exit status: 0 verified (every check holds and the package is signed with the "
+        "trusted key); 1 a check failed, or it is signed with another key; 2 the file, or the "
+        "key or fingerprint given, is unreadable; 3 intact, origin not verified (every check "
+        "holds, but no trusted key was given).",
     )
     verify_export.add_argument("file", help="the exported ZIP")
-    verify_export.add_argument(
-        "--key", help="PEM of the centre's ledger key (GET /api/v1/ledger/key, public_key_pem)"
+    trusted = verify_export.add_mutually_exclusive_group()
+    trusted.add_argument(
+        "--key",
+        metavar="PEM_FILE",
+        help="the centre's public key as PEM (`examvault ledger key`, or public_key_pem of "
+        "GET /api/v1/ledger/key)",
+    )
+    trusted.add_argument(
+        "--key-fingerprint",
+        metavar="HEX",
+        help="the centre's published key fingerprint: SHA-256 of the raw key, 64 hex digits",
     )
     verify_export.add_argument("--json", action="store_true", help="machine-readable")
     verify_export.set_defaults(handler=cmd_verify_export, offline=True)
@@ -822,6 +915,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # Offline checks (a package in hand) must work on any machine, whatever its EXAMVAULT_*.
         settings = None if getattr(args, "offline", False) else load_settings()
+        if settings is not None and settings.fault_point:
+            from storage.faults import arm
+
+            arm(settings.fault_point)
         return handler(args, settings)
     except SettingsError as exc:
         print(f"examvault: {exc}", file=sys.stderr)

@@ -11,6 +11,7 @@ from services.health.checker import HealthChecker, HealthWorker
 from services.ingest.pipeline import IngestPipeline, IngestResult, Outcome
 from services.ingest.quarantine import Quarantine
 from services.ledger.checkpoints import CheckpointWriter
+from services.retention.holds import hold_new_segment, widen_for_moved_sitting
 from services.retention.purge import PurgeScheduler, extend_expiries
 from services.settings import Settings
 from storage.blobs import BlobStore
@@ -38,16 +39,23 @@ class Services:
             db=self.db, store=self.store, quarantine=self.quarantine, settings=self.settings
         )
         self.pipeline.listeners.append(self._judge_coverage)
+        self.pipeline.listeners.append(self._hold_new_footage)
         self.health = HealthChecker(db=self.db, store=self.store, settings=self.settings)
         # Schedule changes reach retention through here: coverage never imports it.
-        self.schedule_listeners: list[SittingChanged] = [self._extend_expiries]
+        self.schedule_listeners: list[SittingChanged] = [self._extend_expiries, self._widen_holds]
 
     def background_jobs(self, *, scheduled_purge: bool = False) -> list[BackgroundJob]:
         """What runs beside ingest: health checks, the verdict sweep, and (in `serve` only,
         when EXAMVAULT_PURGE_SCHEDULE is set) the daily purge."""
         jobs: list[BackgroundJob] = [
             VerdictSweeper(self.db, self.settings),
-            CheckpointWriter(self.db, self.store, self.settings.data_dir),
+            CheckpointWriter(
+                self.db,
+                self.store,
+                self.settings.data_dir,
+                every_entries=self.settings.ledger_checkpoint_entries,
+                every_seconds=self.settings.ledger_checkpoint_seconds,
+            ),
         ]
         if scheduled_purge and self.settings.purge_schedule:
             jobs.append(PurgeScheduler(self.db, self.store, self.settings))
@@ -78,6 +86,15 @@ class Services:
 
     def _extend_expiries(self, session: Session, sitting: Sitting, actor: str) -> None:
         extend_expiries(session, self.store, self.settings, sitting, actor=actor)
+
+    def _widen_holds(self, session: Session, sitting: Sitting, actor: str) -> None:
+        """A held sitting that moved: its holds cover the old and the new scope."""
+        widen_for_moved_sitting(session, self.store, self.settings, sitting, actor=actor)
+
+    def _hold_new_footage(self, result: IngestResult) -> None:
+        """Footage stored inside an active hold's scope gets the store's legal hold too."""
+        if result.outcome is Outcome.STORED and result.segment is not None:
+            hold_new_segment(self.db, self.store, result.segment.id, actor="retention")
 
     def _judge_coverage(self, result: IngestResult) -> None:
         """Late footage is normal: re-judge every sitting the stored or rejected file touches."""

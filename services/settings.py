@@ -6,8 +6,10 @@ from functools import cached_property
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import field_validator
+from pydantic import ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from storage.faults import parse as parse_fault_point
 
 # Article 14 of the city regulation: exam-room video is kept no less than three years.
 MINIMUM_RETENTION_YEARS = 3
@@ -46,9 +48,17 @@ class Settings(BaseSettings):
     # A final-named spool file is taken only once it has not changed for this long, because a
     # host that skips the `.part` convention may still be writing it.
     spool_settle_seconds: float = 2.0
+    # Test-only (tests/ingest/test_crash.py): SIGKILL at a named ingest step (storage/faults.py),
+    # refused unless EXAMVAULT_TEST_FAULTS=1 says this is a test.
+    test_faults: bool = False
+    fault_point: str | None = None
     health_checks: bool = True
     # "HH:MM" local time: serve runs the purge (executing it) once a day then. Off when unset.
     purge_schedule: str | None = None
+    # A ledger checkpoint after this many new entries or this many seconds, whichever first:
+    # the bound on the newest entries no signed checkpoint vouches for (docs/ledger.md).
+    ledger_checkpoint_entries: int = 1000
+    ledger_checkpoint_seconds: float = 60.0
 
     @field_validator("retention_years")
     @classmethod
@@ -60,6 +70,29 @@ class Settings(BaseSettings):
                 f"{MINIMUM_RETENTION_YEARS} years"
             )
         return value
+
+    @field_validator("ledger_checkpoint_entries", "ledger_checkpoint_seconds")
+    @classmethod
+    def _positive_cadence(cls, value: float, info: ValidationInfo) -> float:
+        if not 0 < value < float("inf"):
+            raise ValueError(
+                f"EXAMVAULT_{(info.field_name or '').upper()}={value} must be a positive number: "
+                "it bounds how many of the newest ledger entries no checkpoint yet vouches for"
+            )
+        return value
+
+    @field_validator("fault_point")
+    @classmethod
+    def _faults_only_in_tests(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if not info.data.get("test_faults"):
+            raise ValueError(
+                f"EXAMVAULT_FAULT_POINT={value!r} makes the process kill itself and is for tests "
+                "only: refused without EXAMVAULT_TEST_FAULTS=1"
+            )
+        parse_fault_point(value)
+        return value.strip()
 
     @field_validator("purge_schedule")
     @classmethod

@@ -8,10 +8,12 @@ and the content hash, never from a client-supplied path.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import os
 import stat
+import threading
 import uuid
 from abc import ABC, abstractmethod
 from collections import OrderedDict
@@ -19,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -202,7 +204,11 @@ class LocalBlobStore(BlobStore):
     """A directory tree. Writes go to a temporary file that is fsynced, made read-only and
     renamed into place, then the directory is fsynced: a crash leaves either nothing or the
     whole object, never a torn one. Local disks cannot enforce retention; the database's expiry
-    and the purge job's checks do (docs/retention.md)."""
+    and the purge job's checks do (docs/retention.md).
+
+    A staging file is flocked by its writer from creation until commit or discard, so that
+    `recover()` in another process (a `worker` started beside `serve`) leaves it alone; the
+    kernel drops the lock when the writer dies, which is what marks a file as left behind."""
 
     _TMP = ".tmp"
 
@@ -210,6 +216,9 @@ class LocalBlobStore(BlobStore):
         self.root = root.resolve()
         self.url = f"file://{self.root}"
         (self.root / self._TMP).mkdir(parents=True, exist_ok=True)
+        # This process's staging files and the open files whose locks hold them.
+        self._held: dict[Path, IO[bytes]] = {}
+        self._held_lock = threading.Lock()
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
@@ -218,18 +227,26 @@ class LocalBlobStore(BlobStore):
         digest = hashlib.sha256()
         size = 0
         tmp = self.root / self._TMP / f"{uuid.uuid4().hex}.part"
+        writer = tmp.open("xb")
         try:
-            with source.open("rb") as reader, tmp.open("xb") as writer:
+            fcntl.flock(writer.fileno(), fcntl.LOCK_EX)
+            if not _names(tmp, writer):
+                # Another process's recover() took it in the instant before our lock.
+                raise BlobStoreError(f"staging file {tmp} was removed while it was being created")
+            with source.open("rb") as reader:
                 while chunk := reader.read(CHUNK):
                     digest.update(chunk)
                     writer.write(chunk)
                     size += len(chunk)
-                writer.flush()
-                os.fsync(writer.fileno())
+            writer.flush()
+            os.fsync(writer.fileno())
             os.chmod(tmp, stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
         except BaseException:
             tmp.unlink(missing_ok=True)
+            writer.close()
             raise
+        with self._held_lock:
+            self._held[tmp] = writer
         return StagedBlob(source=tmp, sha256=digest.hexdigest(), digest=digest.digest(), size=size)
 
     def commit(self, staged: StagedBlob, key: str, *, retain_until: datetime) -> StoredBlob:
@@ -246,6 +263,10 @@ class LocalBlobStore(BlobStore):
     def discard(self, staged: StagedBlob) -> None:
         if staged.source.parent == self.root / self._TMP:
             staged.source.unlink(missing_ok=True)
+            with self._held_lock:
+                writer = self._held.pop(staged.source, None)
+            if writer is not None:
+                writer.close()
 
     def stat(self, key: str) -> BlobInfo | None:
         try:
@@ -305,10 +326,30 @@ class LocalBlobStore(BlobStore):
         return self._path(key)
 
     def recover(self) -> int:
-        leftovers = list((self.root / self._TMP).glob("*.part"))
-        for path in leftovers:
-            path.unlink(missing_ok=True)
-        return len(leftovers)
+        """Remove the staging files no live writer holds; one being written stays."""
+        removed = 0
+        for path in sorted((self.root / self._TMP).glob("*.part")):
+            try:
+                handle = path.open("rb")
+            except FileNotFoundError:
+                continue
+            with handle:
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                if _names(path, handle):
+                    path.unlink()
+                    removed += 1
+        return removed
+
+
+def _names(path: Path, handle: IO[bytes]) -> bool:
+    """True while `path` is still the file `handle` has open."""
+    try:
+        return os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+    except FileNotFoundError:
+        return False
 
 
 def _fsync_dir(path: Path) -> None:

@@ -93,15 +93,23 @@ def lock_head(session: Session) -> None:
 def append_many(
     session: Session, events: list[Event], *, recorded_at: datetime | None = None
 ) -> list[LedgerEntry]:
-    """Chain the events after the current head, inside the caller's transaction."""
+    """Chain the events after the current head, inside the caller's transaction.
+
+    `recorded_at` never runs backwards against `seq`: the time is taken under the append lock,
+    and a caller's earlier instant (taken before the lock, while another writer held it) is
+    raised to the head's."""
     lock_head(session)
     head = session.execute(
-        select(LedgerEntry.seq, LedgerEntry.entry_hash).order_by(LedgerEntry.seq.desc()).limit(1)
+        select(LedgerEntry.seq, LedgerEntry.entry_hash, LedgerEntry.recorded_at)
+        .order_by(LedgerEntry.seq.desc())
+        .limit(1)
     ).first()
     seq = head.seq if head else 0
     prev = head.entry_hash if head else GENESIS_HASH
     # Microseconds only: the stored value must round-trip exactly for the hash to verify.
     moment = (recorded_at or datetime.now(UTC)).astimezone(UTC)
+    if head is not None and moment < head.recorded_at:
+        moment = head.recorded_at
     entries = []
     for event in events:
         seq += 1

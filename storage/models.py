@@ -312,6 +312,25 @@ class Hold(Base):
     __table_args__ = (Index("ix_holds_active", "released_at"),)
 
 
+class HoldScopeRecord(Base):
+    """One frozen part of what a hold covers: a segment, or a camera over [starts_at, ends_at).
+    Written when the hold is placed (a sitting hold: one per camera of its room) and added to
+    when a held sitting moves, never changed: the hold covers the union of its records."""
+
+    __tablename__ = "hold_scopes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    hold_id: Mapped[int] = mapped_column(ForeignKey("holds.id"))
+    segment_id: Mapped[int | None] = mapped_column(ForeignKey("segments.id"))
+    camera_id: Mapped[int | None] = mapped_column(ForeignKey("cameras.id"))
+    starts_at: Mapped[datetime | None]
+    ends_at: Mapped[datetime | None]
+    cause: Mapped[str] = mapped_column(String(16))  # placed | moved | backfilled
+    added_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_hold_scopes_hold", "hold_id"),)
+
+
 class Finding(Base):
     """A supervisor's note (督导记录) on a sitting: at one camera, at an instant or over an
     interval, in a category. Only its author edits it, and only while the review is open;
@@ -395,6 +414,19 @@ class LedgerEntry(Base):
     entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
 
     __table_args__ = (Index("ix_ledger_subject", "subject_type", "subject_id"),)
+
+
+class LedgerCheckpointRecord(Base):
+    """A stored checkpoint's size and root, kept in the database as well as in the blob store,
+    so deleting checkpoint files along with the ledger's tail is still seen. Append-only."""
+
+    __tablename__ = "ledger_checkpoints"
+
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root: Mapped[str] = mapped_column(String(64))
+    key_id: Mapped[str] = mapped_column(String(16))
+    signed_at: Mapped[datetime]
+    recorded_at: Mapped[datetime]
 
 
 class User(Base):

@@ -36,6 +36,7 @@ from storage.blobs import (
     WormViolation,
     check_key,
 )
+from storage.faults import fault_point
 
 logger = logging.getLogger(__name__)
 
@@ -67,10 +68,14 @@ class _ObjectState:
 class S3BlobStore(BlobStore):
     """A bucket with Object Lock enabled; every object is locked in COMPLIANCE mode.
 
-    Objects up to `multipart_threshold` bytes go up in one PUT that carries the lock, so they
-    are never visible unlocked. Larger ones go up in `part_size` parts and are locked right after
-    completion: some stores (moto) drop lock headers on multipart uploads, and the explicit
-    retention call plus the read-back is what makes the lock certain everywhere.
+    Objects up to `multipart_threshold` bytes go up in one PUT that carries the lock and the
+    SHA-256 as its checksum, so they are never visible unlocked nor other than the staged bytes.
+    Larger ones go up in `part_size` parts, are read back and hashed (S3's per-part checksums
+    are not on every store, Ceph RGW 16 has none, and minio-py 7 does not send them), and only
+    then locked: some stores (moto) drop lock headers on multipart uploads, and the explicit
+    retention call plus the read-back is what makes the lock certain everywhere. An object
+    already there is hashed too before it is acknowledged: a run killed between completing an
+    upload and verifying it leaves one unlocked and unchecked, replaced if its bytes are wrong.
     """
 
     def __init__(
@@ -160,6 +165,11 @@ class S3BlobStore(BlobStore):
                     f"{self.bucket}/{key} exists with {existing.size} bytes, not {size}; "
                     "objects are write-once"
                 )
+            found = self._stored_sha256(key, existing.version_id)
+            if found != sha256:
+                self._remove_unverified(key, existing.version_id, found, sha256)
+                existing = None
+        if existing is not None:
             logger.debug(
                 "%s/%s already stored; making sure its lock is long enough", self.bucket, key
             )
@@ -167,7 +177,9 @@ class S3BlobStore(BlobStore):
                 later = max(requested, existing.retain_until or requested)
                 self._set_retention(key, later)
         else:
-            self._upload(source, key, size=size, digest=digest, retain_until=requested)
+            self._upload(
+                source, key, size=size, sha256=sha256, digest=digest, retain_until=requested
+            )
 
         state = self._head(key)
         if state is None:
@@ -180,12 +192,22 @@ class S3BlobStore(BlobStore):
         return StoredBlob(key=key, sha256=sha256, size=size, retain_until=locked_until)
 
     def _upload(
-        self, source: Path, key: str, *, size: int, digest: bytes, retain_until: datetime
+        self,
+        source: Path,
+        key: str,
+        *,
+        size: int,
+        sha256: str,
+        digest: bytes,
+        retain_until: datetime,
     ) -> None:
-        lock = Retention(COMPLIANCE, _ceil_to_second(retain_until))
-        action = f"uploading {source} to {self.bucket}/{key}"
-        with _translated(action), source.open("rb") as reader:
-            if size <= self.multipart_threshold:
+        if size > self.multipart_threshold:
+            self._upload_in_parts(source, key, size=size, sha256=sha256)
+            self._set_retention(key, retain_until)
+        else:
+            lock = Retention(COMPLIANCE, _ceil_to_second(retain_until))
+            action = f"uploading {source} to {self.bucket}/{key}"
+            with _translated(action), source.open("rb") as reader:
                 # minio passes x-amz-* metadata keys through unprefixed. A checksum is what
                 # S3 requires on a locked PUT; minio sends Content-MD5 only over HTTPS.
                 self._client.put_object(
@@ -202,19 +224,31 @@ class S3BlobStore(BlobStore):
                     },
                     retention=lock,
                 )
-            else:
-                # The object is unlocked between completion and the retention call below; a
-                # crash there leaves it unlocked, and the next ingest of the file locks it.
-                self._client.put_object(
-                    bucket_name=self.bucket,
-                    object_name=key,
-                    data=reader,
-                    length=size,
-                    part_size=self.part_size,
-                )
-        if size > self.multipart_threshold:
-            self._set_retention(key, retain_until)
         logger.info("stored %s as %s/%s (%d bytes)", source, self.bucket, key, size)
+
+    def _upload_in_parts(self, source: Path, key: str, *, size: int, sha256: str) -> None:
+        """Upload in parts, then read the object back and hash it; a mismatch removes it.
+
+        The object is unlocked from completion until the caller's retention call; a crash in
+        between leaves it unlocked and unchecked, and the next commit checks and locks it."""
+        action = f"uploading {source} to {self.bucket}/{key} in parts"
+        with _translated(action), source.open("rb") as reader:
+            written = self._client.put_object(
+                bucket_name=self.bucket,
+                object_name=key,
+                data=reader,
+                length=size,
+                part_size=self.part_size,
+                progress=_PartsRead(self.part_size),
+            )
+        fault_point("s3.multipart_completed")
+        found = self._stored_sha256(key, written.version_id)
+        if found != sha256:
+            self._remove_unverified(key, written.version_id, found, sha256)
+            raise BlobStoreError(
+                f"{self.bucket}/{key} read back with SHA-256 {found}, not {sha256} as staged "
+                f"from {source}: the upload was removed and is not acknowledged"
+            )
 
     def stat(self, key: str) -> BlobInfo | None:
         state = self._head(check_key(key))
@@ -326,6 +360,45 @@ class S3BlobStore(BlobStore):
             )
         logger.info("legal hold %s on %s/%s", "set" if on else "released", self.bucket, key)
 
+    def _stored_sha256(self, key: str, version_id: str | None) -> str:
+        """The SHA-256 of the bytes the store holds for this version, read back in full."""
+        digest = hashlib.sha256()
+        response = None
+        with _translated(f"reading back {self.bucket}/{key} to verify it"):
+            try:
+                response = self._client.get_object(
+                    bucket_name=self.bucket, object_name=key, version_id=version_id
+                )
+                for chunk in response.stream(amt=CHUNK):
+                    digest.update(chunk)
+            finally:
+                if response is not None:
+                    response.close()
+                    response.release_conn()
+        return digest.hexdigest()
+
+    def _remove_unverified(
+        self, key: str, version_id: str | None, found: str, expected: str
+    ) -> None:
+        """Take away a version whose bytes are not the staged ones, before anything trusts it."""
+        state = self._head(key, version_id=version_id)
+        if state is not None and state.is_locked_at(datetime.now(UTC)):
+            raise WormViolation(
+                f"{self.bucket}/{key} holds bytes with SHA-256 {found}, not {expected}, and is "
+                "locked, so it cannot be replaced; it needs an operator"
+            )
+        logger.error(
+            "%s/%s holds bytes with SHA-256 %s, not %s; removing that version",
+            self.bucket,
+            key,
+            found,
+            expected,
+        )
+        with _translated(f"removing the unverified {self.bucket}/{key}"):
+            self._client.remove_object(
+                bucket_name=self.bucket, object_name=key, version_id=version_id
+            )
+
     def _set_retention(self, key: str, retain_until: datetime) -> None:
         with _translated(f"locking {self.bucket}/{key} until {retain_until}"):
             self._client.set_object_retention(
@@ -367,6 +440,23 @@ class S3BlobStore(BlobStore):
                 f"wanted COMPLIANCE until at least {requested.isoformat()}"
             )
         return state.retain_until
+
+
+class _PartsRead:
+    """minio's progress hook, used only to mark each part read as a crash point for tests."""
+
+    def __init__(self, part_size: int) -> None:
+        self._part_size = part_size
+        self._read = 0
+        self._total = -1
+
+    def set_meta(self, object_name: str, total_length: int) -> None:
+        self._total = total_length
+
+    def update(self, length: int) -> None:
+        before, self._read = self._read, self._read + length
+        if self._read // self._part_size > before // self._part_size or self._read == self._total:
+            fault_point("s3.multipart_part")
 
 
 def _satisfies(state: _ObjectState, requested: datetime) -> bool:

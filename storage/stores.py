@@ -13,7 +13,8 @@ from storage.s3 import S3BlobStore
 def open_blob_store(
     url: str, *, access_key: str | None = None, secret_key: str | None = None
 ) -> BlobStore:
-    """`file:///path` or `s3://BUCKET?endpoint=HOST:PORT&secure=false&region=R`."""
+    """`file:///path` or `s3://BUCKET?endpoint=HOST:PORT&secure=false&region=R`, optionally
+    with `&multipart_threshold=BYTES&part_size=BYTES` (defaults 64 MiB and 16 MiB)."""
     parts = urlsplit(url)
     if parts.scheme == "file":
         return LocalBlobStore(Path(parts.netloc + parts.path))
@@ -23,6 +24,7 @@ def open_blob_store(
             raise BlobStoreError(f"storage URL {url!r} names no bucket")
         if "endpoint" not in query:
             raise BlobStoreError(f"storage URL {url!r} needs ?endpoint=HOST:PORT")
+        sizes = {name: _bytes(url, query, name) for name in _SIZES if name in query}
         return S3BlobStore(
             bucket=parts.netloc,
             endpoint=query["endpoint"],
@@ -30,5 +32,16 @@ def open_blob_store(
             secret_key=secret_key or "",
             secure=query.get("secure", "true").lower() not in ("false", "0", "no"),
             region=query.get("region"),
+            **sizes,
         )
     raise BlobStoreError(f"storage URL {url!r}: scheme must be file:// or s3://")
+
+
+_SIZES = ("multipart_threshold", "part_size")
+
+
+def _bytes(url: str, query: dict[str, str], name: str) -> int:
+    value = query[name]
+    if not value.isdigit():
+        raise BlobStoreError(f"storage URL {url!r}: {name}={value!r} must be a number of bytes")
+    return int(value)

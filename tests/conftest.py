@@ -21,6 +21,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from services.context import Services
+from services.coverage.schedule import parse_json
 from services.ingest.pipeline import Arrival, Outcome
 from services.registry import import_registry
 from services.settings import Settings, load_settings
@@ -170,3 +171,23 @@ def ingest_file(
     assert result.outcome is Outcome.STORED, result
     assert result.segment is not None
     return result.segment
+
+
+def import_sitting(
+    services: Services, code: str, starts_at: datetime, ends_at: datetime, *, room: str = ROOM
+) -> None:
+    """Import one theory sitting through the real schedule path (validation, listeners)."""
+    notes: list[str] = []
+    row = {
+        "sitting_code": code,
+        "room_code": room,
+        "kind": "theory",
+        "occupation": "电工",
+        "level": "四级",
+        "starts_at": starts_at.isoformat(),
+        "ends_at": ends_at.isoformat(),
+    }
+    rows = parse_json({"sittings": [row]}, services.settings.zone, notes)
+    services.db.run_write(
+        lambda session: services.import_schedule(session, rows, actor="test", zone_assumed=notes)
+    )

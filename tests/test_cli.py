@@ -12,6 +12,7 @@ from services.cli import main
 from storage.db import Database
 from storage.models import LedgerEntry
 from tests.conftest import CAMERA_FRONT, REGISTRY
+from tests.ledger.tampering import drop_append_only_guard
 
 
 @pytest.fixture
@@ -64,6 +65,8 @@ def test_ledger_verify_exits_1_at_a_tampered_entry(
     assert main(["ledger", "verify"]) == 0
     db = Database(cli_env)
     with db.write() as session:
+        # An attacker with the database owner's rights: the append-only trigger goes first.
+        drop_append_only_guard(session, "ledger_entries")
         session.execute(update(LedgerEntry).where(LedgerEntry.seq == 1).values(actor="someone"))
     db.dispose()
     assert main(["ledger", "verify"]) == 1

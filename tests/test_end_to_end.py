@@ -35,7 +35,7 @@ def server(tmp_path: Path, database_url: str) -> Iterator[tuple[str, dict[str, s
     assert imported.returncode == 0, imported.stderr
     port = free_port()
     log = tmp_path / "serve.log"
-    process = spawn(env, "serve", "--no-demo", "--port", str(port), log=log)
+    process = spawn(env, "serve", "--port", str(port), log=log)
     base_url = f"http://127.0.0.1:{port}"
     try:
         wait_for_health(base_url, process, log)

@@ -9,8 +9,8 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select, true
 from sqlalchemy.orm import Session
 
-from services.coverage.reports import required_interval
 from services.coverage.rule import Interval
+from services.coverage.spans import required_interval
 from services.settings import Settings
 from storage.models import Assignment, Camera, Institution, Room, Segment, Site, Sitting
 

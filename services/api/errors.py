@@ -50,6 +50,7 @@ MESSAGES_ZH: dict[str, str] = {
     "already_released": "该保全已解除。",
     "invalid_credentials": "用户名或密码错误。",
     "ledger_broken": "台账链不完整，请运行 examvault ledger verify。",
+    "ledger_rewritten": "台账已被改写或截断，拒绝签署检查点，请运行 examvault ledger verify。",
     "too_many_attempts": "登录失败次数过多，请稍后再试。",
     "invalid_user": "用户信息不合法。",
     "invalid_assignment": "督导分派不合法。",

@@ -23,10 +23,10 @@ from services.coverage.rule import (
     RequiredCamera,
     Verdict,
     required_cameras,
-    required_span,
     span_coverage,
     verdict,
 )
+from services.coverage.spans import required_interval
 from services.health.sampling import HealthInterval, merge_flags
 from services.settings import Settings
 from services.timefmt import rfc3339
@@ -55,6 +55,8 @@ class CameraReport:
     camera: str
     position: str
     segments: int
+    # The part of the sitting's required interval this camera was in service.
+    required: Interval
     coverage: CameraCoverage
     health: tuple[HealthInterval, ...]
 
@@ -91,6 +93,8 @@ class CoverageReport:
                     "camera": camera.camera,
                     "position": camera.position,
                     "segments": camera.segments,
+                    "required_start": rfc3339(camera.required.start, zone),
+                    "required_end": rfc3339(camera.required.end, zone),
                     "covered_seconds": round(camera.coverage.covered_seconds, 3),
                     "required_seconds": round(camera.coverage.required_seconds, 3),
                     "ratio": round(camera.coverage.ratio, 6),
@@ -116,15 +120,6 @@ class CoverageReport:
                 for camera in self.cameras
             ],
         }
-
-
-def required_interval(sitting: Sitting, settings: Settings) -> Interval:
-    return required_span(
-        sitting.starts_at,
-        sitting.ends_at,
-        pre_margin=timedelta(seconds=settings.coverage_pre_margin_seconds),
-        post_margin=timedelta(seconds=settings.coverage_post_margin_seconds),
-    )
 
 
 # The report's statements, built once: constructing and cache-keying them per report cost more
@@ -176,6 +171,7 @@ class _RoomCamera:
     id: int
     code: str
     position: str
+    required: Interval
 
 
 def coverage_report(
@@ -189,15 +185,14 @@ def coverage_report(
         raise NoResultFound(f"room {sitting.room_id} of sitting {sitting.code} does not exist")
     room_code, institution_code = rows[0].room_code, rows[0].institution_code
     room_cameras = [row for row in rows if row.camera_id is not None]
-    codes = set(
-        required_cameras(
-            (RequiredCamera(r.camera_code, r.active_from, r.retired_at) for r in room_cameras),
-            required,
-        )
+    parts = required_cameras(
+        (RequiredCamera(r.camera_code, r.active_from, r.retired_at) for r in room_cameras),
+        required,
     )
+    codes = set(parts)
     cameras = sorted(
         (
-            _RoomCamera(row.camera_id, row.camera_code, row.position)
+            _RoomCamera(row.camera_id, row.camera_code, row.position, parts[row.camera_code])
             for row in room_cameras
             if row.camera_code in codes
         ),
@@ -233,7 +228,10 @@ def coverage_report(
     # segments would, without reading their flags.
     coverages = {
         camera.id: span_coverage(
-            required, spans[camera.id], tolerance=tolerance, rejected_claims=claims[camera.code]
+            camera.required,
+            spans[camera.id],
+            tolerance=tolerance,
+            rejected_claims=claims[camera.code],
         )
         for camera in cameras
     }
@@ -257,9 +255,20 @@ def coverage_report(
     reports = []
     for camera in cameras:
         coverage = coverages[camera.id]
-        health = tuple(_clip(flag, required) for flag in merge_flags(flags[camera.id]))
+        health = tuple(
+            clipped
+            for clipped in (_clip(flag, camera.required) for flag in merge_flags(flags[camera.id]))
+            if clipped.end > clipped.start
+        )
         reports.append(
-            CameraReport(camera.code, camera.position, len(spans[camera.id]), coverage, health)
+            CameraReport(
+                camera.code,
+                camera.position,
+                len(spans[camera.id]),
+                camera.required,
+                coverage,
+                health,
+            )
         )
 
     status = verdict(

@@ -173,16 +173,24 @@ def verdict(
 
 @dataclass(frozen=True)
 class RequiredCamera:
+    """A camera's service history: in service over [active_from, retired_at), None = open."""
+
     code: str
     active_from: datetime | None
     retired_at: datetime | None
 
+    def in_service(self, required: Interval) -> Interval | None:
+        """The part of `required` this camera was in service, or None if it was at no moment."""
+        start = (
+            required.start if self.active_from is None else max(self.active_from, required.start)
+        )
+        end = required.end if self.retired_at is None else min(self.retired_at, required.end)
+        return Interval(start, end) if start < end else None
 
-def required_cameras(cameras: Iterable[RequiredCamera], required: Interval) -> list[str]:
-    """The room's cameras in service at any time during the required interval."""
-    return sorted(
-        camera.code
-        for camera in cameras
-        if (camera.active_from is None or camera.active_from < required.end)
-        and (camera.retired_at is None or camera.retired_at > required.start)
-    )
+
+def required_cameras(cameras: Iterable[RequiredCamera], required: Interval) -> dict[str, Interval]:
+    """The room's cameras in service at some moment of `required`, by code (in code order),
+    each with the part it must cover: a camera replaced mid-sitting is not required after it
+    was retired, nor its replacement before it was installed."""
+    parts = {camera.code: camera.in_service(required) for camera in cameras}
+    return {code: part for code, part in sorted(parts.items()) if part is not None}

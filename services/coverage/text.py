@@ -40,6 +40,12 @@ def render_report(report: CoverageReport, zone: tzinfo) -> str:
             f"{coverage.covered_seconds:>10.1f} {coverage.ratio:>8.1%} "
             f"{len(coverage.gaps):>5} {len(camera.health):>6}"
         )
+        if camera.required != report.required:
+            # A camera installed or retired during the sitting is required only while in service.
+            lines.append(
+                f"  在用 in service {_clock(camera.required.start, zone)} → "
+                f"{_clock(camera.required.end, zone)} {camera.required.seconds:>8.1f} s"
+            )
         for gap in coverage.gaps:
             lines.append(
                 f"  缺口 gap    {_clock(gap.start, zone)} → {_clock(gap.end, zone)} "

@@ -12,13 +12,11 @@ from sqlalchemy.orm import Session
 
 from services.background import BackgroundThread
 from services.coverage.reports import CoverageReport, coverage_report
+from services.coverage.spans import sittings_touching
 from services.settings import Settings
 from storage import ledger
 from storage.db import Database
-from storage.models import (
-    Camera,
-    Sitting,
-)
+from storage.models import Sitting
 
 logger = logging.getLogger(__name__)
 
@@ -62,24 +60,6 @@ def refresh_verdict(
         )
     session.flush()
     return report
-
-
-def sittings_touching(
-    session: Session, camera_code: str, start: datetime, end: datetime, settings: Settings
-) -> Sequence[Sitting]:
-    """Sittings whose required interval a span of this camera's time overlaps."""
-    pre = timedelta(seconds=settings.coverage_pre_margin_seconds)
-    post = timedelta(seconds=settings.coverage_post_margin_seconds)
-    return session.scalars(
-        select(Sitting)
-        .join(Camera, Camera.room_id == Sitting.room_id)
-        .where(
-            Camera.code == camera_code,
-            Sitting.starts_at < end + pre,
-            Sitting.ends_at > start - post,
-        )
-        .order_by(Sitting.starts_at)
-    ).all()
 
 
 def pending_due(session: Session, settings: Settings, now: datetime) -> Sequence[Sitting]:

@@ -1,6 +1,7 @@
-"""Demo data for a newcomer's first `make run`: one institution, one theory room with two
-cameras, one sitting held yesterday at this time (so its upload grace period is over and its
-verdict is final), and synthetic footage for it.
+"""Demo data for a newcomer's first `make run` (`serve --demo`; never seeded unasked, since a
+production store's lock would keep demo footage for three years): one institution, one theory
+room with two cameras, one sitting held yesterday at this time (so its upload grace period is
+over and its verdict is final), and synthetic footage for it.
 
 The footage goes through the real path: files are written as `NAME.part` into the spool and
 renamed, and the ingest worker picks them up. The back camera misses two minutes in the middle,

@@ -24,7 +24,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.access.scopes import Subject, may_watch_footage, visible_sitting
-from services.coverage.reports import coverage_report, required_interval
+from services.coverage.reports import coverage_report
+from services.coverage.spans import required_interval
 from services.evidence.package import (
     CHECKPOINT,
     ENTRIES,
@@ -39,16 +40,7 @@ from services.evidence.package import (
     SIGNATURE,
     entry_line,
 )
-from services.ledger.checkpoints import (
-    CHECKPOINT_RETENTION,
-    Checkpoint,
-    CheckpointFormatError,
-    LedgerBroken,
-    latest_stored_checkpoint,
-    ledger_leaves,
-    sign_checkpoint,
-    store_checkpoint,
-)
+from services.ledger.checkpoints import Checkpoint, LedgerBroken, make_checkpoint
 from services.ledger.keys import CheckpointSigner
 from services.settings import Settings
 from services.timefmt import rfc3339, rfc3339_or_none
@@ -393,26 +385,10 @@ def _proofs(leaves: Sequence[bytes], seqs: Iterable[int]) -> list[dict[str, Any]
 def _signed_checkpoint(
     db: Database, store: BlobStore, signer: CheckpointSigner, seqs: Iterable[int]
 ) -> tuple[Checkpoint, list[dict[str, Any]]]:
-    """A fresh checkpoint of the whole ledger and the proofs of `seqs` in it, from one read of
-    the leaves; stored like the CheckpointWriter's, and refused when the entries the latest
-    stored checkpoint covered no longer give its root (signing over a rewrite launders it)."""
-    with db.read() as session:
-        leaves = ledger_leaves(session)
-    try:
-        previous = latest_stored_checkpoint(store)
-    except CheckpointFormatError as exc:
-        raise LedgerBroken(f"the latest stored checkpoint is unreadable: {exc}") from exc
-    if previous is not None and (
-        previous.size > len(leaves)
-        or merkle.tree_hash(leaves[: previous.size]).hex() != previous.root
-    ):
-        raise LedgerBroken(
-            f"entries 1..{previous.size} no longer give the root of checkpoint "
-            f"{previous.key}; run `examvault ledger verify`"
-        )
-    checkpoint = sign_checkpoint(signer, len(leaves), merkle.tree_hash(leaves))
-    store_checkpoint(store, checkpoint, datetime.now(UTC) + CHECKPOINT_RETENTION)
-    return checkpoint, _proofs(leaves, seqs)
+    """A fresh checkpoint of the whole ledger (stored, recorded, and refused over a rewrite,
+    like every checkpoint) and the proofs of `seqs` in it, from the same read of the leaves."""
+    signed = make_checkpoint(db, store, signer)
+    return signed.checkpoint, _proofs(signed.leaves, seqs)
 
 
 def _record_failure(db: Database, actor: str, sitting_code: str, details: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.access.scopes import Subject
-from services.coverage.reports import required_interval
+from services.coverage.spans import required_interval
 from services.settings import Settings
 from storage import ledger
 from storage.models import Camera, Finding, Sitting

@@ -1,8 +1,9 @@
 """The evidence package's format (docs/exports.md) and its offline verifier.
 
 Kept apart from `services/evidence/exports.py`, which builds packages from the database: a verifier
-needs only the ZIP file (and, ideally, the key the centre publishes), so nothing here opens a
-database, a blob store or a video.
+needs only the ZIP file and the key the centre publishes, so nothing here opens a database, a
+blob store or a video. The package carries its own public key, which proves nothing about who
+made it: only a trusted key, given by the person verifying, can make a package "verified".
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import binascii
 import hashlib
 import json
+import re
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -19,11 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from services.ledger.checkpoints import Checkpoint, CheckpointFormatError, verify_checkpoint
-from services.ledger.keys import key_id_for, public_key_from_pem
+from services.ledger.keys import KEY_ID_DIGITS, key_fingerprint, key_id_for, public_key_from_pem
 from storage import merkle
 from storage.ledger import ENTRY_COLUMNS, entry_hash
 
@@ -50,6 +51,41 @@ class PackageUnreadable(Exception):
     """Not an evidence package at all (not a ZIP, no manifest): bad input, not a failed check."""
 
 
+_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    """The centre's key as the person verifying knows it, from a PEM file or from the
+    fingerprint the centre publishes; either way compared by its full SHA-256 fingerprint."""
+
+    fingerprint: str
+
+    @classmethod
+    def of(cls, public_key: Ed25519PublicKey) -> TrustedKey:
+        return cls(key_fingerprint(public_key))
+
+    @classmethod
+    def from_fingerprint(cls, text: str) -> TrustedKey:
+        """64 hex digits, any case; colons and spaces between groups are ignored."""
+        digits = re.sub(r"[\s:]", "", text).lower()
+        if re.fullmatch(r"[0-9a-f]+", digits) and len(digits) == KEY_ID_DIGITS:
+            # 64 bits is within reach of a determined forger; the fingerprint is not.
+            raise ValueError(
+                f"{text!r} is a {KEY_ID_DIGITS}-digit key_id, too short to trust; give the "
+                "full 64-digit SHA-256 fingerprint (`examvault ledger key` prints it)"
+            )
+        if not _FINGERPRINT.fullmatch(digits):
+            raise ValueError(
+                f"{text!r} is not a key fingerprint: 64 hex digits (SHA-256 of the raw key)"
+            )
+        return cls(digits)
+
+
+# What a package is, in the words the command prints: only "verified" ties it to the centre.
+VERIFIED, INTACT_ORIGIN_NOT_VERIFIED, FAILED = "verified", "intact_origin_not_verified", "failed"
+
+
 @dataclass(frozen=True)
 class Check:
     name: str
@@ -65,13 +101,31 @@ class Check:
 class PackageVerdict:
     checks: list[Check] = field(default_factory=list)
     key_id: str | None = None
-    # SHA-256 of the 32 raw public-key bytes; key_id is its first 16 hex digits.
+    # The key the package claims: SHA-256 of its 32 raw bytes; key_id is the first 16 digits.
     key_fingerprint: str | None = None
-    key_compared: bool = False
+    # The key it was compared with; None when the person verifying gave none.
+    trusted_fingerprint: str | None = None
 
     @property
-    def ok(self) -> bool:
+    def intact(self) -> bool:
+        """Every check holds: unaltered since it was signed, by whichever key signed it."""
         return bool(self.checks) and all(check.ok for check in self.checks)
+
+    @property
+    def origin_verified(self) -> bool:
+        return self.trusted_fingerprint is not None and (
+            self.key_fingerprint == self.trusted_fingerprint
+        )
+
+    @property
+    def verified(self) -> bool:
+        return self.intact and self.origin_verified
+
+    @property
+    def outcome(self) -> str:
+        if not self.intact:
+            return FAILED
+        return VERIFIED if self.origin_verified else INTACT_ORIGIN_NOT_VERIFIED
 
     @property
     def failed(self) -> list[Check]:
@@ -83,10 +137,13 @@ class PackageVerdict:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "ok": self.ok,
+            "outcome": self.outcome,
+            "verified": self.verified,
+            "intact": self.intact,
+            "origin_verified": self.origin_verified,
             "key_id": self.key_id,
             "key_fingerprint": self.key_fingerprint,
-            "key_compared": self.key_compared,
+            "trusted_fingerprint": self.trusted_fingerprint,
             "checks": [
                 {"check": check.name, "ok": check.ok, "detail": check.detail}
                 for check in self.checks
@@ -119,10 +176,6 @@ def recompute_entry_hash(entry: Mapping[str, Any]) -> str:
     )
 
 
-def _raw(key: Ed25519PublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
 def _member_digest(archive: zipfile.ZipFile, name: str) -> tuple[str, int]:
     digest = hashlib.sha256()
     size = 0
@@ -140,9 +193,10 @@ def _read_member(archive: zipfile.ZipFile, name: str) -> bytes | None:
         return None
 
 
-def verify_package(path: Path, expected_key: Ed25519PublicKey | None = None) -> PackageVerdict:
+def verify_package(path: Path, trusted: TrustedKey | None = None) -> PackageVerdict:
     """Every check docs/exports.md lists, one `Check` each; never stops at the first failure
-    so the report says everything that holds and everything that does not."""
+    so the report says everything that holds and everything that does not. Without `trusted`
+    the best outcome is INTACT_ORIGIN_NOT_VERIFIED."""
     try:
         archive = zipfile.ZipFile(path)
     except FileNotFoundError as exc:
@@ -159,7 +213,7 @@ def verify_package(path: Path, expected_key: Ed25519PublicKey | None = None) -> 
         if manifest_bytes is None:
             raise PackageUnreadable(f"{path}: no {MANIFEST}; not an examvault evidence package")
         verdict = PackageVerdict()
-        _Verifier(archive, manifest_bytes, verdict, expected_key).run()
+        _Verifier(archive, manifest_bytes, verdict, trusted).run()
         return verdict
 
 
@@ -169,12 +223,12 @@ class _Verifier:
         archive: zipfile.ZipFile,
         manifest_bytes: bytes,
         verdict: PackageVerdict,
-        expected_key: Ed25519PublicKey | None,
+        trusted: TrustedKey | None,
     ) -> None:
         self.archive = archive
         self.manifest_bytes = manifest_bytes
         self.verdict = verdict
-        self.expected_key = expected_key
+        self.trusted = trusted
         self.key: Ed25519PublicKey | None = None
         self.checkpoint: Checkpoint | None = None
         self.manifest: dict[str, Any] = {}
@@ -220,22 +274,23 @@ class _Verifier:
             self.key = public_key_from_pem(pem) if pem is not None else None
         except (ValueError, UnsupportedAlgorithm):
             self.key = None
+        if self.trusted is not None:
+            self.verdict.trusted_fingerprint = self.trusted.fingerprint
         if self.key is None:
             self.verdict.add(f"public key {PUBLIC_KEY}", False, "missing or not an Ed25519 key")
             return
-        raw = _raw(self.key)
+        claimed = key_fingerprint(self.key)
         self.verdict.key_id = key_id_for(self.key)
-        self.verdict.key_fingerprint = hashlib.sha256(raw).hexdigest()
-        if self.expected_key is None:
+        self.verdict.key_fingerprint = claimed
+        if self.trusted is None:
             return
-        self.verdict.key_compared = True
-        matches = _raw(self.expected_key) == raw
+        matches = claimed == self.trusted.fingerprint
         self.verdict.add(
-            "package key is the expected key (--key)",
+            "package key is the trusted key",
             matches,
-            f"key_id {self.verdict.key_id}"
+            f"fingerprint {claimed}"
             if matches
-            else f"package key {self.verdict.key_id}, expected {key_id_for(self.expected_key)}",
+            else f"package key fingerprint {claimed}, trusted key {self.trusted.fingerprint}",
         )
 
     def _manifest_signature(self) -> None:

@@ -15,8 +15,8 @@ import av.container
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.coverage.reports import required_interval
 from services.coverage.rule import Interval
+from services.coverage.spans import required_interval
 from services.settings import Settings
 from storage import ledger
 from storage.blobs import BlobReader, BlobStore, BlobStoreError

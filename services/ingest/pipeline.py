@@ -34,13 +34,14 @@ from services.ingest.clock import (
 )
 from services.ingest.probe import MediaProbe, ProbeError, probe_recording
 from services.ingest.quarantine import Quarantine, Rejection
-from services.retention.expiry import expiry_for
+from services.retention.purge import expiry_of_span
 from services.settings import Settings
 from storage import ledger
 from storage.blobs import BlobStore
 from storage.db import Database
+from storage.faults import fault_point
 from storage.keys import blob_key
-from storage.models import Camera, Segment, Sitting
+from storage.models import Camera, Segment
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ class Arrival:
     declared_start: str | None = None
     # An HTTP upload's sidecar (docs/ingest.md), removed together with the file.
     meta_path: Path | None = None
+    # Who pushed an HTTP upload (the sidecar says), so a sweep-finished one is ledgered as theirs.
+    uploader: str | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,7 @@ class IngestPipeline:
             probing.cancel()
             raise
         try:
+            fault_point("ingest.staged")
             try:
                 probe = probing.result()
             except ProbeError as exc:
@@ -184,6 +188,7 @@ class IngestPipeline:
             expiry = self._expiry(camera, start, end)
             key = blob_key(camera.code, start, staged.sha256, file_extension(arrival.file_name))
             stored = self.store.commit(staged, key, retain_until=expiry)
+            fault_point("ingest.blob_stored")
         finally:
             self.store.discard(staged)
         flags = clock_flags(
@@ -229,6 +234,7 @@ class IngestPipeline:
             if existing is None:
                 raise
             return self._same_start(arrival, actor, existing, stored.sha256, declared, end)
+        fault_point("ingest.committed")
         self._remove_arrival(arrival)
         logger.info(
             "stored %s %s (%.1f s, %d bytes) as segment %s",
@@ -337,6 +343,7 @@ class IngestPipeline:
             received_at=arrival.received_at,
         )
         record_id = self.quarantine.keep(arrival.path, rejection, actor=actor)
+        fault_point("quarantine.recorded")
         self._remove_arrival(arrival)
         logger.warning(
             "quarantined %s from %s (%s): %s", arrival.file_name, arrival.camera_code, code, reason
@@ -352,17 +359,9 @@ class IngestPipeline:
         )
 
     def _expiry(self, camera: Camera, start: datetime, end: datetime) -> datetime:
+        # The schedule import computes it the same way (margins included), whichever came first.
         with self.db.read() as session:
-            sitting_ends = session.scalars(
-                select(Sitting.ends_at).where(
-                    Sitting.room_id == camera.room_id,
-                    Sitting.starts_at < end,
-                    Sitting.ends_at > start,
-                )
-            ).all()
-        return expiry_for(
-            end, sitting_ends, zone=self.settings.zone, years=self.settings.retention_years
-        )
+            return expiry_of_span(session, self.settings, camera.code, start, end)
 
     def _remove_arrival(self, arrival: Arrival) -> None:
         # No directory fsync: should a crash undo the unlink, the file is simply ingested again

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage import ledger
@@ -81,6 +82,19 @@ class Quarantine:
         )
 
         def record(session: Session) -> int:
+            # A kill after this commit but before the arrival was removed brings the same
+            # arrival (same bytes, name and arrival time) back: it keeps its one record.
+            earlier = session.scalar(
+                select(QuarantineRecord.id).where(
+                    QuarantineRecord.sha256 == stored.sha256,
+                    QuarantineRecord.camera_code.is_not_distinct_from(rejection.camera_code),
+                    QuarantineRecord.original_name == rejection.original_name,
+                    QuarantineRecord.source == rejection.source,
+                    QuarantineRecord.received_at == rejection.received_at,
+                )
+            )
+            if earlier is not None:
+                return earlier
             row = QuarantineRecord(
                 camera_code=rejection.camera_code,
                 declared_start=rejection.declared_start,

@@ -4,8 +4,9 @@ Two kinds of waiting file:
 - `<spool>/<camera_code>/<start>[_...].<ext>`: dropped by camera hosts (written as `NAME.part`,
   renamed when complete).
 - `<spool>/.incoming/<id>.bin` + `<id>.json`: an HTTP upload, complete and acknowledged-to-be;
-  the sidecar holds what the request said (camera, name, start header). A `<id>.part` is an
-  upload still arriving, or one whose client vanished (never acknowledged, so removable).
+  the sidecar holds what the request said (camera, name, start header, who pushed it). A
+  `<id>.part` is an upload still arriving, or one whose client vanished (never acknowledged,
+  so removable).
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def incoming_arrival(data_path: Path) -> Arrival | None:
             received_at=datetime.fromisoformat(meta["received_at"]),
             declared_start=meta.get("declared_start"),
             meta_path=meta_path,
+            uploader=str(meta["actor"]) if meta.get("actor") else None,
         )
     except (OSError, ValueError, KeyError) as exc:
         logger.error("upload sidecar %s is unreadable: %s", meta_path, exc)

@@ -147,7 +147,7 @@ class IngestWorker:
         if arrival is None:
             return
         try:
-            result = self.pipeline.ingest(arrival)
+            result = self.pipeline.ingest(arrival, actor=arrival.uploader or "ingest")
         except Exception:
             logger.exception("ingest of %s failed; it stays in the spool and is retried", path)
             self.submit(path, time.time() + RETRY_SECONDS)

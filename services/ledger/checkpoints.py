@@ -4,6 +4,9 @@ A checkpoint says "the ledger's first `size` entries have Merkle root `root`", s
 service's Ed25519 key (docs/ledger.md). A supervisor who kept one can later ask for a
 consistency proof to the current tree: if any of those entries had been rewritten or removed,
 no proof could connect the old root to the new one.
+
+Every checkpoint is made by `make_checkpoint`, which refuses to sign unless the ledger still
+extends the latest checkpoint stored in the blob store and the latest recorded in the database.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import binascii
 import json
 import logging
 import tempfile
+import time
 import weakref
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
@@ -25,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from services.background import BackgroundThread
@@ -34,7 +39,7 @@ from storage.blobs import BlobStore, StoredBlob
 from storage.db import Database
 from storage.keys import CHECKPOINT_PREFIX
 from storage.ledger import canonical_json
-from storage.models import LedgerEntry
+from storage.models import LedgerCheckpointRecord, LedgerEntry
 
 logger = logging.getLogger(__name__)
 
@@ -43,10 +48,17 @@ ORIGIN = "examvault"
 # evidence: well past the three-year minimum plus the holds that stretch it.
 CHECKPOINT_RETENTION = timedelta(days=3653)
 _FIELDS = ("origin", "size", "root", "timestamp", "key_id")
+# How often the writer looks at the ledger's length, at most: the entry bound is checked then.
+_POLL_SECONDS = 1.0
 
 
 class LedgerBroken(Exception):
     """The ledger's rows are not seq 1..n without holes, so its tree is not defined."""
+
+
+class LedgerRewritten(LedgerBroken):
+    """The ledger no longer extends its latest checkpoint: entries that checkpoint covered were
+    changed or removed. Signing a new one would vouch for the rewrite."""
 
 
 class ProofRequestError(ValueError):
@@ -170,12 +182,95 @@ def ledger_leaves(session: Session, size: int | None = None) -> list[bytes]:
     return leaves
 
 
+@dataclass(frozen=True)
+class SignedTree:
+    """A checkpoint and the leaves it was computed from (one snapshot, for proofs in it)."""
+
+    checkpoint: Checkpoint
+    leaves: list[bytes]
+
+
+def latest_recorded_checkpoint(session: Session) -> LedgerCheckpointRecord | None:
+    return session.scalar(
+        select(LedgerCheckpointRecord).order_by(LedgerCheckpointRecord.size.desc()).limit(1)
+    )
+
+
+def _extending_root(leaves: list[bytes], claims: list[tuple[str, int, str]]) -> bytes:
+    """The tree's root, after checking in the same pass that each (what, size, root) claim is
+    a prefix of it."""
+    wanted = {size for _, size, _ in claims}
+    prefix_roots: dict[int, str] = {}
+    tree = merkle.MerkleAccumulator()
+    for leaf in leaves:
+        if tree.size in wanted:
+            prefix_roots[tree.size] = tree.root().hex()
+        tree.append(leaf)
+    prefix_roots[tree.size] = tree.root().hex()
+    for what, size, root in claims:
+        if size > tree.size:
+            raise LedgerRewritten(
+                f"{what} covers {size} entries but the ledger holds only {tree.size}: entries "
+                "were removed; run `examvault ledger verify`"
+            )
+        if prefix_roots[size] != root:
+            raise LedgerRewritten(
+                f"entries 1..{size} no longer give the root of {what}: an entry was changed or "
+                "removed; run `examvault ledger verify`"
+            )
+    return tree.root()
+
+
 def make_checkpoint(
-    session: Session, signer: CheckpointSigner, *, now: datetime | None = None
-) -> Checkpoint:
-    """A signed checkpoint of the whole ledger as this session sees it."""
-    leaves = ledger_leaves(session)
-    return sign_checkpoint(signer, len(leaves), merkle.tree_hash(leaves), now=now)
+    db: Database,
+    store: BlobStore,
+    signer: CheckpointSigner,
+    *,
+    now: datetime | None = None,
+    retain_for: timedelta = CHECKPOINT_RETENTION,
+) -> SignedTree:
+    """Sign, store and record a checkpoint of the whole ledger: the one way a checkpoint is made.
+
+    Refused (LedgerRewritten) unless the ledger still extends both the latest stored checkpoint
+    and the latest recorded in the database: signing over a rewrite would launder it. Raises
+    LedgerBroken for a ledger with holes or an unreadable stored checkpoint, BlobStoreError when
+    the store cannot take it."""
+    # Latest checkpoints first, leaves after: the ledger only grows, so an honest ledger read
+    # later is never shorter than a checkpoint read earlier.
+    try:
+        stored = latest_stored_checkpoint(store)
+    except CheckpointFormatError as exc:
+        raise LedgerBroken(f"the latest stored checkpoint is unreadable: {exc}") from exc
+    with db.read() as session:
+        recorded = latest_recorded_checkpoint(session)
+        leaves = ledger_leaves(session)
+    claims = []
+    if recorded is not None:
+        what = f"checkpoint {recorded.size} (recorded in the database)"
+        claims.append((what, recorded.size, recorded.root))
+    if stored is not None:
+        claims.append((f"stored checkpoint {stored.key}", stored.size, stored.root))
+    root = _extending_root(leaves, claims)
+    checkpoint = sign_checkpoint(signer, len(leaves), root, now=now)
+    if checkpoint.size > 0:
+        store_checkpoint(store, checkpoint, datetime.now(UTC) + retain_for)
+        db.run_write(lambda session: record_checkpoint(session, checkpoint))
+    return SignedTree(checkpoint, leaves)
+
+
+def record_checkpoint(session: Session, checkpoint: Checkpoint) -> None:
+    """Keep a stored checkpoint's size and root in the database too; the first of a size stands,
+    as in the store."""
+    values = {
+        "size": checkpoint.size,
+        "root": checkpoint.root,
+        "key_id": checkpoint.key_id,
+        "signed_at": datetime.fromisoformat(checkpoint.timestamp),
+        "recorded_at": datetime.now(UTC),
+    }
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(LedgerCheckpointRecord).values(**values)
+    session.execute(statement.on_conflict_do_nothing(index_elements=["size"]))
 
 
 @dataclass(frozen=True)
@@ -308,8 +403,9 @@ class CheckpointMismatch:
 
 @dataclass(frozen=True)
 class CheckpointVerdict:
-    checked: int
+    checked: int  # stored checkpoint objects that matched
     mismatch: CheckpointMismatch | None
+    recorded: int = 0  # database records of checkpoints that matched
 
     @property
     def ok(self) -> bool:
@@ -338,64 +434,115 @@ def _entry_leaves(session: Session, batch: int = 10000) -> Iterator[bytes]:
         last = rows[-1].seq
 
 
+def _recorded_roots(session: Session, batch: int = 10000) -> dict[int, str]:
+    roots: dict[int, str] = {}
+    last = 0
+    while True:
+        rows = session.execute(
+            select(LedgerCheckpointRecord.size, LedgerCheckpointRecord.root)
+            .where(LedgerCheckpointRecord.size > last)
+            .order_by(LedgerCheckpointRecord.size)
+            .limit(batch)
+        ).all()
+        if not rows:
+            return roots
+        roots.update((size, root) for size, root in rows)
+        last = rows[-1].size
+
+
+def _size_in_key(key: str) -> int | None:
+    stem = key.removeprefix(CHECKPOINT_PREFIX).removesuffix(".json")
+    return int(stem) if stem.isascii() and stem.isdigit() else None
+
+
+def _stored_root(
+    store: BlobStore, key: str, public_key: Ed25519PublicKey, record_root: str | None
+) -> tuple[str | None, str | None]:
+    """The stored checkpoint's root, or why it cannot be trusted."""
+    try:
+        checkpoint = Checkpoint.from_json(read_stored(store, key))
+    except CheckpointFormatError as exc:
+        return None, f"not a checkpoint ({exc})"
+    expected_key_id = key_id_for(public_key)
+    if checkpoint.key_id != expected_key_id:
+        return None, f"signed by key {checkpoint.key_id}, not this service's key {expected_key_id}"
+    if not verify_checkpoint(checkpoint, public_key):
+        return None, "its signature does not verify"
+    if key != checkpoint.key:
+        return None, f"it says size {checkpoint.size} but is stored as {key}"
+    if record_root is not None and record_root != checkpoint.root:
+        return None, "its root differs from the one recorded in the database for its size"
+    return checkpoint.root, None
+
+
 def verify_stored_checkpoints(
     session: Session, store: BlobStore, public_key: Ed25519PublicKey | None
 ) -> CheckpointVerdict:
-    """Check every stored checkpoint, smallest first, against the tree recomputed from the
-    ledger and against the key; report the first that does not match."""
+    """Check every stored checkpoint and every checkpoint recorded in the database, smallest
+    first, against the tree recomputed from the ledger (and the stored ones against the key and
+    their record); report the first that does not match. A record without its stored object
+    means checkpoint files were deleted."""
     keys = stored_checkpoint_keys(store)
-    if not keys:
+    recorded = _recorded_roots(session)
+    if not keys and not recorded:
         return CheckpointVerdict(0, None)
-    if public_key is None:
+    if keys and public_key is None:
         return CheckpointVerdict(
             0, CheckpointMismatch(keys[0], f"no signing key ({KEY_FILE}) to check it against")
         )
-    expected_key_id = key_id_for(public_key)
-    checkpoints: list[tuple[str, Checkpoint]] = []
+    stored: dict[int, str] = {}
     for key in keys:
-        try:
-            checkpoint = Checkpoint.from_json(read_stored(store, key))
-        except CheckpointFormatError as exc:
-            return CheckpointVerdict(0, CheckpointMismatch(key, f"not a checkpoint ({exc})"))
-        checkpoints.append((key, checkpoint))
+        size = _size_in_key(key)
+        if size is None:
+            return CheckpointVerdict(0, CheckpointMismatch(key, "its name is not a tree size"))
+        stored[size] = key
     leaves = _entry_leaves(session)
     tree = merkle.MerkleAccumulator()
     matched_size = 0
-    for checked, (key, checkpoint) in enumerate(checkpoints):
-        if checkpoint.key_id != expected_key_id:
-            reason = f"signed by key {checkpoint.key_id}, not this service's key {expected_key_id}"
-            return CheckpointVerdict(checked, CheckpointMismatch(key, reason))
-        if not verify_checkpoint(checkpoint, public_key):
-            return CheckpointVerdict(
-                checked, CheckpointMismatch(key, "its signature does not verify")
-            )
-        if key != checkpoint.key:
-            reason = f"it says size {checkpoint.size} but is stored as {key}"
-            return CheckpointVerdict(checked, CheckpointMismatch(key, reason))
-        while tree.size < checkpoint.size:
+    checked = matched_records = 0
+    for size in sorted(stored.keys() | recorded.keys()):
+        key = stored.get(size)
+        record_root = recorded.get(size)
+        root: str | None = record_root
+        problem = None
+        if key is not None:
+            assert public_key is not None
+            root, problem = _stored_root(store, key, public_key, record_root)
+        while problem is None and tree.size < size:
             leaf = next(leaves, None)
             if leaf is None:
-                reason = (
-                    f"it covers {checkpoint.size} entries but the ledger holds only {tree.size}: "
+                problem = (
+                    f"it covers {size} entries but the ledger holds only {tree.size}: "
                     "entries were removed"
                 )
-                return CheckpointVerdict(checked, CheckpointMismatch(key, reason))
-            tree.append(leaf)
-        if tree.root().hex() != checkpoint.root:
-            reason = (
-                f"its root differs from the tree recomputed over entries 1..{checkpoint.size}: "
-                f"an entry in {matched_size + 1}..{checkpoint.size} was changed or removed"
+            else:
+                tree.append(leaf)
+        if problem is None and tree.root().hex() != root:
+            problem = (
+                f"its root differs from the tree recomputed over entries 1..{size}: "
+                f"an entry in {matched_size + 1}..{size} was changed or removed"
             )
-            return CheckpointVerdict(checked, CheckpointMismatch(key, reason))
-        matched_size = checkpoint.size
-    return CheckpointVerdict(len(checkpoints), None)
+        if problem is None and key is None:
+            problem = (
+                "it is recorded in the database but missing from the store: checkpoint files "
+                "were deleted"
+            )
+        if problem is not None:
+            name = key or f"{checkpoint_key(size)} (recorded in the database)"
+            return CheckpointVerdict(checked, CheckpointMismatch(name, problem), matched_records)
+        matched_size = size
+        checked += 1
+        matched_records += record_root is not None
+    return CheckpointVerdict(checked, None, matched_records)
 
 
 class CheckpointWriter(BackgroundThread):
-    """Signs and stores a checkpoint every `interval` seconds when the ledger grew.
+    """Makes a checkpoint once `every_entries` entries or `every_seconds` seconds have passed
+    since the last one, whichever comes first, when the ledger grew: that bounds how many of
+    the newest entries no checkpoint yet vouches for.
 
-    It refuses to sign when the entries its last stored checkpoint covered no longer give that
-    checkpoint's root: signing on top of a rewrite would launder it."""
+    It polls the ledger's length (one indexed query) every second or so; `make_checkpoint`
+    refuses, and the writer logs it, when the ledger no longer extends its latest checkpoint."""
 
     name = "ledger-checkpoints"
 
@@ -405,45 +552,66 @@ class CheckpointWriter(BackgroundThread):
         store: BlobStore,
         data_dir: Path,
         *,
-        interval: float = 600.0,
+        every_entries: int = 1000,
+        every_seconds: float = 60.0,
         retain_for: timedelta = CHECKPOINT_RETENTION,
     ) -> None:
         super().__init__()
         self.db = db
         self.store = store
         self.data_dir = data_dir
-        self.interval = interval
+        self.every_entries = every_entries
+        self.every_seconds = every_seconds
         self.retain_for = retain_for
-        self._last: Checkpoint | None = None
+        self._last_size: int | None = None
+        self._last_at = float("-inf")  # monotonic time of the last checkpoint made here
 
     def run_once(self) -> float:
-        self.write_if_grown()
-        return self.interval
+        self.write_if_due()
+        return min(_POLL_SECONDS, self.every_seconds)
+
+    def write_if_due(self) -> Checkpoint | None:
+        """A checkpoint when `every_entries` new entries or `every_seconds` since the last one
+        (and any new entry) say it is due; otherwise None."""
+        if self._last_size is None:
+            try:
+                self._last_size = self._latest_size()
+            except CheckpointFormatError as exc:
+                logger.error("no ledger checkpoint signed: %s", exc)
+                return None
+        with self.db.read() as session:
+            size = ledger_size(session)
+        grown = size - self._last_size
+        if grown == 0:
+            return None
+        # Shorter than the last checkpoint: make_checkpoint refuses, and says why in the log.
+        if 0 < grown < self.every_entries and time.monotonic() - self._last_at < self.every_seconds:
+            return None
+        return self.write_if_grown()
 
     def write_if_grown(self) -> Checkpoint | None:
+        """A checkpoint now if the ledger grew since the latest one; None when it did not, or
+        when it no longer extends the latest one (logged: nothing is signed over a rewrite)."""
         signer = load_or_create_signer(self.data_dir)
-        if self._last is None:
-            # Once per process: afterwards the last one written here is the latest.
-            self._last = latest_stored_checkpoint(self.store)
         with self.db.read() as session:
-            leaves = ledger_leaves(session)
-        previous = self._last
-        if previous is not None and len(leaves) <= previous.size:
-            return None
-        if not leaves:
-            return None
-        if previous is not None:
-            recomputed = merkle.tree_hash(leaves[: previous.size]).hex()
-            if recomputed != previous.root:
-                logger.error(
-                    "ledger entries 1..%d no longer give the root of checkpoint %s; not signing "
-                    "(run `examvault ledger verify`)",
-                    previous.size,
-                    previous.key,
-                )
+            size = ledger_size(session)
+        try:
+            if size == 0 or size == self._latest_size():
                 return None
-        checkpoint = sign_checkpoint(signer, len(leaves), merkle.tree_hash(leaves))
-        store_checkpoint(self.store, checkpoint, datetime.now(UTC) + self.retain_for)
+            checkpoint = make_checkpoint(
+                self.db, self.store, signer, retain_for=self.retain_for
+            ).checkpoint
+        except (LedgerBroken, CheckpointFormatError) as exc:
+            logger.error("no ledger checkpoint signed: %s", exc)
+            # Try again only when the next one is due, not at every poll.
+            self._last_size, self._last_at = size, time.monotonic()
+            return None
         logger.info("ledger checkpoint %d stored as %s", checkpoint.size, checkpoint.key)
-        self._last = checkpoint
+        self._last_size, self._last_at = checkpoint.size, time.monotonic()
         return checkpoint
+
+    def _latest_size(self) -> int:
+        with self.db.read() as session:
+            recorded = latest_recorded_checkpoint(session)
+        stored = latest_stored_checkpoint(self.store)
+        return max(recorded.size if recorded else 0, stored.size if stored else 0)

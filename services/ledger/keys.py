@@ -16,10 +16,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from services.keyfiles import read_or_create
 
 KEY_FILE = "ledger-signing-key.pem"
+KEY_ID_DIGITS = 16
+
+
+def key_fingerprint(public_key: Ed25519PublicKey) -> str:
+    """SHA-256 of the 32 raw key bytes, hex: what the centre publishes and a verifier compares."""
+    return hashlib.sha256(_raw_public(public_key)).hexdigest()
 
 
 def key_id_for(public_key: Ed25519PublicKey) -> str:
-    return hashlib.sha256(_raw_public(public_key)).hexdigest()[:16]
+    # The fingerprint's first 16 digits, as every checkpoint ever signed names its key.
+    return key_fingerprint(public_key)[:KEY_ID_DIGITS]
 
 
 def _raw_public(public_key: Ed25519PublicKey) -> bytes:
@@ -47,6 +54,10 @@ class CheckpointSigner:
     @property
     def key_id(self) -> str:
         return key_id_for(self.public_key)
+
+    @property
+    def fingerprint(self) -> str:
+        return key_fingerprint(self.public_key)
 
     def sign(self, message: bytes) -> bytes:
         return self.private_key.sign(message)

@@ -25,27 +25,27 @@ def end_of_local_day(day: date, zone: tzinfo) -> datetime:
 
 def expiry_for(
     segment_end: datetime,
-    sitting_ends: Iterable[datetime],
+    required_ends: Iterable[datetime],
     *,
     zone: tzinfo,
     years: int = 3,
 ) -> datetime:
     """The earliest instant a segment may be purged.
 
-    The latest of: the end of the local day `years` calendar years after the end of every
-    sitting the segment covers, or after the segment's own end when it covers none.
+    The latest of: the end of the local day `years` calendar years after the segment's own end,
+    and the same after the end of the required interval (margins included) of every sitting
+    the segment touches. A frame is never kept less than `years`, whichever sitting it serves.
     """
-    anchors = list(sitting_ends) or [segment_end]
     return max(
         end_of_local_day(add_calendar_years(anchor.astimezone(zone).date(), years), zone)
-        for anchor in anchors
+        for anchor in (segment_end, *required_ends)
     )
 
 
 @dataclass(frozen=True)
 class HoldScope:
-    """What one active hold covers, resolved to plain values: a segment, or a camera over an
-    interval (a sitting hold becomes one of these per camera of its room)."""
+    """One frozen part of what an active hold covers: a segment, or a camera over an interval.
+    A sitting hold has one per camera of its room, and more once the sitting has moved."""
 
     hold_id: int
     segment_id: int | None = None
@@ -71,19 +71,67 @@ class PurgeDecision(StrEnum):
     ALREADY_PURGED = "already_purged"
 
 
+def sitting_scopes(
+    hold_id: int, camera_ids: Iterable[int], start: datetime, end: datetime
+) -> list[HoldScope]:
+    """A sitting hold's scope: every camera of the room over the sitting's required interval."""
+    return [
+        HoldScope(hold_id, camera_id=camera_id, start=start, end=end)
+        for camera_id in sorted(set(camera_ids))
+    ]
+
+
+def scope_covers(scope: HoldScope, segment: SegmentFacts) -> bool:
+    """Whether the scope covers the segment (any overlap of its time counts)."""
+    if scope.segment_id is not None:
+        return scope.segment_id == segment.id
+    return (
+        scope.camera_id == segment.camera_id
+        and (scope.start is None or scope.start < segment.end)
+        and (scope.end is None or scope.end > segment.start)
+    )
+
+
 def holds_covering(segment: SegmentFacts, holds: Iterable[HoldScope]) -> list[int]:
-    """The ids of the holds that cover the segment (any overlap of its time counts)."""
-    covering = []
-    for hold in holds:
-        if hold.segment_id is not None:
-            if hold.segment_id == segment.id:
-                covering.append(hold.hold_id)
-        elif hold.camera_id == segment.camera_id and (
-            (hold.start is None or hold.start < segment.end)
-            and (hold.end is None or hold.end > segment.start)
-        ):
-            covering.append(hold.hold_id)
-    return covering
+    """The ids of the holds that cover the segment, each once, in order."""
+    return sorted({scope.hold_id for scope in holds if scope_covers(scope, segment)})
+
+
+def _contains(outer: HoldScope, inner: HoldScope) -> bool:
+    if outer.segment_id is not None:
+        return inner.segment_id == outer.segment_id
+    if inner.segment_id is not None:
+        # A camera part does not say when the segment was: add it rather than guess.
+        return False
+    return (
+        outer.camera_id == inner.camera_id
+        and (outer.start is None or (inner.start is not None and outer.start <= inner.start))
+        and (outer.end is None or (inner.end is not None and outer.end >= inner.end))
+    )
+
+
+def scopes_to_add(frozen: Iterable[HoldScope], wanted: Iterable[HoldScope]) -> list[HoldScope]:
+    """What a hold must add so it covers the union of its frozen scope and `wanted` (a moved
+    sitting's new scope): each wanted part not already inside a frozen part of the same hold."""
+    have = list(frozen)
+    return [
+        scope
+        for scope in wanted
+        if not any(part.hold_id == scope.hold_id and _contains(part, scope) for part in have)
+    ]
+
+
+def newly_covered(
+    segments: Iterable[SegmentFacts], frozen: Iterable[HoldScope], added: Iterable[HoldScope]
+) -> list[int]:
+    """The segments the added scopes cover that the frozen ones did not, by id."""
+    before, after = list(frozen), list(added)
+    return sorted(
+        segment.id
+        for segment in segments
+        if any(scope_covers(scope, segment) for scope in after)
+        and not any(scope_covers(scope, segment) for scope in before)
+    )
 
 
 def purge_decision(

@@ -20,6 +20,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from services.background import BackgroundThread
+from services.coverage.spans import required_interval, sittings_touching
 from services.retention.expiry import (
     PurgeDecision,
     SegmentFacts,
@@ -40,8 +41,8 @@ logger = logging.getLogger(__name__)
 
 BATCH = 500
 RETENTION_RULE = (
-    "that is the retention period in calendar years after the end of the latest sitting the "
-    "segment covers, or after its own end when it covers none"
+    "that is the retention period in calendar years after the latest of the segment's own end "
+    "and the end of the required interval of every sitting it touches"
 )
 Progress = Callable[[int, int], None]
 
@@ -98,7 +99,7 @@ class PurgePlan:
 
 
 def plan_purge(session: Session, settings: Settings, as_of: datetime) -> PurgePlan:
-    holds = active_scopes(session, settings)
+    holds = active_scopes(session)
     plan = PurgePlan(as_of=as_of)
     rows = session.execute(
         select(
@@ -129,12 +130,15 @@ def plan_purge(session: Session, settings: Settings, as_of: datetime) -> PurgePl
 
 @dataclass
 class PurgeResult:
+    """What a run did, not what it planned: a blob the store refused is not counted as gone."""
+
     run_id: str
     planned: int
-    purged: int = 0
-    bytes: int = 0
+    purged: int = 0  # tombstoned by this run
+    bytes: int = 0  # of this run's purged segments whose blobs are deleted
     skipped: int = 0  # changed between plan and deletion (held, moved later, gone)
-    finished_leftovers: int = 0
+    finished_leftovers: int = 0  # earlier runs' tombstones whose blob this run deleted
+    blobs_left: int = 0  # tombstoned (now or before) with the blob still stored: next run
     derived_dropped: int = 0  # cached thumbnail objects removed with the footage
 
 
@@ -155,22 +159,28 @@ def _delete_blobs(store: BlobStore, keys: list[str]) -> set[str]:
         return deleted
 
 
-def finish_leftovers(db: Database, store: BlobStore) -> int:
-    """Delete the blobs of tombstones an interrupted run committed but did not finish."""
+def finish_leftovers(db: Database, store: BlobStore) -> tuple[int, int]:
+    """Delete the blobs of tombstones an interrupted (or refused) run left behind. Returns how
+    many were deleted now and how many the store still refused."""
     with db.read() as session:
         pending = session.execute(
             select(Tombstone.id, Tombstone.blob_key).where(Tombstone.blob_deleted_at.is_(None))
         ).all()
+    finished = 0
     for start in range(0, len(pending), BATCH):
         chunk = pending[start : start + BATCH]
         deleted = _delete_blobs(store, [key for _, key in chunk])
+        done = [tid for tid, key in chunk if key in deleted]
         with db.write() as session:
             session.execute(
                 update(Tombstone)
-                .where(Tombstone.id.in_([tid for tid, key in chunk if key in deleted]))
+                # Only unmarked ones: a concurrent run may have marked some (the database
+                # refuses a second mark, migration 0006).
+                .where(Tombstone.id.in_(done), Tombstone.blob_deleted_at.is_(None))
                 .values(blob_deleted_at=datetime.now(UTC))
             )
-    return len(pending)
+        finished += len(done)
+    return finished, len(pending) - finished
 
 
 def execute_purge(
@@ -182,12 +192,15 @@ def execute_purge(
     progress: Progress | None = None,
     reason: str = "retention expired",
 ) -> PurgeResult:
-    leftovers = finish_leftovers(db, store)
+    finished, refused = finish_leftovers(db, store)
     as_of = datetime.now(UTC)
     with db.read() as session:
         plan = plan_purge(session, settings, as_of)
     result = PurgeResult(
-        run_id=str(uuid.uuid4()), planned=len(plan.items), finished_leftovers=leftovers
+        run_id=str(uuid.uuid4()),
+        planned=len(plan.items),
+        finished_leftovers=finished,
+        blobs_left=refused,
     )
     with db.write() as session:
         session.add(
@@ -208,18 +221,19 @@ def execute_purge(
             )
         )
         deleted = _delete_blobs(store, [item.blob_key for item in done])
+        gone = [item for item in done if item.blob_key in deleted]
         with db.write() as session:
             session.execute(
                 update(Tombstone)
                 .where(
-                    Tombstone.segment_id.in_(
-                        [item.segment_id for item in done if item.blob_key in deleted]
-                    )
+                    Tombstone.segment_id.in_([item.segment_id for item in gone]),
+                    Tombstone.blob_deleted_at.is_(None),
                 )
                 .values(blob_deleted_at=datetime.now(UTC))
             )
         result.purged += len(done)
-        result.bytes += sum(item.size_bytes for item in done)
+        result.bytes += sum(item.size_bytes for item in gone)
+        result.blobs_left += len(done) - len(gone)
         result.skipped += len(batch) - len(done)
         if progress is not None:
             progress(result.purged + result.skipped, result.planned)
@@ -259,7 +273,7 @@ def _tombstone_batch(
     # lock first makes this batch wait for, and then see, a hold placed while it ran.
     ledger.lock_head(session)
     now = datetime.now(UTC)
-    holds = active_scopes(session, settings)
+    holds = active_scopes(session)
     current = {
         row.id: row
         for row in session.execute(
@@ -396,33 +410,45 @@ def reconcile(db: Database, store: BlobStore, *, now: datetime | None = None) ->
     return report
 
 
+def expiry_of_span(
+    session: Session, settings: Settings, camera_code: str, start: datetime, end: datetime
+) -> datetime:
+    """The expiry of footage of this camera over [start, end), from the sittings it touches
+    now: the one computation ingest and the schedule import share, so the order in which
+    footage and sittings arrive cannot change the answer."""
+    touched = sittings_touching(session, camera_code, start, end, settings)
+    return expiry_for(
+        end,
+        [required_interval(sitting, settings).end for sitting in touched],
+        zone=settings.zone,
+        years=settings.retention_years,
+    )
+
+
 def extend_expiries(
     session: Session, store: BlobStore, settings: Settings, sitting: Sitting, *, actor: str
 ) -> int:
-    """A sitting imported or moved after its footage arrived: every segment it covers keeps
+    """A sitting imported or moved after its footage arrived: every segment it touches keeps
     its bytes at least three years after the sitting; expiry only ever moves later."""
-    pre = timedelta(seconds=settings.coverage_pre_margin_seconds)
-    post = timedelta(seconds=settings.coverage_post_margin_seconds)
-    camera_ids = select(Camera.id).where(Camera.room_id == sitting.room_id)
+    interval = required_interval(sitting, settings)
+    cameras = {
+        camera_id: code
+        for camera_id, code in session.execute(
+            select(Camera.id, Camera.code).where(Camera.room_id == sitting.room_id)
+        )
+    }
     segments = session.scalars(
         select(Segment).where(
-            Segment.camera_id.in_(camera_ids),
-            Segment.starts_at < sitting.ends_at + post,
-            Segment.ends_at > sitting.starts_at - pre,
+            Segment.camera_id.in_(list(cameras)),
+            Segment.starts_at < interval.end,
+            Segment.ends_at > interval.start,
             Segment.purged_at.is_(None),
         )
     ).all()
     extended = 0
     for segment in segments:
-        ends = session.scalars(
-            select(Sitting.ends_at).where(
-                Sitting.room_id == sitting.room_id,
-                Sitting.starts_at < segment.ends_at + pre,
-                Sitting.ends_at > segment.starts_at - post,
-            )
-        ).all()
-        expiry = expiry_for(
-            segment.ends_at, ends, zone=settings.zone, years=settings.retention_years
+        expiry = expiry_of_span(
+            session, settings, cameras[segment.camera_id], segment.starts_at, segment.ends_at
         )
         if expiry <= segment.expires_at:
             continue
@@ -474,10 +500,12 @@ class PurgeScheduler(BackgroundThread):
         if self._due is not None and now >= self._due:
             result = execute_purge(self.db, self.store, self.settings, actor="schedule")
             logger.info(
-                "scheduled purge: %d of %d segment(s) purged, %d bytes",
+                "scheduled purge: %d of %d segment(s) purged, %d bytes deleted, "
+                "%d blob(s) left for the next run",
                 result.purged,
                 result.planned,
                 result.bytes,
+                result.blobs_left,
             )
             self._due = None
         if self._due is None:

@@ -18,6 +18,21 @@ const byPosition = (a, b) =>
   (POSITION_ORDER[a.position] ?? 9) - (POSITION_ORDER[b.position] ?? 9) ||
   a.camera.localeCompare(b.camera);
 
+// A camera replaced mid-sitting comes before its replacement: same position, earlier service.
+const byPositionThenService = (a, b) =>
+  (POSITION_ORDER[a.position] ?? 9) - (POSITION_ORDER[b.position] ?? 9) ||
+  a.fromMs - b.fromMs ||
+  a.camera.localeCompare(b.camera);
+
+// Each camera is required only over the part of the sitting it was in service (its own
+// required_start/required_end); a report without them means the whole interval.
+function inService(camera, coverage) {
+  const from = camera.required_start ?? coverage.required_start;
+  const until = camera.required_end ?? coverage.required_end;
+  const [fromMs, untilMs] = [parseInstant(from).ms, parseInstant(until).ms];
+  return { ...camera, from, until, fromMs, untilMs };
+}
+
 export function renderSitting(container, code, me) {
   const view = {
     alive: true,
@@ -56,7 +71,11 @@ async function load(container, code, me, view) {
     offsetMin: start.offsetMin,
     startMs: start.ms,
     endMs: parseInstant(coverage.required_end).ms,
-    cameras: [...coverage.cameras].sort(byPosition),
+    requiredStart: coverage.required_start,
+    requiredEnd: coverage.required_end,
+    cameras: coverage.cameras
+      .map((camera) => inService(camera, coverage))
+      .sort(byPositionThenService),
     timelines: new Map(),
     findingsForm: null,
   };
@@ -148,6 +167,9 @@ function coverageSection(ctx) {
     L("coverage.legend.gap"),
     el("span", { class: "swatch health" }),
     L("coverage.legend.health"),
+    ctx.cameras.some((camera) => partlyInService(ctx, camera))
+      ? [el("span", { class: "swatch out-of-service" }), L("coverage.legend.outOfService")]
+      : null,
     el("span", { class: "swatch cursor" }),
     L("coverage.legend.cursor"),
   );
@@ -165,6 +187,25 @@ function coverageSection(ctx) {
   );
 }
 
+function partlyInService(ctx, camera) {
+  return camera.fromMs > ctx.startMs || camera.untilMs < ctx.endMs;
+}
+
+// The parts of the sitting outside the camera's service: neither required nor a gap.
+function outOfServiceBands(ctx, camera) {
+  const parts = [];
+  if (camera.fromMs > ctx.startMs) parts.push([ctx.requiredStart, camera.from]);
+  if (camera.untilMs < ctx.endMs) parts.push([camera.until, ctx.requiredEnd]);
+  return parts.map(([start, end]) => {
+    const node = span(ctx, start, end, "out-of-service", "coverage.outOfService", {
+      start: showInstant(start, false),
+      end: showInstant(end, false),
+    });
+    Object.assign(node.dataset, { start, end });
+    return node;
+  });
+}
+
 function coverageRow(ctx, camera) {
   const vars = { camera: camera.camera };
   const bar = el("div", {
@@ -175,9 +216,10 @@ function coverageRow(ctx, camera) {
     "aria-valuemax": String(Math.round((ctx.endMs - ctx.startMs) / 1000)),
     "aria-valuenow": "0",
     "aria-valuetext": showTime(ctx.startMs, ctx.offsetMin),
-    dataset: { camera: camera.camera },
+    dataset: { camera: camera.camera, requiredStart: camera.from, requiredEnd: camera.until },
   });
   setAttr(bar, "aria-label", "coverage.timeline", vars);
+  bar.append(...outOfServiceBands(ctx, camera));
   for (const gap of camera.gaps) {
     bar.append(
       span(ctx, gap.start, gap.end, "gap", "play.gapLine", {
@@ -271,14 +313,27 @@ function coverageRow(ctx, camera) {
     : el("p", { class: "small muted" }, L("coverage.noHealth"));
   return el(
     "div",
-    { class: "coverage-row", dataset: { camera: camera.camera } },
+    { class: "coverage-row", dataset: { camera: camera.camera, position: camera.position } },
     el(
       "h3",
       {},
-      L(`position.${camera.position}`),
-      " ",
-      el("span", { class: "code" }, camera.camera),
+      el(
+        "span",
+        { class: "camera-label" },
+        L(`position.${camera.position}`),
+        " ",
+        el("span", { class: "code" }, camera.camera),
+      ),
       " · ",
+      partlyInService(ctx, camera)
+        ? [
+            L("coverage.inService", {
+              start: showInstant(camera.from, false),
+              end: showInstant(camera.until, false),
+            }),
+            " · ",
+          ]
+        : null,
       L("coverage.ratio", { pct: (camera.ratio * 100).toFixed(1) }),
     ),
     bar,
@@ -718,7 +773,11 @@ function playerTime(ctx, cameraCode) {
 // --- segments ---------------------------------------------------------------------------
 
 function segmentsSection(ctx, segments) {
-  const cameras = [...segments.cameras].sort(byPosition);
+  // The coverage rows' order, so a replaced camera's table also comes before its replacement's.
+  const rank = new Map(ctx.cameras.map((camera, index) => [camera.camera, index]));
+  const cameras = [...segments.cameras].sort(
+    (a, b) => (rank.get(a.camera) ?? 99) - (rank.get(b.camera) ?? 99) || byPosition(a, b),
+  );
   const tables = cameras.map((camera) => {
     const rows = camera.segments.map((segment) =>
       el(

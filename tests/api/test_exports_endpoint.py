@@ -23,7 +23,8 @@ from services.access.people import assign, create_user
 from services.access.tokens import create_token
 from services.api.app import create_app
 from services.context import Services
-from services.evidence.package import MANIFEST, verify_package
+from services.evidence.package import MANIFEST, TrustedKey, verify_package
+from services.ledger.keys import load_or_create_signer
 from storage.blobs import BlobStore
 from storage.models import LedgerEntry, Segment
 from tests.conftest import CAMERA_FRONT, VideoFactory
@@ -79,8 +80,9 @@ def test_admin_export_is_a_zip_attachment_that_verifies(
     assert disposition.startswith('attachment; filename="examvault-EX-2026-001-')
     package = tmp_path / "package.zip"
     package.write_bytes(response.content)
-    verdict = verify_package(package)
-    assert verdict.ok, [check.line() for check in verdict.failed]
+    centre = load_or_create_signer(registered.settings.data_dir)
+    verdict = verify_package(package, TrustedKey.of(centre.public_key))
+    assert verdict.verified, [check.line() for check in verdict.failed]
 
     (entry,) = _exports(registered)
     assert entry.actor == "admin:t-admin" and entry.subject_id == SITTING

@@ -223,6 +223,25 @@ def test_content_revalidation_and_if_range(
     assert len(stale.content) == len(_original(services, segment))
 
 
+def test_a_304_to_a_content_read_is_ledgered_as_not_modified(
+    footage: tuple[TestClient, Services, dict[str, str]],
+) -> None:
+    client, services, _ = footage
+    supervisor = _supervisor(client, services)
+    segment = _segment_ids(services)[0]
+    etag = f'"{_segment(services, segment).sha256}"'
+    unchanged = client.get(
+        f"/api/v1/segments/{segment}/content", headers={**supervisor, "If-None-Match": etag}
+    )
+    assert unchanged.status_code == 304
+    # The 304 confirms the client's cached copy is this footage: a read like any other.
+    (entry,) = _ledger(services, "footage.content")
+    assert (entry.actor, entry.subject_id) == ("supervisor:zhang", str(segment))
+    details = json.loads(entry.details)
+    assert details["not_modified"] is True and details["bytes"] == 0
+    assert details["sha256"] == _segment(services, segment).sha256
+
+
 def test_content_of_a_purged_segment_is_410_with_its_tombstone_time(
     footage: tuple[TestClient, Services, dict[str, str]],
 ) -> None:

@@ -2,8 +2,8 @@
 
 a supervisor assigned to one sitting logs in, reads its coverage, plays both cameras from an
 arbitrary instant, records a finding and exports a package that `examvault verify-export`
-accepts; sees no other sitting, and not this one once the assignment window has ended; all of it
-is in the ledger and `examvault ledger verify` passes.
+verifies against the centre's published key; sees no other sitting, and not this one once the
+assignment window has ended; all of it is in the ledger and `examvault ledger verify` passes.
 """
 
 from __future__ import annotations
@@ -162,7 +162,14 @@ def test_a_supervisor_reviews_one_sitting_end_to_end(
     assert exported.status_code == 200, exported.text
     package = tmp_path / "evidence.zip"
     package.write_bytes(exported.content)
-    assert main(["verify-export", str(package)]) == 0, capsys.readouterr()
+    published = client.get("/api/v1/ledger/key", headers=me)
+    assert published.status_code == 200, published.text
+    key = tmp_path / "centre.pem"
+    key.write_text(published.json()["public_key_pem"])
+    assert main(["verify-export", str(package), "--key", str(key)]) == 0, capsys.readouterr()
+    # The fingerprint the centre publishes is as good as its PEM.
+    fingerprint = published.json()["fingerprint"]
+    assert main(["verify-export", str(package), "--key-fingerprint", fingerprint]) == 0
 
     # The window ends: the sitting, its footage and its export are gone from this supervisor.
     with services.db.write() as session:

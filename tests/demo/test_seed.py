@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -9,10 +12,26 @@ from sqlalchemy import func, select
 
 from services.access.people import log_in
 from services.access.scopes import Subject, sitting_scope
+from services.cli import build_parser
 from services.context import Services
 from services.demo.seed import seed_demo_if_empty, write_demo_footage
 from services.ingest.probe import probe_recording
-from storage.models import ApiToken, Camera, Institution, Room, Site, Sitting, User
+from storage.db import Database
+from storage.models import (
+    ApiToken,
+    Camera,
+    Institution,
+    LedgerEntry,
+    Room,
+    Segment,
+    Site,
+    Sitting,
+    User,
+)
+from tests.processes import examvault_env, free_port, run_cli, spawn, wait_for_health
+
+# What demo seeding writes; a server started without --demo must add none of it.
+SEEDED = (Institution, Camera, Sitting, User, ApiToken, Segment, LedgerEntry)
 
 
 def test_demo_seeds_an_empty_database_once(services: Services) -> None:
@@ -56,3 +75,61 @@ def test_demo_supervisor_logs_in_and_sees_the_demo_sitting(
         ).all()
     assert [code for code in visible if code.startswith("DEMO-")] == list(visible)
     assert len(visible) == 1
+
+
+def _counts(database_url: str) -> dict[str, int]:
+    db = Database(database_url)
+    try:
+        with db.read() as session:
+            return {
+                model.__name__: session.scalar(select(func.count()).select_from(model)) or 0
+                for model in SEEDED
+            }
+    finally:
+        db.dispose()
+
+
+@contextmanager
+def _serving(env: dict[str, str], log: Path, *options: str) -> Iterator[None]:
+    """A real `examvault serve` until it answers /healthz (seeding happens before that)."""
+    port = free_port()
+    process = spawn(env, "serve", "--port", str(port), *options, log=log)
+    try:
+        wait_for_health(f"http://127.0.0.1:{port}", process, log)
+        yield
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def test_serve_without_demo_leaves_an_empty_database_empty(
+    tmp_path: Path, database_url: str
+) -> None:
+    env = examvault_env(tmp_path / "var", database_url)
+    migrated = run_cli(env, "db", "upgrade")
+    assert migrated.returncode == 0, migrated.stderr
+    before = _counts(database_url)
+    assert before["Institution"] == 0
+    log = tmp_path / "serve.log"
+    with _serving(env, log):
+        pass
+    assert _counts(database_url) == before, log.read_text()
+    assert "demo admin token" not in log.read_text()
+
+
+def test_serve_with_demo_seeds_an_empty_database(tmp_path: Path, database_url: str) -> None:
+    env = examvault_env(tmp_path / "var", database_url)
+    log = tmp_path / "serve.log"
+    with _serving(env, log, "--demo"):
+        pass
+    counts = _counts(database_url)
+    assert (counts["Institution"], counts["Camera"], counts["Sitting"]) == (1, 2, 1)
+    assert "demo admin token (shown once)" in log.read_text()
+
+
+def test_serve_no_longer_takes_no_demo() -> None:
+    # Without a demo by default, `--no-demo` would mean nothing; a script that still passes
+    # it is told so rather than silently served.
+    with pytest.raises(SystemExit) as refused:
+        build_parser().parse_args(["serve", "--no-demo"])
+    assert refused.value.code == 2

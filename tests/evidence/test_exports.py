@@ -1,6 +1,7 @@
 """Evidence exports through the service functions and `examvault verify-export`: real videos
 ingested by the real pipeline, on SQLite and PostgreSQL; every tampering the verifier must
-name; aborts on damaged bytes; a stream that reads the footage lazily."""
+name; a forged package re-signed with another key, which only a trusted key exposes; aborts on
+damaged bytes; a stream that reads the footage lazily."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select, update
 
 from services.access.people import assign, create_user
@@ -38,14 +41,21 @@ from services.evidence.exports import (
 from services.evidence.package import (
     CHECKPOINT,
     ENTRIES,
+    INTACT_ORIGIN_NOT_VERIFIED,
     MANIFEST,
     PROOFS,
+    PUBLIC_KEY,
+    SIGNATURE,
+    VERIFIED,
     PackageUnreadable,
+    TrustedKey,
+    entry_line,
+    recompute_entry_hash,
     verify_package,
 )
 from services.ingest.pipeline import Arrival, Outcome
-from services.ledger.checkpoints import latest_stored_checkpoint
-from services.ledger.keys import load_or_create_signer
+from services.ledger.checkpoints import latest_stored_checkpoint, sign_checkpoint
+from services.ledger.keys import CheckpointSigner, load_or_create_signer
 from services.registry import import_registry
 from services.settings import Settings
 from storage import ledger, merkle
@@ -254,15 +264,77 @@ def _failed(package: Path) -> list[str]:
     return [check.name for check in verify_package(package).failed]
 
 
+def _centre(services: Services) -> CheckpointSigner:
+    return load_or_create_signer(services.settings.data_dir)
+
+
+def _pem_file(folder: Path, signer: CheckpointSigner, name: str = "centre.pem") -> Path:
+    path = folder / name
+    path.write_text(signer.public_key_pem)
+    return path
+
+
+def _forge_without_a_segment(package: Path) -> tuple[Path, int]:
+    """What anyone with a key of their own can make of a genuine package: one segment taken
+    out, the export entry rewritten to match, a new tree, checkpoint, proofs, manifest and
+    signature, all by a fresh key shipped inside the ZIP. Returns it and the removed id."""
+    forger = CheckpointSigner(Ed25519PrivateKey.generate())
+    with zipfile.ZipFile(package) as source:
+        members = {name: source.read(name) for name in source.namelist()}
+    manifest = json.loads(members[MANIFEST])
+    victim = next(s for s in manifest["segments"] if s["status"] == "included")
+    manifest["segments"].remove(victim)
+    del members[victim["file"]]
+    entries = [json.loads(line) for line in members[ENTRIES].decode().splitlines()]
+    entries = [entry for entry in entries if entry["seq"] != victim["ingest_ledger_seq"]]
+    for entry in entries:
+        if entry["action"] == "export.created":
+            details = json.loads(entry["details"])
+            details["segments"].remove(victim["id"])
+            entry["details"] = json.dumps(details, ensure_ascii=False)
+            entry["entry_hash"] = recompute_entry_hash(entry)
+    # The forger cannot know the other leaves of the real ledger, and needs not to.
+    size = max(entry["seq"] for entry in entries)
+    leaves = [hashlib.sha256(b"filler %d" % index).digest() for index in range(size)]
+    for entry in entries:
+        leaves[entry["seq"] - 1] = bytes.fromhex(entry["entry_hash"])
+    checkpoint = sign_checkpoint(forger, size, merkle.tree_hash(leaves))
+    proofs = [
+        {"seq": e["seq"], "proof": [n.hex() for n in merkle.inclusion_proof(leaves, e["seq"] - 1)]}
+        for e in entries
+    ]
+    members[ENTRIES] = "".join(entry_line(entry) + "\n" for entry in entries).encode()
+    members[PROOFS] = json.dumps({"proofs": proofs}).encode()
+    members[CHECKPOINT] = checkpoint.to_bytes()
+    members[PUBLIC_KEY] = forger.public_key_pem.encode()
+    manifest["ledger"]["checkpoint"].update(
+        size=checkpoint.size,
+        root=checkpoint.root,
+        timestamp=checkpoint.timestamp,
+        key_id=checkpoint.key_id,
+    )
+    manifest["signature"]["key_id"] = forger.key_id
+    for item in manifest["files"]:
+        item["sha256"] = hashlib.sha256(members[item["path"]]).hexdigest()
+        item["size"] = len(members[item["path"]])
+    members[MANIFEST] = json.dumps(manifest, ensure_ascii=False, indent=2).encode()
+    members[SIGNATURE] = forger.sign(members[MANIFEST])
+    forged = package.with_name("forged.zip")
+    with zipfile.ZipFile(forged, "w") as copy:
+        for name in (MANIFEST, SIGNATURE, *(n for n in members if n not in (MANIFEST, SIGNATURE))):
+            copy.writestr(name, members[name])
+    return forged, victim["id"]
+
+
 def test_package_verifies_and_carries_the_footage_byte_for_byte(
     footage: Footage, registered: Services, tmp_path: Path
 ) -> None:
     package = _export(registered, tmp_path)
 
-    verdict = verify_package(package)
-    assert verdict.ok, [check.line() for check in verdict.failed]
-    signer = load_or_create_signer(registered.settings.data_dir)
-    assert verdict.key_id == signer.key_id
+    signer = _centre(registered)
+    verdict = verify_package(package, TrustedKey.of(signer.public_key))
+    assert verdict.verified, [check.line() for check in verdict.failed]
+    assert verdict.key_id == signer.key_id and verdict.key_fingerprint == signer.fingerprint
     with zipfile.ZipFile(package) as archive:
         names = archive.namelist()
         manifest = json.loads(archive.read(MANIFEST))
@@ -384,35 +456,121 @@ def test_a_missing_footage_file_an_extra_member_and_an_edited_entry_are_caught(
     assert f"ledger entry seq {first['seq']} (segment.ingested) hash recomputes" in failed
 
 
-def test_cli_exit_codes_and_key_comparison(
+def test_a_forged_package_without_a_trusted_key_is_never_verified(
+    footage: Footage, registered: Services, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    forged, removed = _forge_without_a_segment(_export(registered, tmp_path))
+    verdict = verify_package(forged)
+    # Internally consistent: nothing in the package itself can expose the forgery.
+    assert verdict.intact, [check.line() for check in verdict.failed]
+    with zipfile.ZipFile(forged) as archive:
+        listed = {s["id"] for s in json.loads(archive.read(MANIFEST))["segments"]}
+    assert removed in footage.originals and removed not in listed
+    assert verdict.outcome == INTACT_ORIGIN_NOT_VERIFIED and not verdict.verified
+
+    assert main(["verify-export", str(forged)]) == 3
+    out = capsys.readouterr().out
+    assert "export intact, origin not verified" in out and "export verified" not in out
+    assert f"key fingerprint {verdict.key_fingerprint}" in out
+    assert verdict.key_fingerprint != _centre(registered).fingerprint
+    assert main(["verify-export", str(forged), "--json"]) == 3
+    report = json.loads(capsys.readouterr().out)
+    assert (report["outcome"], report["verified"]) == (INTACT_ORIGIN_NOT_VERIFIED, False)
+
+
+@pytest.mark.parametrize("given", ["pem", "fingerprint"])
+def test_a_forged_package_is_refused_against_the_centres_key(
+    footage: Footage,
+    registered: Services,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    given: str,
+) -> None:
+    forged, _ = _forge_without_a_segment(_export(registered, tmp_path))
+    centre = _centre(registered)
+    key = (
+        ["--key", str(_pem_file(tmp_path, centre))]
+        if given == "pem"
+        else ["--key-fingerprint", centre.fingerprint]
+    )
+    assert main(["verify-export", str(forged), *key]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL package key is the trusted key" in out
+    assert "export DOES NOT verify: 1 of" in out
+
+
+@pytest.mark.parametrize("given", ["pem", "fingerprint", "fingerprint-with-colons"])
+def test_a_genuine_package_with_the_centres_key_is_verified(
+    footage: Footage,
+    registered: Services,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    given: str,
+) -> None:
+    package = _export(registered, tmp_path)
+    centre = _centre(registered)
+    grouped = ":".join(centre.fingerprint[at : at + 4] for at in range(0, 64, 4)).upper()
+    key = {
+        "pem": ["--key", str(_pem_file(tmp_path, centre))],
+        "fingerprint": ["--key-fingerprint", centre.fingerprint],
+        "fingerprint-with-colons": ["--key-fingerprint", grouped],
+    }[given]
+    assert main(["verify-export", str(package), *key]) == 0
+    out = capsys.readouterr().out
+    assert "OK   package key is the trusted key" in out
+    assert out.splitlines()[-1].startswith("export verified: all")
+    assert main(["verify-export", str(package), *key, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["outcome"], report["verified"]) == (VERIFIED, True)
+    assert report["trusted_fingerprint"] == centre.fingerprint
+
+
+def test_a_genuine_package_without_a_key_is_intact_with_its_fingerprint_printed(
+    footage: Footage, registered: Services, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    package = _export(registered, tmp_path)
+    assert main(["verify-export", str(package)]) == 3
+    out = capsys.readouterr().out
+    assert f"KEY  the package claims key fingerprint {_centre(registered).fingerprint}" in out
+    assert out.splitlines()[-1].startswith("export intact, origin not verified: all")
+    assert "export verified" not in out
+
+
+def test_the_key_the_centre_publishes_with_ledger_key_verifies_its_packages(
+    footage: Footage,
+    registered: Services,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    package = _export(registered, tmp_path)
+    monkeypatch.setenv("EXAMVAULT_DATA_DIR", str(registered.settings.data_dir))
+    monkeypatch.setenv("EXAMVAULT_DATABASE_URL", registered.settings.resolved_database_url)
+    assert main(["ledger", "key"]) == 0
+    published = capsys.readouterr().out
+    centre = _centre(registered)
+    assert f"fingerprint (SHA-256 of the raw Ed25519 key): {centre.fingerprint}" in published
+    saved = tmp_path / "published.txt"
+    saved.write_text(published)  # the whole output, as an operator would save it
+    assert main(["verify-export", str(package), "--key", str(saved)]) == 0
+    capsys.readouterr()
+    assert main(["ledger", "key", "--json"]) == 0
+    described = json.loads(capsys.readouterr().out)
+    assert (described["fingerprint"], described["key_id"]) == (centre.fingerprint, centre.key_id)
+
+    monkeypatch.setenv("EXAMVAULT_DATA_DIR", str(tmp_path / "no-key-yet"))
+    assert main(["ledger", "key"]) == 1
+    assert "no ledger signing key" in capsys.readouterr().err
+    assert not (tmp_path / "no-key-yet" / "ledger-signing-key.pem").exists()
+
+
+def test_cli_refuses_bad_input_with_exit_2(
     footage: Footage,
     registered: Services,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     package = _export(registered, tmp_path)
-    assert main(["verify-export", str(package)]) == 0
-    out = capsys.readouterr().out
-    assert "export verifies" in out and "GET /api/v1/ledger/key" in out
-
-    key = tmp_path / "key.pem"
-    key.write_text(load_or_create_signer(registered.settings.data_dir).public_key_pem)
-    assert main(["verify-export", str(package), "--key", str(key), "--json"]) == 0
-    report = json.loads(capsys.readouterr().out)
-    assert report["ok"] and report["key_compared"]
-
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    other = tmp_path / "other.pem"
-    other.write_bytes(
-        Ed25519PrivateKey.generate()
-        .public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    assert main(["verify-export", str(package), "--key", str(other)]) == 1
-    assert "FAIL package key is the expected key" in capsys.readouterr().out
-
     not_zip = tmp_path / "not.zip"
     not_zip.write_bytes(b"hello")
     assert main(["verify-export", str(not_zip)]) == 2
@@ -420,25 +578,61 @@ def test_cli_exit_codes_and_key_comparison(
     with zipfile.ZipFile(no_manifest, "w") as archive:
         archive.writestr("x.txt", "x")
     assert main(["verify-export", str(no_manifest)]) == 2
+    assert "no manifest.json" in capsys.readouterr().err
     assert main(["verify-export", str(tmp_path / "absent.zip")]) == 2
     assert main(["verify-export", str(package), "--key", str(not_zip)]) == 2
-    assert "no manifest.json" in capsys.readouterr().err
+    assert "not an Ed25519 public key in PEM" in capsys.readouterr().err
+    assert main(["verify-export", str(package), "--key-fingerprint", "abc"]) == 2
+    assert "not a key fingerprint: 64 hex digits" in capsys.readouterr().err
+    # The 16-digit key_id checkpoints carry is a name, too short to trust as a key.
+    key_id = _centre(registered).key_id
+    assert main(["verify-export", str(package), "--key-fingerprint", key_id]) == 2
+    assert "too short to trust" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as both:
+        main(["verify-export", str(package), "--key", "k.pem", "--key-fingerprint", key_id])
+    assert both.value.code == 2
+
+
+def test_a_package_signed_with_another_key_is_refused_and_both_fingerprints_named(
+    footage: Footage,
+    registered: Services,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    package = _export(registered, tmp_path)
+    other = tmp_path / "other.pem"
+    other.write_bytes(
+        Ed25519PrivateKey.generate()
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    assert main(["verify-export", str(package), "--key", str(other)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL package key is the trusted key" in out
+    assert f"package key fingerprint {_centre(registered).fingerprint}, trusted key" in out
 
 
 def test_console_script_verifies_a_package(
     footage: Footage, registered: Services, tmp_path: Path
 ) -> None:
     package = _export(registered, tmp_path)
+    fingerprint = _centre(registered).fingerprint
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXAMVAULT_")}
     done = subprocess.run(
-        [str(ROOT / ".venv" / "bin" / "examvault"), "verify-export", str(package)],
+        [
+            str(ROOT / ".venv" / "bin" / "examvault"),
+            "verify-export",
+            str(package),
+            "--key-fingerprint",
+            fingerprint,
+        ],
         env={**env, "EXAMVAULT_DATA_DIR": str(tmp_path / "elsewhere")},
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.splitlines()[-1].startswith("export verifies: all")
+    assert done.stdout.splitlines()[-1].startswith("export verified: all")
 
 
 def test_damaged_bytes_abort_the_stream_and_are_ledgered(
@@ -597,8 +791,8 @@ def test_a_package_from_s3_verifies(
         )
         footage = record_sitting_with_footage(services, make_video, delete_purged_blob=False)
         package = _export(services, tmp_path)
-        verdict = verify_package(package)
-        assert verdict.ok, [check.line() for check in verdict.failed]
+        verdict = verify_package(package, TrustedKey.of(_centre(services).public_key))
+        assert verdict.verified, [check.line() for check in verdict.failed]
         with zipfile.ZipFile(package) as archive:
             stored = {n: archive.read(n) for n in archive.namelist() if n.startswith("segments/")}
         assert sorted(stored.values()) == sorted(footage.originals.values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Callable
@@ -251,3 +252,34 @@ def test_a_file_held_by_another_worker_is_skipped(
         result = registered.pipeline.ingest(arrival)
     assert result.outcome is Outcome.SKIPPED
     assert arrival.path.exists()
+
+
+def test_a_rejected_arrival_that_comes_back_keeps_its_one_quarantine_record(
+    registered: Services, tmp_path: Path
+) -> None:
+    # What a kill after the quarantine record's commit, before the arrival's removal, leaves:
+    # the same file, same name, same arrival time, ingested again by the next run.
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"this is not a recording")
+    first = registered.pipeline.ingest(_spool(registered, bad))
+    again = registered.pipeline.ingest(_spool(registered, bad))
+
+    assert first.outcome is again.outcome is Outcome.REJECTED
+    assert again.quarantine_id == first.quarantine_id
+    with registered.db.read() as session:
+        assert len(session.scalars(select(QuarantineRecord)).all()) == 1
+        rejected = session.scalars(
+            select(LedgerEntry).where(LedgerEntry.action == "segment.rejected")
+        ).all()
+        assert len(rejected) == 1
+
+
+def test_the_same_bad_file_arriving_again_later_is_a_second_record(
+    registered: Services, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"this is not a recording")
+    first = registered.pipeline.ingest(_spool(registered, bad))
+    later = dataclasses.replace(_spool(registered, bad), received_at=ARRIVED + timedelta(hours=1))
+
+    assert registered.pipeline.ingest(later).quarantine_id != first.quarantine_id

@@ -15,12 +15,14 @@ import pytest
 from sqlalchemy import select
 
 from services.context import Services
+from services.demo.footage import classroom_scene
 from services.ingest.pipeline import Arrival, IngestPipeline, Outcome
 from services.registry import import_registry
+from services.retention.purge import segment_keys
 from services.settings import Settings
 from storage.blobs import BlobStoreError
-from storage.models import LedgerEntry, QuarantineRecord
-from storage.s3 import S3BlobStore, _ObjectState
+from storage.models import LedgerEntry, QuarantineRecord, Segment
+from storage.s3 import MiB, S3BlobStore, _ObjectState
 from tests.conftest import CAMERA_FRONT, REGISTRY, VideoFactory
 from tests.s3server import ACCESS_KEY, SECRET_KEY
 
@@ -117,4 +119,62 @@ def test_missing_lock_fails_the_ingest_and_keeps_the_file(
 
     # With a store that keeps its locks, the retry completes the ingest.
     assert s3_services.pipeline.ingest(arrival).outcome is Outcome.STORED
+    assert not arrival.path.exists()
+
+
+def test_a_multipart_upload_stored_wrong_fails_the_ingest_and_the_retry_stores_it(
+    s3_services: Services,
+    s3_endpoint: str,
+    make_video: VideoFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert isinstance(s3_services.store, S3BlobStore)
+    store = S3BlobStore(
+        bucket=s3_services.store.bucket,
+        endpoint=s3_endpoint,
+        access_key=ACCESS_KEY,
+        secret_key=SECRET_KEY,
+        secure=False,
+        multipart_threshold=5 * MiB + 1,
+    )
+    pipeline = IngestPipeline(
+        db=s3_services.db,
+        store=store,
+        quarantine=s3_services.quarantine,
+        settings=s3_services.settings,
+    )
+    data = make_video(
+        "large.mp4",
+        seconds=4,
+        width=640,
+        height=480,
+        scene=classroom_scene(640, 480, seed=1),
+        bit_rate=30_000_000,
+    ).read_bytes()
+    assert len(data) > 5 * MiB + 1
+    arrival = _arrival(s3_services, data)
+    # A fake at the edge (the client's part upload), the one way to make the stored bytes differ
+    # from the ones read: the last part arrives with one byte flipped.
+    upload_part = store._client._upload_part
+
+    def corrupt_last_part(*args: object) -> str:
+        bucket, name, part, headers, upload_id, number = args
+        assert isinstance(part, bytes)
+        if number == 2:
+            part = part[:-1] + bytes([part[-1] ^ 0xFF])
+        return upload_part(bucket, name, part, headers, upload_id, number)
+
+    monkeypatch.setattr(store._client, "_upload_part", corrupt_last_part)
+    with pytest.raises(BlobStoreError, match="read back with SHA-256"):
+        pipeline.ingest(arrival)
+    assert arrival.path.exists()
+    assert segment_keys(store) == set()
+    with s3_services.db.read() as session:
+        assert session.scalars(select(Segment)).all() == []
+
+    monkeypatch.undo()
+    result = pipeline.ingest(arrival)
+    assert result.outcome is Outcome.STORED and result.segment is not None
+    stored = b"".join(store.read(result.segment.blob_key))
+    assert hashlib.sha256(stored).hexdigest() == hashlib.sha256(data).hexdigest()
     assert not arrival.path.exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -16,7 +17,7 @@ from sqlalchemy import func, select
 from services.context import Services
 from services.ingest.spool import STALE_UPLOAD_SECONDS
 from services.ingest.worker import IngestWorker
-from storage.models import Segment
+from storage.models import LedgerEntry, Segment
 from tests.conftest import CAMERA_FRONT, VideoFactory
 from tests.processes import wait_until
 
@@ -108,6 +109,39 @@ def test_an_orphaned_upload_is_finished_by_the_sweep(
         assert segment is not None
         assert (segment.source, segment.declared_start) == ("http", "2026-11-24T09:00:00+08:00")
     assert list(incoming.iterdir()) == []
+
+
+def test_an_upload_finished_by_the_sweep_is_ledgered_as_its_uploader(
+    registered: Services, make_video: VideoFactory
+) -> None:
+    incoming = registered.settings.incoming_dir
+    incoming.mkdir(parents=True, exist_ok=True)
+    data = incoming / "abc.bin"
+    data.write_bytes(make_video("a.mp4").read_bytes())
+    sha256 = hashlib.sha256(data.read_bytes()).hexdigest()
+    # The sidecar as the upload endpoint writes it.
+    (incoming / "abc.json").write_text(
+        json.dumps(
+            {
+                "camera": CAMERA_FRONT,
+                "file_name": "20261124T090000+0800.mp4",
+                "declared_start": None,
+                "received_at": datetime(2026, 11, 24, 1, 5, tzinfo=UTC).isoformat(),
+                "sha256": sha256,
+                "actor": "camera_host:host-1",
+            }
+        )
+    )
+    old = time.time() - 120
+    os.utime(data, (old, old))
+    registered.settings.spool_rescan_seconds = 0.3
+    with _running(registered, watch=False):
+        wait_until(lambda: _segments(registered) == 1, timeout=20)
+    with registered.db.read() as session:
+        actor = session.scalar(
+            select(LedgerEntry.actor).where(LedgerEntry.action == "segment.ingested")
+        )
+    assert actor == "camera_host:host-1"
 
 
 def test_an_abandoned_partial_upload_is_removed(registered: Services) -> None:

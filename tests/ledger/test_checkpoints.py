@@ -4,9 +4,13 @@ the HTTP API and `examvault ledger verify`, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import base64
+import dataclasses
+import hashlib
 import json
 import os
+import re
 import stat
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,11 +29,15 @@ from services.context import Services
 from services.ledger.checkpoints import (
     Checkpoint,
     CheckpointWriter,
+    LedgerRewritten,
     checkpoint_key,
     consistency_proof_for,
     inclusion_proof_for,
+    latest_recorded_checkpoint,
     latest_stored_checkpoint,
+    ledger_leaves,
     make_checkpoint,
+    sign_checkpoint,
     store_checkpoint,
     verify_checkpoint,
 )
@@ -39,9 +47,11 @@ from services.ledger.keys import (
     load_or_create_signer,
     public_key_from_pem,
 )
+from services.settings import SettingsError, load_settings
 from storage import ledger, merkle
 from storage.models import LedgerEntry
 from storage.s3 import S3BlobStore
+from tests.ledger.tampering import drop_append_only_guard
 from tests.s3server import ACCESS_KEY, SECRET_KEY
 
 
@@ -73,8 +83,8 @@ def test_checkpoint_signature_verifies_and_fails_when_any_field_is_altered(
 ) -> None:
     _append(services, 5)
     signer = _signer(services)
+    checkpoint = make_checkpoint(services.db, services.store, signer).checkpoint
     with services.db.read() as session:
-        checkpoint = make_checkpoint(session, signer)
         leaves = [bytes.fromhex(e.entry_hash) for e in session.scalars(select(LedgerEntry))]
     assert checkpoint.size == 5 and checkpoint.origin == "examvault"
     assert checkpoint.root == merkle.tree_hash(leaves).hex()
@@ -121,7 +131,7 @@ def test_stored_checkpoint_is_written_once_and_read_back_as_latest(services: Ser
     _append(services, 3)
     signer = _signer(services)
     with services.db.read() as session:
-        checkpoint = make_checkpoint(session, signer)
+        checkpoint = sign_checkpoint(signer, 3, merkle.tree_hash(ledger_leaves(session)))
     later = datetime.now(UTC) + timedelta(days=3653)
     stored = store_checkpoint(services.store, checkpoint, later)
     assert stored is not None and stored.key == "ledger/checkpoints/000000000003.json"
@@ -141,13 +151,15 @@ def test_checkpoint_on_s3_is_object_locked(
         secure=False,
     )
     _append(services, 2)
-    with services.db.read() as session:
-        checkpoint = make_checkpoint(session, _signer(services))
     until = datetime.now(UTC) + timedelta(days=3653)
-    stored = store_checkpoint(store, checkpoint, until)
+    checkpoint = make_checkpoint(services.db, store, _signer(services)).checkpoint
+    stored = store.stat(checkpoint.key)
     assert stored is not None and stored.retain_until is not None
     assert stored.retain_until >= until - timedelta(seconds=1)
     assert latest_stored_checkpoint(store) == checkpoint
+    with services.db.read() as session:
+        recorded = latest_recorded_checkpoint(session)
+    assert recorded is not None and (recorded.size, recorded.root) == (2, checkpoint.root)
 
 
 def test_writer_stores_a_checkpoint_only_when_the_ledger_grew(services: Services) -> None:
@@ -179,11 +191,10 @@ def test_writer_refuses_to_sign_over_a_rewritten_history(services: Services) -> 
 def test_service_proofs_verify_against_checkpoints(services: Services) -> None:
     _append(services, 7)
     signer = _signer(services)
-    with services.db.read() as session:
-        old = make_checkpoint(session, signer)
+    old = make_checkpoint(services.db, services.store, signer).checkpoint
     _append(services, 6)
+    new = make_checkpoint(services.db, services.store, signer).checkpoint
     with services.db.read() as session:
-        new = make_checkpoint(session, signer)
         for seq in (1, 7, 13):
             proof = inclusion_proof_for(session, seq, new.size)
             assert proof.verifies() and proof.root == new.root
@@ -224,6 +235,8 @@ def test_api_key_and_checkpoint_verify_with_the_published_key(
     assert key["algorithm"] == "Ed25519"
     assert base64.b64decode(key["public_key"]) == _signer(registered).public_key_raw
     assert key["key_id"] == _signer(registered).key_id
+    assert key["fingerprint"] == hashlib.sha256(base64.b64decode(key["public_key"])).hexdigest()
+    assert key["fingerprint"].startswith(key["key_id"])
     checkpoint = _checkpoint(client, auth)
     with registered.db.read() as session:
         assert checkpoint["size"] == ledger.verify(session).entries
@@ -326,6 +339,8 @@ def test_api_answers_ledger_broken_when_an_entry_is_missing(
     client, auth = api
     _append(registered, 3)
     with registered.db.write() as session:
+        # An attacker with the database owner's rights: the append-only trigger goes first.
+        drop_append_only_guard(session)
         session.execute(delete(LedgerEntry).where(LedgerEntry.seq == 2))
     for path in ("checkpoint", "proof/inclusion?seq=1", "proof/consistency?old=1"):
         answer = client.get(f"/api/v1/ledger/{path}", headers=auth)
@@ -349,9 +364,10 @@ def _verify(capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
 
 
 def _rewrite_chain_from(services: Services, seq: int) -> None:
-    """What a careful forger does: change an entry and recompute every hash after it, so the
-    chain alone verifies again."""
+    """What a careful forger with the database owner's rights does: switch off the append-only
+    trigger, change an entry and recompute every hash after it, so the chain alone verifies."""
     with services.db.write() as session:
+        drop_append_only_guard(session)
         entries = session.scalars(
             select(LedgerEntry).where(LedgerEntry.seq >= seq - 1).order_by(LedgerEntry.seq)
         ).all()
@@ -381,8 +397,11 @@ def test_verify_passes_with_checkpoints_and_names_an_edited_entry(
     _append(cli, 6)
     _writer(cli).write_if_grown()
     code, out = _verify(capsys)
-    assert code == 0 and "6 entries" in out and "1 stored checkpoint(s) match" in out
+    assert code == 0 and "6 entries" in out
+    assert "1 stored checkpoint(s) match, 1 of them recorded in the database" in out
     with cli.db.write() as session:
+        # An attacker with the database owner's rights: the append-only trigger goes first.
+        drop_append_only_guard(session)
         session.execute(update(LedgerEntry).where(LedgerEntry.seq == 4).values(actor="intruder"))
     code, err = _verify(capsys)
     assert code == 1
@@ -394,6 +413,8 @@ def test_verify_fails_when_a_row_is_removed(
 ) -> None:
     _append(cli, 6)
     with cli.db.write() as session:
+        # An attacker with the database owner's rights: the append-only trigger goes first.
+        drop_append_only_guard(session)
         session.execute(delete(LedgerEntry).where(LedgerEntry.seq == 3))
     code, err = _verify(capsys)
     assert code == 1 and "entry 3: entry 3 is missing" in err
@@ -406,6 +427,8 @@ def test_verify_fails_when_the_newest_row_is_removed_after_a_checkpoint(
     _append(cli, 5)
     _writer(cli).write_if_grown()
     with cli.db.write() as session:
+        # An attacker with the database owner's rights: the append-only trigger goes first.
+        drop_append_only_guard(session)
         session.execute(delete(LedgerEntry).where(LedgerEntry.seq == 5))
     code, err = _verify(capsys)
     assert code == 1
@@ -445,3 +468,172 @@ def test_verify_reports_a_stored_checkpoint_with_a_tampered_signature(
     code, err = _verify(capsys)
     assert code == 1
     assert f"ledger checkpoint does not verify: {checkpoint_key(3)}: its signature" in err
+
+
+def test_api_checkpoint_refuses_to_sign_over_a_rewritten_history(
+    api: tuple[TestClient, dict[str, str]], registered: Services
+) -> None:
+    client, auth = api
+    _append(registered, 3)
+    kept = Checkpoint.from_json(_checkpoint(client, auth))
+    _rewrite_chain_from(registered, 2)
+    _append(registered, 1)
+    answer = client.get("/api/v1/ledger/checkpoint", headers=auth)
+    assert answer.status_code == 500, answer.text
+    body = answer.json()
+    assert body["code"] == "ledger_rewritten"
+    assert f"entries 1..{kept.size} no longer give the root" in body["message"]
+    assert body["message_zh"]
+    assert latest_stored_checkpoint(registered.store) == kept
+
+
+def test_api_checkpoint_is_stored_and_recorded(
+    api: tuple[TestClient, dict[str, str]], registered: Services
+) -> None:
+    client, auth = api
+    _append(registered, 2)
+    handed_out = Checkpoint.from_json(_checkpoint(client, auth))
+    assert latest_stored_checkpoint(registered.store) == handed_out
+    with registered.db.read() as session:
+        recorded = latest_recorded_checkpoint(session)
+    assert recorded is not None
+    assert (recorded.size, recorded.root) == (handed_out.size, handed_out.root)
+
+
+def test_make_checkpoint_on_s3_refuses_over_a_rewritten_history(
+    services: Services, s3_endpoint: str
+) -> None:
+    store = S3BlobStore(
+        bucket=f"ck-{uuid.uuid4().hex}",
+        endpoint=s3_endpoint,
+        access_key=ACCESS_KEY,
+        secret_key=SECRET_KEY,
+        secure=False,
+    )
+    _append(services, 4)
+    kept = make_checkpoint(services.db, store, _signer(services)).checkpoint
+    _rewrite_chain_from(services, 3)
+    with pytest.raises(LedgerRewritten, match=re.escape("entries 1..4 no longer give the root")):
+        make_checkpoint(services.db, store, _signer(services))
+    assert latest_stored_checkpoint(store) == kept
+
+
+def _delete_tail_and_checkpoint_files(services: Services, keep: int) -> None:
+    """What an attacker with the disk and the database owner's rights does on the local store:
+    drop the entries after `keep` and every checkpoint file that covered them."""
+    with services.db.write() as session:
+        drop_append_only_guard(session, "ledger_entries")
+        session.execute(delete(LedgerEntry).where(LedgerEntry.seq > keep))
+    for key in list(services.store.keys("ledger/checkpoints/")):
+        path = services.store.local_path(key)
+        assert path is not None
+        path.unlink()
+
+
+def test_deleting_the_tail_with_its_checkpoint_files_stops_every_checkpoint_maker(
+    cli: Services, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from services.evidence.exports import _signed_checkpoint
+
+    auth = _bearer(cli, "supervisor")  # entry 1
+    _append(cli, 4)
+    assert _writer(cli).write_if_grown() is not None
+    _delete_tail_and_checkpoint_files(cli, keep=3)
+    _append(cli, 1)  # the ledger grows again, as it would, and hides the cut
+    removed = "checkpoint 5 (recorded in the database) covers 5 entries but the ledger holds only 4"
+    with pytest.raises(LedgerRewritten, match=re.escape(removed)):
+        make_checkpoint(cli.db, cli.store, _signer(cli))
+    with pytest.raises(LedgerRewritten, match=re.escape(removed)):
+        _signed_checkpoint(cli.db, cli.store, _signer(cli), [1])
+    assert _writer(cli).write_if_grown() is None
+    with TestClient(create_app(cli)) as client:
+        answer = client.get("/api/v1/ledger/checkpoint", headers=auth)
+    assert (answer.status_code, answer.json()["code"]) == (500, "ledger_rewritten")
+    assert list(cli.store.keys("ledger/checkpoints/")) == []
+    code, err = _verify(capsys)
+    assert code == 1
+    assert (
+        f"{checkpoint_key(5)} (recorded in the database): it covers 5 entries but the ledger "
+        "holds only 4: entries were removed"
+    ) in err
+
+
+def test_verify_fails_when_the_tail_and_its_checkpoint_files_are_deleted(
+    cli: Services, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _append(cli, 6)
+    _writer(cli).write_if_grown()
+    _delete_tail_and_checkpoint_files(cli, keep=4)
+    with cli.db.read() as session:
+        assert ledger.verify(session).ok  # the chain alone cannot see a cut tail
+    code, err = _verify(capsys)
+    assert code == 1
+    assert (
+        f"{checkpoint_key(6)} (recorded in the database): it covers 6 entries but the ledger "
+        "holds only 4: entries were removed"
+    ) in err
+
+
+def test_verify_fails_when_a_recorded_checkpoint_file_is_deleted(
+    cli: Services, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _append(cli, 3)
+    _writer(cli).write_if_grown()
+    path = cli.store.local_path(checkpoint_key(3))
+    assert path is not None
+    path.unlink()
+    code, err = _verify(capsys)
+    assert code == 1
+    assert f"{checkpoint_key(3)} (recorded in the database): it is recorded in the" in err
+    assert "missing from the store" in err
+
+
+def test_writer_checkpoints_after_every_n_entries(services: Services) -> None:
+    writer = CheckpointWriter(
+        services.db, services.store, services.settings.data_dir, every_entries=3, every_seconds=3600
+    )
+    _append(services, 1)
+    first = writer.write_if_due()  # nothing vouched for yet: the first one is due at once
+    assert first is not None and first.size == 1
+    _append(services, 2)
+    assert writer.write_if_due() is None
+    _append(services, 1)
+    second = writer.write_if_due()
+    assert second is not None and second.size == 4
+    assert writer.run_once() <= 1.0  # polled often enough for the entry bound to hold
+
+
+def test_writer_checkpoints_after_t_seconds_when_the_ledger_grew(services: Services) -> None:
+    writer = CheckpointWriter(
+        services.db,
+        services.store,
+        services.settings.data_dir,
+        every_entries=1000,
+        every_seconds=1.5,
+    )
+    _append(services, 1)
+    assert writer.write_if_due() is not None
+    _append(services, 1)
+    assert writer.write_if_due() is None
+    time.sleep(1.6)
+    due = writer.write_if_due()
+    assert due is not None and due.size == 2
+    time.sleep(1.6)
+    assert writer.write_if_due() is None  # no new entry, nothing to vouch for
+
+
+def test_a_checkpoint_cadence_that_is_not_positive_is_refused() -> None:
+    for name, value in (("ledger_checkpoint_entries", 0), ("ledger_checkpoint_seconds", -1.0)):
+        with pytest.raises(SettingsError, match=f"EXAMVAULT_{name.upper()}="):
+            load_settings(**{name: value})
+
+
+def test_serve_runs_the_writer_at_the_configured_cadence(services: Services) -> None:
+    configured = services.settings.model_copy(
+        update={"ledger_checkpoint_entries": 7, "ledger_checkpoint_seconds": 5.0}
+    )
+    jobs = dataclasses.replace(services, settings=configured).background_jobs()
+    (writer,) = [job for job in jobs if isinstance(job, CheckpointWriter)]
+    assert (writer.every_entries, writer.every_seconds) == (7, 5.0)
+    defaults = services.settings
+    assert (defaults.ledger_checkpoint_entries, defaults.ledger_checkpoint_seconds) == (1000, 60.0)

@@ -13,7 +13,6 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,14 +26,11 @@ from sqlalchemy import func, select, update
 
 from services.cli import main
 from services.context import Services
-from services.registry import import_registry
 from services.retention.holds import HoldRequest, place_hold, release_hold
-from services.retention.purge import execute_purge, plan_purge, reconcile
-from services.settings import Settings
+from services.retention.purge import PurgeResult, execute_purge, plan_purge, reconcile
 from storage import ledger
 from storage.models import Camera, LedgerEntry, PurgeRun, Room, Segment, Sitting, Tombstone
-from tests.conftest import CAMERA_BACK, CAMERA_FRONT, REGISTRY, ROOM
-from tests.s3server import ACCESS_KEY, SECRET_KEY
+from tests.conftest import CAMERA_BACK, CAMERA_FRONT, ROOM
 
 CAMERAS = (CAMERA_FRONT, CAMERA_BACK)
 SLOT = timedelta(minutes=10)
@@ -442,20 +438,6 @@ def test_purge_takes_exactly_the_expired_unheld_segments(
 # Scenarios.
 
 
-@pytest.fixture
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-@pytest.fixture
-def cli_env(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
-    """Point `examvault` (services.cli.main) at the same data dir and database as `registered`."""
-    for name in ("STORAGE_URL", "S3_ACCESS_KEY", "S3_SECRET_KEY", "RETENTION_YEARS"):
-        monkeypatch.delenv(f"EXAMVAULT_{name}", raising=False)
-    monkeypatch.setenv("EXAMVAULT_DATA_DIR", str(settings.data_dir))
-    monkeypatch.setenv("EXAMVAULT_DATABASE_URL", settings.resolved_database_url)
-
-
 def _spec(camera: str, start: datetime, expires_at: datetime) -> SegmentSpec:
     return SegmentSpec(camera, start, start + timedelta(minutes=10), expires_at)
 
@@ -761,17 +743,6 @@ def test_reconcile_reports_each_kind_of_mismatch_and_exits_1_on_evidence_loss(
 # The same purge against S3 (moto's server), where objects are Object-Locked until expiry.
 
 
-@pytest.fixture
-def s3_services(settings: Settings, s3_endpoint: str) -> Iterator[Services]:
-    settings.storage_url = f"s3://ev-{uuid.uuid4().hex[:12]}?endpoint={s3_endpoint}&secure=false"
-    settings.s3_access_key = ACCESS_KEY
-    settings.s3_secret_key = SECRET_KEY
-    built = Services.from_settings(settings)
-    built.db.run_write(lambda session: import_registry(session, json.dumps(REGISTRY), actor="t"))
-    yield built
-    built.close()
-
-
 def test_purge_on_s3_deletes_unlocked_expired_objects_and_respects_legal_holds(
     s3_services: Services, tmp_path: Path
 ) -> None:
@@ -827,37 +798,51 @@ def test_purge_on_s3_deletes_unlocked_expired_objects_and_respects_legal_holds(
 def test_a_hold_committed_while_a_purge_runs_is_respected(
     registered: Services, tmp_path: Path
 ) -> None:
-    """The purge's batch must not act on a hold list read before a concurrent hold committed."""
+    """The purge's batch must not act on a hold list read before a concurrent hold committed:
+    the held segment stays, the other expired one goes, and the purge completes."""
     now = datetime.now(UTC)
     start = datetime(2022, 1, 1, tzinfo=UTC)
-    segment = make_segments(
+    held, free = make_segments(
         registered,
-        [SegmentSpec(CAMERA_FRONT, start, start + timedelta(minutes=10), now - timedelta(days=1))],
+        [
+            SegmentSpec(CAMERA_FRONT, start, start + SLOT, now - timedelta(days=1)),
+            SegmentSpec(CAMERA_BACK, start, start + SLOT, now - timedelta(days=1)),
+        ],
         tmp_path / "blobs",
-    )[0]
+    )
     outcome: dict[str, object] = {}
+
+    def purge_now() -> None:
+        try:
+            outcome["result"] = execute_purge(
+                registered.db, registered.store, registered.settings, actor="purge"
+            )
+        except Exception as exc:  # reported below: a purge that raised has not respected anything
+            outcome["error"] = exc
+
     with registered.db.write() as session:
         place_hold(
             session,
             registered.store,
             registered.settings,
-            HoldRequest(reason="court order", segment_id=segment.id),
+            HoldRequest(reason="court order", segment_id=held.id),
             actor="judge",
         )
-        purge = threading.Thread(
-            target=lambda: outcome.update(
-                result=execute_purge(
-                    registered.db, registered.store, registered.settings, actor="purge"
-                )
-            )
-        )
+        purge = threading.Thread(target=purge_now)
         purge.start()
         time.sleep(1.0)  # the purge is now waiting on the hold's transaction
     purge.join(timeout=60)
+    assert not purge.is_alive(), "the purge did not finish"
+    assert "error" not in outcome, outcome
+    result = outcome["result"]
+    assert isinstance(result, PurgeResult)
+    # Planned before the hold committed (both) or after (one): either way only `free` goes.
+    assert result.purged == 1 and result.skipped == result.planned - 1
+    assert_untouched(registered, held)
+    assert_purged(registered, free, result.run_id)
     with registered.db.read() as session:
-        stored = session.get(Segment, segment.id)
-        assert stored is not None and stored.purged_at is None
-    assert registered.store.stat(segment.blob_key) is not None
+        run = session.get(PurgeRun, result.run_id)
+    assert run is not None and run.finished_at is not None and run.purged == 1
 
 
 def test_a_purge_drops_derived_pictures_so_none_outlive_their_footage(

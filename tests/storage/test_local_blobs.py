@@ -2,7 +2,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import stat
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -10,6 +13,7 @@ import pytest
 
 from storage.blobs import BlobStoreError, LocalBlobStore
 from storage.stores import open_blob_store
+from tests.processes import ROOT
 
 LATER = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -102,3 +106,55 @@ def test_keys_lists_under_a_prefix_and_after_a_key(tmp_path: Path) -> None:
         "ledger/checkpoints/002.json",
         "x.bin",
     ]
+
+
+def _recover_in_another_process(root: Path) -> int:
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from storage.blobs import LocalBlobStore\n"
+        "print(LocalBlobStore(Path(sys.argv[1])).recover())\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(root)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return int(run.stdout)
+
+
+def test_recover_in_another_process_leaves_a_staging_file_in_use(tmp_path: Path) -> None:
+    # `examvault worker` starting beside a `serve` that is staging an upload.
+    store = LocalBlobStore(tmp_path / "objects")
+    data = os.urandom(100_000)
+    staged = store.stage(_source(tmp_path, data))
+    try:
+        assert _recover_in_another_process(store.root) == 0
+        assert staged.source.exists()
+        blob = store.commit(staged, "cam/kept.mp4", retain_until=LATER)
+    finally:
+        store.discard(staged)
+    assert b"".join(store.read(blob.key)) == data
+
+
+def test_recover_removes_the_staging_file_of_a_writer_killed_mid_write(tmp_path: Path) -> None:
+    root = tmp_path / "objects"
+    source = _source(tmp_path, os.urandom(100_000))
+    script = (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from storage.blobs import LocalBlobStore\n"
+        "LocalBlobStore(Path(sys.argv[1])).stage(Path(sys.argv[2]))\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    killed = subprocess.run(
+        [sys.executable, "-c", script, str(root), str(source)], cwd=ROOT, timeout=60
+    )
+    assert killed.returncode == -signal.SIGKILL
+    assert len(list((root / ".tmp").glob("*.part"))) == 1
+
+    assert LocalBlobStore(root).recover() == 1
+    assert list((root / ".tmp").iterdir()) == []

@@ -136,15 +136,17 @@ def test_accumulator_root_at_every_size_matches_tree_hash() -> None:
         assert accumulator.root() == _mth(leaves[:size])
 
 
-def test_proof_requests_outside_the_tree_are_refused() -> None:
+def test_proof_requests_outside_the_tree_are_refused_with_the_reason() -> None:
+    # The reason is asserted: an old size of 0 also fails deep inside the proof loop (a
+    # negative shift), which a bare ValueError check cannot tell from the refusal.
     leaves = _leaves(5)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="leaf index 5 is outside a tree of 5 leaves"):
         inclusion_proof(leaves, 5)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="leaf index -1 is outside a tree of 5 leaves"):
         inclusion_proof(leaves, -1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="old size 0 must be between 1 and the tree size 5"):
         consistency_proof(leaves, 0)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="old size 6 must be between 1 and the tree size 5"):
         consistency_proof(leaves, 6)
 
 

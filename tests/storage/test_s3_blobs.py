@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import hashlib
+import io
 import os
 import time
 import uuid
@@ -13,6 +15,8 @@ from pathlib import Path
 
 import pytest
 from minio import Minio
+from minio.commonconfig import COMPLIANCE
+from minio.retention import Retention
 
 from storage.blobs import BlobStoreError, WormViolation
 from storage.s3 import MiB, S3BlobStore, _ObjectState
@@ -318,3 +322,114 @@ def test_put_fails_when_the_lock_does_not_read_back(s3_endpoint: str, segment: P
 
     with pytest.raises(BlobStoreError, match="not locked"):
         store.put_file(segment, _key_for, retain_until=_days_ahead(30))
+
+
+def _big(tmp_path: Path, name: str = "big.mp4") -> Path:
+    path = tmp_path / name
+    path.write_bytes(os.urandom(11 * MiB))
+    return path
+
+
+def test_multipart_object_whose_stored_bytes_differ_is_refused_and_removed(
+    make_store: Callable[..., S3BlobStore],
+    tmp_path: Path,
+    raw_client: Minio,
+    monkeypatch: pytest.MonkeyPatch,
+):
+    store = make_store(multipart_threshold=5 * MiB + 1)
+    big = _big(tmp_path)
+    key = _key_for(hashlib.sha256(big.read_bytes()).hexdigest())
+    # A fake at the edge, the one way to make stored bytes differ from the bytes read: the
+    # client's part upload flips a byte of part 2, as a faulty proxy, link or disk would.
+    upload_part = store._client._upload_part
+
+    def corrupt_part_2(*args: object) -> str:
+        bucket, name, data, headers, upload_id, number = args
+        assert isinstance(data, bytes) and isinstance(number, int)
+        if number == 2:
+            data = bytes([data[0] ^ 0xFF]) + data[1:]
+        return upload_part(bucket, name, data, headers, upload_id, number)
+
+    monkeypatch.setattr(store._client, "_upload_part", corrupt_part_2)
+
+    with pytest.raises(BlobStoreError, match="read back with SHA-256"):
+        store.put_file(big, _key_for, retain_until=_days_ahead(30))
+
+    assert store.stat(key) is None
+    assert _versions(raw_client, store.bucket, key) == []
+
+
+def test_multipart_upload_of_a_file_changed_after_staging_is_refused(
+    make_store: Callable[..., S3BlobStore], tmp_path: Path, raw_client: Minio
+):
+    store = make_store(multipart_threshold=5 * MiB + 1)
+    big = _big(tmp_path)
+    staged = store.stage(big)
+    big.write_bytes(os.urandom(11 * MiB))  # the camera host rewrote the file meanwhile
+
+    with pytest.raises(BlobStoreError, match="read back with SHA-256"):
+        store.commit(staged, _key_for(staged.sha256), retain_until=_days_ahead(30))
+
+    assert _versions(raw_client, store.bucket, _key_for(staged.sha256)) == []
+
+
+def _put_unchecked(client: Minio, bucket: str, key: str, data: bytes, **options: object) -> None:
+    """Another writer's object at `key`, as a run killed before verifying it would leave."""
+    client.put_object(
+        bucket_name=bucket,
+        object_name=key,
+        data=io.BytesIO(data),
+        length=len(data),
+        metadata={
+            "x-amz-sdk-checksum-algorithm": "SHA256",
+            "x-amz-checksum-sha256": base64.b64encode(hashlib.sha256(data).digest()).decode(),
+        },
+        **options,
+    )
+
+
+def test_an_unlocked_object_with_other_bytes_of_the_same_size_is_replaced(
+    make_store: Callable[..., S3BlobStore], tmp_path: Path, raw_client: Minio
+):
+    store = make_store(multipart_threshold=5 * MiB + 1)
+    big = _big(tmp_path)
+    key = _key_for(hashlib.sha256(big.read_bytes()).hexdigest())
+    _put_unchecked(raw_client, store.bucket, key, os.urandom(11 * MiB))
+
+    stored = store.put_file(big, _key_for, retain_until=_days_ahead(30))
+
+    assert stored.key == key
+    assert b"".join(store.read(key)) == big.read_bytes()
+    assert stored.retain_until is not None
+    assert len(_versions(raw_client, store.bucket, key)) == 1
+
+
+def test_a_locked_object_with_other_bytes_of_the_same_size_is_a_worm_violation(
+    make_store: Callable[..., S3BlobStore], segment: Path, raw_client: Minio
+):
+    store = make_store()
+    key = _key_for(hashlib.sha256(segment.read_bytes()).hexdigest())
+    until = _days_ahead(30).replace(microsecond=0)
+    _put_unchecked(
+        raw_client, store.bucket, key, os.urandom(300_000), retention=Retention(COMPLIANCE, until)
+    )
+
+    with pytest.raises(WormViolation, match="cannot be replaced"):
+        store.put_file(segment, _key_for, retain_until=_days_ahead(30))
+
+
+def test_storage_url_sets_the_multipart_sizes(s3_endpoint: str):
+    url = (
+        f"s3://{_fresh_bucket()}?endpoint={s3_endpoint}&secure=false"
+        f"&multipart_threshold={6 * MiB}&part_size={5 * MiB}"
+    )
+
+    store = open_blob_store(url, access_key=ACCESS_KEY, secret_key=SECRET_KEY)
+
+    assert isinstance(store, S3BlobStore)
+    assert (store.multipart_threshold, store.part_size) == (6 * MiB, 5 * MiB)
+
+
+def test_storage_url_with_a_size_that_is_not_bytes_is_refused():
+    with pytest.raises(BlobStoreError, match="part_size='16M' must be a number of bytes"):
+        open_blob_store("s3://bucket?endpoint=127.0.0.1:9&part_size=16M")

@@ -23,17 +23,18 @@ from services.api.app import create_app
 from services.context import Services
 from services.demo.footage import classroom_scene, write_recording
 from tests.api import conftest as api_fixtures
-from tests.api.conftest import START, ingest_file
+from tests.api.conftest import PASSWORD, START, ingest_file
 from tests.conftest import CAMERA_BACK, CAMERA_FRONT, STRICT
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser
+    from playwright.sync_api import Browser, Page
 
 # The access tests' world (OWN-1, OWN-2, foreign FAR-1) and its admin token, shared as fixtures.
 world = api_fixtures.world
 admin_token = api_fixtures.admin_token
 
 CHROMIUM = Path("/usr/bin/chromium")
+TIMEOUT_MS = 10_000
 # Two cameras, 160×120 at 5 fps: enough to play, cheap to encode. Seconds after START; the back
 # camera misses 20 s, so the page has a gap to show.
 FOOTAGE = {
@@ -71,6 +72,26 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    """A zh-CN page at 1280×800; the test fails if the page raised a script error."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
+    opened = context.new_page()
+    opened.set_default_timeout(TIMEOUT_MS)
+    errors: list[str] = []
+    opened.on("pageerror", lambda error: errors.append(str(error)))
+    yield opened
+    context.close()
+    assert errors == [], f"the page raised: {errors}"
+
+
+def log_in(page: Page, base_url: str, name: str, password: str = PASSWORD) -> None:
+    page.goto(f"{base_url}/")
+    page.get_by_label("用户名").fill(name)
+    page.get_by_label("密码").fill(password)
+    page.get_by_role("button", name="登录").click()
+
+
+@pytest.fixture
 def footage(world: tuple[object, Services], tmp_path: Path) -> Services:
     """The world with real footage for OWN-1's two cameras (ingested through the pipeline)."""
     _, services = world
@@ -92,9 +113,9 @@ def footage(world: tuple[object, Services], tmp_path: Path) -> Services:
 
 
 @pytest.fixture
-def server(world: tuple[object, Services]) -> Iterator[str]:
+def server(registered: Services) -> Iterator[str]:
     """A real uvicorn serving the app (page and API) on a free port; its base URL."""
-    _, services = world
+    services = registered
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]

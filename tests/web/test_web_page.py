@@ -4,7 +4,6 @@ supervisor never sees a sitting that is not theirs."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,40 +15,21 @@ from services.context import Services
 from services.evidence.package import verify_package
 from tests.api.conftest import PASSWORD, START, assign_now, make_user
 from tests.conftest import CAMERA_BACK, CAMERA_FRONT
+from tests.web.conftest import log_in
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Browser, Page, Response
+    from playwright.sync_api import Page, Response
 
 # Without Playwright the module skips (and CI's strict mode turns the skip into a failure).
 expect = pytest.importorskip("playwright.sync_api").expect
 
 World = tuple[TestClient, Services]
 VERDICT_ZH = {"complete": "完整", "incomplete": "不完整", "missing": "缺失", "pending": "待定"}
-TIMEOUT_MS = 10_000
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
-    opened = context.new_page()
-    opened.set_default_timeout(TIMEOUT_MS)
-    errors: list[str] = []
-    opened.on("pageerror", lambda error: errors.append(str(error)))
-    yield opened
-    context.close()
-    assert errors == [], f"the page raised: {errors}"
 
 
 def _supervisor(services: Services, name: str, sitting: str) -> None:
     make_user(services, name, "supervisor")
     assign_now(services, name, sitting)
-
-
-def _log_in(page: Page, base_url: str, name: str, password: str = PASSWORD) -> None:
-    page.goto(f"{base_url}/")
-    page.get_by_label("用户名").fill(name)
-    page.get_by_label("密码").fill(password)
-    page.get_by_role("button", name="登录").click()
 
 
 def _verdict(client: TestClient, admin_token: str, code: str) -> str:
@@ -62,7 +42,7 @@ def _verdict(client: TestClient, admin_token: str, code: str) -> str:
 
 
 def _open_sitting(page: Page, base_url: str, code: str) -> None:
-    _log_in(page, base_url, "zhang")
+    log_in(page, base_url, "zhang")
     page.locator(f"#sittings-table tbody tr[data-sitting='{code}']").get_by_role(
         "link", name=code
     ).click()
@@ -89,7 +69,7 @@ def test_login_shows_the_api_message_then_the_sittings_with_their_verdict(
     _supervisor(services, "zhang", "OWN-1")
     verdict = _verdict(client, admin_token, "OWN-1")
 
-    _log_in(page, server, "zhang", "not the password")
+    log_in(page, server, "zhang", "not the password")
     expect(page.locator("#login-error")).to_have_text("用户名或密码错误。")
 
     page.get_by_label("密码").fill(PASSWORD)
@@ -188,7 +168,7 @@ def test_english_labels_after_the_switch_and_after_a_reload(
 def test_supervisor_does_not_see_a_foreign_sitting(world: World, server: str, page: Page) -> None:
     _, services = world
     _supervisor(services, "wang", "OWN-1")
-    _log_in(page, server, "wang")
+    log_in(page, server, "wang")
     page.locator("#sittings-table").wait_for()
     codes = page.locator("#sittings-table tbody tr").evaluate_all(
         "rows => rows.map(row => row.dataset.sitting)"
@@ -213,7 +193,7 @@ def test_the_export_downloads_a_package_that_verifies(
     started.value.save_as(saved)
     assert saved.suffix == ".zip"
     verdict = verify_package(saved)
-    assert verdict.ok, [check.line() for check in verdict.failed]
+    assert verdict.intact, [check.line() for check in verdict.failed]
 
 
 def test_a_camera_that_skips_a_gap_waits_for_the_other(

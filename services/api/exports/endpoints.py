@@ -22,7 +22,7 @@ from services.evidence.exports import (
     prepare_export,
     stream_export,
 )
-from services.ledger.checkpoints import LedgerBroken
+from services.ledger.checkpoints import LedgerBroken, LedgerRewritten
 from services.ledger.keys import load_or_create_signer
 
 router = APIRouter(tags=["exports"])
@@ -85,6 +85,10 @@ def _export(code: str, reason: str, services: ServicesDep, subject: Subject) -> 
         raise ApiError(500, "evidence_missing", str(exc)) from exc
     except StoreUnavailable as exc:
         raise ApiError(503, "store_unavailable", str(exc)) from exc
+    except LedgerRewritten as exc:
+        raise ApiError(
+            500, "ledger_rewritten", f"no export is signed over a rewritten ledger: {exc}"
+        ) from exc
     except LedgerBroken as exc:
         raise ApiError(500, "ledger_broken", f"the ledger cannot be signed over: {exc}") from exc
     return StreamingResponse(

@@ -3,7 +3,8 @@
 Every route looks the sitting, camera or segment up through `services/access/scopes.py` first:
 what the caller may not know of is 404, what they know of but may not watch is 403, and a
 supervisor's time range outside their sittings' windows is 403 `outside_assignment`. Every
-served read of pictures is a ledger entry, committed before the first byte leaves.
+served read of pictures, a 304 revalidation included, is a ledger entry, committed before the
+answer leaves.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ from services.api.footage.schemas import (
     ThumbnailIndexOut,
 )
 from services.context import Services
-from services.coverage.reports import required_interval, suspect_footage_near
+from services.coverage.reports import suspect_footage_near
 from services.coverage.rule import Interval
+from services.coverage.spans import required_interval
 from services.footage.catalogue import (
     file_suffix,
     media_type_for,
@@ -277,9 +279,9 @@ def get_content(
         "Cache-Control": "private, no-cache",
         "Content-Disposition": f'inline; filename="segment-{segment_id}.{file_suffix(key)}"',
     }
-    if _etag_matches(request.headers.get("if-none-match"), etag):
-        return Response(status_code=304, headers=headers)
-    wanted = _byte_range(request, etag, size)
+    not_modified = _etag_matches(request.headers.get("if-none-match"), etag)
+    wanted = None if not_modified else _byte_range(request, etag, size)
+    # Checked before a 304 too: it tells the client its copy is the footage we hold.
     if services.store.stat(key) is None:
         logger.error("segment %s: its object %s is missing from the store", segment_id, key)
         raise ApiError(500, "blob_missing", f"the bytes of segment {segment_id} are missing")
@@ -296,10 +298,13 @@ def get_content(
                 "sha256": sha256,
                 "size": size,
                 "range": None if wanted is None else [wanted.start, wanted.end],
-                "bytes": length,
+                "bytes": 0 if not_modified else length,
+                "not_modified": not_modified,
             },
         )
     )
+    if not_modified:
+        return Response(status_code=304, headers=headers)
     headers["Content-Length"] = str(length)
     status = 200
     if wanted is not None:

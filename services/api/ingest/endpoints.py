@@ -29,6 +29,7 @@ from services.ingest.clock import StartError, name_carries_start, parse_name_sta
 from services.ingest.pipeline import Arrival, IngestResult, Outcome
 from services.ingest.quarantine import write_json_atomically
 from services.timefmt import rfc3339
+from storage.faults import fault_point
 
 router = APIRouter(tags=["ingest"])
 
@@ -192,6 +193,7 @@ async def push_segment(
     )
     os.rename(upload.part, data_path)
     upload.handle.close()  # releases the lock: the pipeline takes its own on the .bin
+    fault_point("upload.renamed")
 
     arrival = Arrival(
         path=data_path,

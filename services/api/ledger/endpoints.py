@@ -1,9 +1,11 @@
-"""The verifiable ledger over HTTP: the signing key, a fresh signed checkpoint, and RFC 9162
-inclusion and consistency proofs (docs/ledger.md says how a supervisor checks them)."""
+"""The verifiable ledger over HTTP: the signing key, a fresh signed checkpoint (stored and
+recorded like every checkpoint), and RFC 9162 inclusion and consistency proofs (docs/ledger.md
+says how a supervisor checks them)."""
 
 from __future__ import annotations
 
 import base64
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -28,6 +30,7 @@ from services.api.ledger.schemas import (
 from services.ledger.checkpoints import (
     EntryNotInTree,
     LedgerBroken,
+    LedgerRewritten,
     ProofRequestError,
     consistency_proof_for,
     inclusion_proof_for,
@@ -35,8 +38,11 @@ from services.ledger.checkpoints import (
 )
 from services.ledger.keys import load_or_create_signer
 from services.timefmt import rfc3339
+from storage.blobs import BlobStoreError
 from storage.ledger import format_instant
 from storage.models import LedgerEntry
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/api/v1/ledger", tags=["ledger"])
 
@@ -62,6 +68,7 @@ def get_key(services: ServicesDep, _subject: LedgerReader) -> SigningKeyOut:
     return SigningKeyOut(
         algorithm="Ed25519",
         key_id=signer.key_id,
+        fingerprint=signer.fingerprint,
         public_key=base64.b64encode(signer.public_key_raw).decode("ascii"),
         public_key_pem=signer.public_key_pem,
     )
@@ -73,10 +80,21 @@ def get_key(services: ServicesDep, _subject: LedgerReader) -> SigningKeyOut:
 def get_checkpoint(services: ServicesDep, _subject: LedgerReader) -> CheckpointOut:
     signer = load_or_create_signer(services.settings.data_dir)
     try:
-        with services.db.read() as session:
-            checkpoint = make_checkpoint(session, signer)
+        checkpoint = make_checkpoint(services.db, services.store, signer).checkpoint
+    except LedgerRewritten as exc:
+        logger.error("checkpoint refused: %s", exc)
+        raise ApiError(
+            500,
+            "ledger_rewritten",
+            f"no checkpoint is signed over a rewritten ledger: {exc}",
+        ) from exc
     except LedgerBroken as exc:
         raise _broken(exc) from exc
+    except BlobStoreError as exc:
+        logger.error("checkpoint could not be stored: %s", exc)
+        raise ApiError(
+            503, "store_unavailable", f"the checkpoint could not be stored: {exc}"
+        ) from exc
     return CheckpointOut(**checkpoint.as_json())
 
 

@@ -8,6 +8,10 @@ from pydantic import BaseModel, Field
 class SigningKeyOut(BaseModel):
     algorithm: str = Field(description="always Ed25519")
     key_id: str = Field(description="first 16 hex digits of SHA-256 of the raw public key")
+    fingerprint: str = Field(
+        description="SHA-256 of the raw public key, 64 hex digits: what `examvault verify-export "
+        "--key-fingerprint` takes, and what the centre publishes"
+    )
     public_key: str = Field(description="the 32 raw public-key bytes, base64")
     public_key_pem: str = Field(description="SubjectPublicKeyInfo PEM")
 

@@ -38,6 +38,10 @@ class CameraCoverageOut(BaseModel):
     camera: str
     position: str
     segments: int
+    required_start: str = Field(
+        description="the part of the sitting's required interval this camera was in service"
+    )
+    required_end: str
     covered_seconds: float
     required_seconds: float
     ratio: float
