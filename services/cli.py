@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from services.settings import Settings, SettingsError, load_settings
+from storage.blobs import BlobStoreError
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -100,6 +101,22 @@ def cmd_db_upgrade(_args: argparse.Namespace, settings: Settings) -> int:
     services = _services(settings)
     print(f"database is at the newest schema ({settings.resolved_database_url.split('://')[0]})")
     services.close()
+    return EXIT_OK
+
+
+def cmd_storage_init(_args: argparse.Namespace, settings: Settings) -> int:
+    from storage.stores import init_blob_store
+
+    # The one command that may create the bucket: every other process refuses a missing one.
+    store, created = init_blob_store(
+        settings.resolved_storage_url,
+        access_key=settings.s3_access_key,
+        secret_key=settings.s3_secret_key,
+    )
+    if created:
+        print(f"created {store.url} with Object Lock (COMPLIANCE evidence can go in)")
+    else:
+        print(f"{store.url} is ready (already set up)")
     return EXIT_OK
 
 
@@ -501,6 +518,7 @@ def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
     from services.access.tokens import TokenError, create_token
 
     cameras = [code.strip() for code in (args.cameras or "").split(",") if code.strip()]
+    expires_at = _instant_arg(args.expires, "--expires", settings)
     services = _services(settings)
     try:
         row, plaintext = services.db.run_write(
@@ -509,6 +527,7 @@ def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
                 role=args.role,
                 name=args.name or args.role,
                 cameras=cameras,
+                expires_at=expires_at,
                 actor="cli:token-create",
             )
         )
@@ -519,6 +538,11 @@ def cmd_token_create(args: argparse.Namespace, settings: Settings) -> int:
     print(
         f"token {row.id} for {row.name} (role {row.role}"
         + (f", cameras {', '.join(row.cameras)}" if row.cameras else "")
+        + (
+            f", expires {row.expires_at.astimezone(settings.zone).isoformat()}"
+            if row.expires_at
+            else ""
+        )
         + "); it is shown only once:"
     )
     print(plaintext)
@@ -743,6 +767,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     db.add_parser("upgrade", help="apply migrations").set_defaults(handler=cmd_db_upgrade)
 
+    storage = commands.add_parser("storage", help="the evidence store").add_subparsers(
+        dest="storage_command", required=True, metavar="ACTION"
+    )
+    storage.add_parser(
+        "init", help="create the S3 bucket with Object Lock (once, at setup); idempotent"
+    ).set_defaults(handler=cmd_storage_init)
+
     registry = commands.add_parser("registry", help="institutions, sites, rooms, cameras")
     registry_actions = registry.add_subparsers(
         dest="registry_command", required=True, metavar="ACTION"
@@ -843,6 +874,9 @@ def build_parser() -> argparse.ArgumentParser:
     token_create.add_argument("--role", required=True)
     token_create.add_argument("--cameras", help="CODE[,CODE...] for camera_host tokens")
     token_create.add_argument("--name")
+    token_create.add_argument(
+        "--expires", help="RFC 3339 instant, or a date in the service's zone (default: never)"
+    )
     token_create.set_defaults(handler=cmd_token_create)
     token_revoke = token_actions.add_parser("revoke", help="end a token (and its links) now")
     token_revoke.add_argument("id", type=int, help="the token id printed at creation")
@@ -864,9 +898,10 @@ def build_parser() -> argparse.ArgumentParser:
         "verify-export",
         help="check an evidence package offline (exit 0 only when verified with a trusted key)",
         epilog="exit status: 0 verified (every check holds and the package is signed with the "
-        "trusted key); 1 a check failed, or it is signed with another key; 2 the file, or the "
-        "key or fingerprint given, is unreadable; 3 intact, origin not verified (every check "
-        "holds, but no trusted key was given).",
+        "trusted key); 1 a check failed, or it is signed with another key, or the package is "
+        "cut short or damaged, or a member is over its size bound; 2 the file is no ZIP or "
+        "has no manifest.json, or the key or fingerprint given is unreadable; 3 intact, origin "
+        "not verified (every check holds, but no trusted key was given).",
     )
     verify_export.add_argument("file", help="the exported ZIP")
     trusted = verify_export.add_mutually_exclusive_group()
@@ -926,6 +961,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         print(f"examvault: {exc}", file=sys.stderr)
         return exc.exit_code
+    except BlobStoreError as exc:
+        # A missing bucket, a bucket without Object Lock, an unreachable store: one sentence.
+        print(f"examvault: {exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

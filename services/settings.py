@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     # Ingest limits and clock sanity.
     max_upload_bytes: int = 8 * 1024**3
     max_segment_seconds: float = 12 * 3600
+    # Exam cameras are at most 4K: a larger picture (either orientation) or pixel rate is
+    # refused from its header before any decode, which bounds each decode's memory and CPU.
+    max_picture_long_side: int = 4096
+    max_picture_short_side: int = 2160
+    max_pixel_rate: float = 4096 * 2160 * 60
     clock_ahead_tolerance_seconds: float = 120.0
     spool_rescan_seconds: float = 30.0
     # A final-named spool file is taken only once it has not changed for this long, because a
@@ -53,6 +58,8 @@ class Settings(BaseSettings):
     test_faults: bool = False
     fault_point: str | None = None
     health_checks: bool = True
+    # Decode time one segment's health check may take; the rest is flagged `unchecked`.
+    health_check_budget_seconds: float = 30.0
     # "HH:MM" local time: serve runs the purge (executing it) once a day then. Off when unset.
     purge_schedule: str | None = None
     # A ledger checkpoint after this many new entries or this many seconds, whichever first:
@@ -78,6 +85,21 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"EXAMVAULT_{(info.field_name or '').upper()}={value} must be a positive number: "
                 "it bounds how many of the newest ledger entries no checkpoint yet vouches for"
+            )
+        return value
+
+    @field_validator(
+        "max_picture_long_side",
+        "max_picture_short_side",
+        "max_pixel_rate",
+        "health_check_budget_seconds",
+    )
+    @classmethod
+    def _positive_bound(cls, value: float, info: ValidationInfo) -> float:
+        if not 0 < value < float("inf"):
+            raise ValueError(
+                f"EXAMVAULT_{(info.field_name or '').upper()}={value} must be a positive number: "
+                "it bounds what one segment may cost to decode"
             )
         return value
 

@@ -99,6 +99,10 @@ class BlobStore(ABC):
     def discard(self, staged: StagedBlob) -> None:
         """Forget a staged file (committed or not); the original source is never touched."""
 
+    def check_ready(self) -> None:
+        """Raise `BlobStoreError` (saying why) unless the store answers; for readiness."""
+        self.stat("readyz-probe")
+
     def put_file(self, source: Path, key_for: KeyForHash, *, retain_until: datetime) -> StoredBlob:
         """Stage and commit in one go; the key is `key_for(sha256)`."""
         staged = self.stage(source)

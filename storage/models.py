@@ -466,6 +466,20 @@ class Assignment(Base):
     __table_args__ = (Index("ix_assignments_user", "user_id", "valid_until"),)
 
 
+class LoginAttempt(Base):
+    """Log-in attempts for one user name in the current throttle window, shared by every API
+    process; a success deletes the row and stale rows are pruned, so it holds only guessing."""
+
+    __tablename__ = "login_attempts"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    attempts: Mapped[int] = mapped_column(Integer)
+    window_started_at: Mapped[datetime]
+    last_attempt_at: Mapped[datetime]
+
+    __table_args__ = (Index("ix_login_attempts_last", "last_attempt_at"),)
+
+
 class ApiToken(Base):
     """A machine's bearer token; only its SHA-256 is kept, so the database never holds a secret."""
 

@@ -89,7 +89,14 @@ class S3BlobStore(BlobStore):
         region: str | None = None,
         multipart_threshold: int = 64 * MiB,
         part_size: int = 16 * MiB,
+        create_bucket: bool = False,
     ) -> None:
+        """Open the store on an existing bucket with Object Lock, or refuse it.
+
+        Only ``create_bucket=True`` (``examvault storage init``) creates a missing bucket: a
+        process that made one whenever it found none would turn a wiped or mistyped store into
+        a fresh, empty one and carry on as if the evidence were there.
+        """
         if not _MIN_PART_SIZE <= multipart_threshold <= _MAX_PART_SIZE:
             raise BlobStoreError(
                 f"multipart_threshold {multipart_threshold} must be between 5 MiB and 5 GiB "
@@ -113,10 +120,12 @@ class S3BlobStore(BlobStore):
             )
         except ValueError as exc:
             raise BlobStoreError(f"S3 endpoint {endpoint!r}: {exc}") from exc
-        self._ensure_locked_bucket(region)
+        # Whether this instance created the bucket (only ever with create_bucket=True).
+        self.created_bucket = False
+        self._ensure_locked_bucket(region, create=create_bucket)
 
-    def _ensure_locked_bucket(self, region: str | None) -> None:
-        """Create the bucket with Object Lock, or refuse an existing one that has none.
+    def _ensure_locked_bucket(self, region: str | None, *, create: bool) -> None:
+        """Check (or, with ``create``, make) the bucket, and refuse one without Object Lock.
 
         Object Lock can only be chosen when a bucket is created; evidence written into an
         unlockable bucket could be deleted by anyone holding the keys, so we stop here.
@@ -124,9 +133,12 @@ class S3BlobStore(BlobStore):
         with _translated(f"preparing bucket {self.bucket!r} at {self.url}"):
             try:
                 if not self._client.bucket_exists(bucket_name=self.bucket):
+                    if not create:
+                        raise BlobStoreError(self._missing_bucket())
                     self._client.make_bucket(
                         bucket_name=self.bucket, location=region, object_lock=True
                     )
+                    self.created_bucket = True
                     logger.info("created bucket %s with Object Lock", self.bucket)
             except S3Error as exc:
                 # Another process created it between our check and our create: fine.
@@ -143,6 +155,19 @@ class S3BlobStore(BlobStore):
                         "must go into a bucket created with Object Lock enabled"
                     ) from exc
                 raise
+
+    def _missing_bucket(self) -> str:
+        return (
+            f"bucket {self.bucket!r} does not exist at {self.url}: if this is a new store, run "
+            "`examvault storage init` to create it with Object Lock; if it held evidence, the "
+            "store was wiped or the storage URL names the wrong bucket"
+        )
+
+    def check_ready(self) -> None:
+        # A HEAD of a key in a missing bucket answers 404 like a missing key: ask the bucket.
+        with _translated(f"checking bucket {self.bucket!r} at {self.url}"):
+            if not self._client.bucket_exists(bucket_name=self.bucket):
+                raise BlobStoreError(self._missing_bucket())
 
     def stage(self, source: Path) -> StagedBlob:
         # One pass before uploading: the key is derived from the hash and the single-part PUT

@@ -11,10 +11,16 @@ from storage.s3 import S3BlobStore
 
 
 def open_blob_store(
-    url: str, *, access_key: str | None = None, secret_key: str | None = None
+    url: str,
+    *,
+    access_key: str | None = None,
+    secret_key: str | None = None,
+    create_bucket: bool = False,
 ) -> BlobStore:
     """`file:///path` or `s3://BUCKET?endpoint=HOST:PORT&secure=false&region=R`, optionally
-    with `&multipart_threshold=BYTES&part_size=BYTES` (defaults 64 MiB and 16 MiB)."""
+    with `&multipart_threshold=BYTES&part_size=BYTES` (defaults 64 MiB and 16 MiB).
+
+    A missing bucket is refused unless `create_bucket` (only `init_blob_store` passes it)."""
     parts = urlsplit(url)
     if parts.scheme == "file":
         return LocalBlobStore(Path(parts.netloc + parts.path))
@@ -32,9 +38,21 @@ def open_blob_store(
             secret_key=secret_key or "",
             secure=query.get("secure", "true").lower() not in ("false", "0", "no"),
             region=query.get("region"),
+            create_bucket=create_bucket,
             **sizes,
         )
     raise BlobStoreError(f"storage URL {url!r}: scheme must be file:// or s3://")
+
+
+def init_blob_store(
+    url: str, *, access_key: str | None = None, secret_key: str | None = None
+) -> tuple[BlobStore, bool]:
+    """`examvault storage init`: create the S3 bucket with Object Lock if it is missing, check
+    that it has Object Lock, and return the store and whether the bucket was created now.
+    Idempotent; a local store's directory is simply made."""
+    store = open_blob_store(url, access_key=access_key, secret_key=secret_key, create_bucket=True)
+    store.check_ready()
+    return store, isinstance(store, S3BlobStore) and store.created_bucket
 
 
 _SIZES = ("multipart_threshold", "part_size")

@@ -3,21 +3,23 @@ assignments, and login throttling against guessing."""
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
-import time
-from collections import deque
+import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import case, delete, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from services.access.tokens import TOKEN_PREFIX, hash_token
 from storage import ledger
-from storage.models import ApiToken, Assignment, Institution, Sitting, User
+from storage.models import ApiToken, Assignment, Institution, LoginAttempt, Sitting, User
 
 PEOPLE_ROLES = ("admin", "district_officer", "supervisor", "institution")
 SESSION_HOURS = 8
@@ -27,10 +29,43 @@ _hasher = PasswordHasher()
 # Verified against when the user name is unknown, so a guess at a name takes as long as a
 # guess at a password (the full-stack template's habit).
 _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+# Each argon2 check takes 64 MiB and a core for tens of milliseconds: a flood of guesses at
+# many names queues here instead of taking the process's memory.
+_PASSWORD_CHECKS = threading.BoundedSemaphore(4)
+
+MAX_USER_NAME = 64
+# ASCII letters and digits, `._-`, and CJK ideographs (with extension A and beyond); starting
+# with a letter or digit. No spaces, controls, zero-width characters or `/`: `carol ` and
+# `carol` must never be two people in the ledger.
+_HAN = "\u3007\u3400-\u4dbf\u4e00-\u9fff\U00020000-\U0003134f"
+_USER_NAME = re.compile(f"[A-Za-z0-9{_HAN}][A-Za-z0-9._{_HAN}-]*")
 
 
 class PeopleError(ValueError):
     """A user or assignment that cannot be created as asked; the message says why."""
+
+
+class UserNameError(PeopleError):
+    """A user name outside the allowed form (a bad input, not a refused act)."""
+
+
+def normalise_user_name(raw: str) -> str:
+    """The user name in its one stored form (NFKC), or UserNameError saying what is wrong."""
+    # Bound the input before NFKC, which can expand a character many times over.
+    if len(raw) > 4 * MAX_USER_NAME:
+        raise UserNameError(f"a user name has at most {MAX_USER_NAME} characters")
+    name = unicodedata.normalize("NFKC", raw)
+    if not 1 <= len(name) <= MAX_USER_NAME:
+        raise UserNameError(f"a user name has 1 to {MAX_USER_NAME} characters, not {len(name)}")
+    if _USER_NAME.fullmatch(name) is None:
+        bad = next((c for c in name if _USER_NAME.fullmatch("a" + c) is None), None)
+        if bad is None:
+            raise UserNameError(f"user name {name!r} must start with a letter or digit")
+        raise UserNameError(
+            f"user name {name!r}: character {bad!r} (U+{ord(bad):04X}) is not allowed; use "
+            "letters, digits, Chinese characters and . _ - , starting with a letter or digit"
+        )
+    return name
 
 
 def create_user(
@@ -43,6 +78,7 @@ def create_user(
     institution_code: str | None = None,
     actor: str,
 ) -> User:
+    name = normalise_user_name(name)
     if role not in PEOPLE_ROLES:
         raise PeopleError(f"unknown role {role!r}; choose one of {', '.join(PEOPLE_ROLES)}")
     if len(password) < MIN_PASSWORD_LENGTH:
@@ -88,15 +124,29 @@ class LoginSession:
     expires_at: datetime
 
 
-def log_in(
-    session: Session, name: str, password: str, *, now: datetime | None = None
-) -> LoginSession | None:
-    """A fresh session token, or None for a wrong name or password (indistinguishably)."""
-    user = session.scalar(select(User).where(User.name == name))
-    try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
-    except (VerificationError, InvalidHashError):
+def check_password(session: Session, name: str, password: str) -> int | None:
+    """The id of the enabled user `name` if `password` is theirs; None otherwise, in the same
+    time for an unknown name. Only reads: run it outside a write transaction, so the argon2
+    check never holds SQLite's write lock."""
+    user = session.execute(
+        select(User.id, User.password_hash, User.disabled_at).where(User.name == name)
+    ).first()
+    with _PASSWORD_CHECKS:
+        try:
+            _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+        except (VerificationError, InvalidHashError):
+            return None
+    if user is None or user.disabled_at is not None:
         return None
+    return int(user.id)
+
+
+def open_login_session(
+    session: Session, user_id: int, *, now: datetime | None = None
+) -> LoginSession | None:
+    """A fresh session token for a user whose password was checked; None if they were
+    disabled in the meantime."""
+    user = session.get(User, user_id)
     if user is None or user.disabled_at is not None:
         return None
     now = now or datetime.now(UTC)
@@ -126,49 +176,97 @@ def log_in(
     return LoginSession(plaintext, expires)
 
 
-class LoginThrottle:
-    """At most `limit` failed logins per user name within `window` seconds; then refused
-    until the oldest failure ages out. In memory: a restart forgives, which is acceptable for
-    slowing a guesser down."""
+def log_in(
+    session: Session, name: str, password: str, *, now: datetime | None = None
+) -> LoginSession | None:
+    """A fresh session token, or None for a wrong name or password (indistinguishably), in
+    one transaction; the API checks the password outside its write transaction instead."""
+    try:
+        name = normalise_user_name(name)
+    except UserNameError:
+        return None  # no user can have that name
+    user_id = check_password(session, name, password)
+    return None if user_id is None else open_login_session(session, user_id, now=now)
 
-    def __init__(self, limit: int = 5, window: float = 900.0, max_names: int = 100_000) -> None:
+
+class LoginThrottle:
+    """At most `limit` log-in attempts per user name in a window of `window` seconds from the
+    first; then refused until that window ends. A success forgives.
+
+    The count is a row in `login_attempts`, so every API process and a restart see it, and it
+    is taken *before* the password is checked, by one atomic upsert: concurrent guesses each
+    get their own number and only the first `limit` reach argon2. Names without failures keep
+    no row (a success deletes it); rows whose last attempt left the window are pruned, and at
+    most about `max_names` rows are kept (the least recently tried go first), however many
+    names a guesser invents.
+    """
+
+    def __init__(
+        self,
+        limit: int = 5,
+        window: float = 900.0,
+        max_names: int = 100_000,
+        prune_every: int = 64,
+    ) -> None:
         self.limit, self.window, self.max_names = limit, window, max_names
-        self._failures: dict[str, deque[float]] = {}
+        # Pruning scans an index; once per `prune_every` new windows keeps it off each guess.
+        self.prune_every = prune_every
+        self._new_windows = 0
         self._lock = threading.Lock()
 
-    def _recent(self, name: str, now: float) -> deque[float]:
-        failures = self._failures.get(name, deque())
-        while failures and now - failures[0] > self.window:
-            failures.popleft()
-        if not failures:
-            # Names are the caller's choice: never keep an entry that holds nothing.
-            self._failures.pop(name, None)
-        return failures
+    def admit(self, session: Session, name: str, *, now: datetime | None = None) -> float:
+        """Count an attempt at `name`; 0 if it may check its password, else seconds to wait.
+        Commit before checking the password, so other processes count it too."""
+        now = now or datetime.now(UTC)
+        table = LoginAttempt.__table__
+        window_over = table.c.window_started_at <= now - timedelta(seconds=self.window)
+        sqlite = session.get_bind().dialect.name == "sqlite"
+        insert = sqlite_insert if sqlite else postgresql_insert
+        fresh = insert(table).values(
+            name=name, attempts=1, window_started_at=now, last_attempt_at=now
+        )
+        upsert = fresh.on_conflict_do_update(
+            index_elements=[table.c.name],
+            set_={
+                "attempts": case((window_over, 1), else_=table.c.attempts + 1),
+                "window_started_at": case(
+                    (window_over, fresh.excluded.window_started_at),
+                    else_=table.c.window_started_at,
+                ),
+                "last_attempt_at": fresh.excluded.last_attempt_at,
+            },
+        ).returning(table.c.attempts, table.c.window_started_at)
+        attempts, started = session.execute(upsert).one()
+        if attempts == 1:
+            self._maybe_prune(session, now)
+        if attempts <= self.limit:
+            return 0.0
+        return max(1.0, self.window - (now - started).total_seconds())
 
-    def retry_after(self, name: str) -> float:
-        """Seconds until another attempt is allowed (0: allowed now)."""
-        now = time.monotonic()
-        with self._lock:
-            failures = self._recent(name, now)
-            if len(failures) < self.limit:
-                return 0.0
-            return max(1.0, self.window - (now - failures[0]))
+    def succeeded(self, session: Session, name: str) -> None:
+        session.execute(delete(LoginAttempt).where(LoginAttempt.name == name))
 
-    def failed(self, name: str) -> None:
-        now = time.monotonic()
+    def _maybe_prune(self, session: Session, now: datetime) -> None:
         with self._lock:
-            failures = self._recent(name, now)
-            if name not in self._failures and len(self._failures) >= self.max_names:
-                # A flood of invented names must not grow memory without bound: forget the
-                # name whose last failure is oldest (kept first: see the re-insert below).
-                self._failures.pop(next(iter(self._failures)))
-            failures.append(now)
-            self._failures.pop(name, None)  # re-insert: most recent failure last
-            self._failures[name] = failures
-
-    def succeeded(self, name: str) -> None:
-        with self._lock:
-            self._failures.pop(name, None)
+            self._new_windows += 1
+            if self._new_windows < self.prune_every:
+                return
+            self._new_windows = 0
+        session.execute(
+            delete(LoginAttempt).where(
+                LoginAttempt.last_attempt_at <= now - timedelta(seconds=self.window)
+            )
+        )
+        newest_dropped = session.scalar(
+            select(LoginAttempt.last_attempt_at)
+            .order_by(LoginAttempt.last_attempt_at.desc())
+            .offset(self.max_names)
+            .limit(1)
+        )
+        if newest_dropped is not None:
+            session.execute(
+                delete(LoginAttempt).where(LoginAttempt.last_attempt_at <= newest_dropped)
+            )
 
 
 def assign(

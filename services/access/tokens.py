@@ -37,9 +37,20 @@ def create_token(
     cameras: list[str] | None = None,
     expires_at: datetime | None = None,
     actor: str,
+    now: datetime | None = None,
 ) -> tuple[ApiToken, str]:
     if role not in ROLES:
         raise TokenError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+    now = now or datetime.now(UTC)
+    if expires_at is not None:
+        if expires_at.tzinfo is None:
+            raise TokenError("expires_at: give the instant with its offset")
+        if expires_at <= now:
+            # A dead-on-arrival token would still be ledgered as created and shown once.
+            raise TokenError(
+                f"expires_at {expires_at.isoformat()} is not in the future "
+                f"(now {now.isoformat(timespec='seconds')})"
+            )
     cameras = sorted(set(cameras or []))
     if role == "camera_host":
         if not cameras:
@@ -56,7 +67,7 @@ def create_token(
         role=role,
         token_hash=hash_token(plaintext),
         cameras=cameras,
-        created_at=datetime.now(UTC),
+        created_at=now,
         expires_at=expires_at,
         revoked_at=None,
     )

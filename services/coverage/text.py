@@ -13,6 +13,7 @@ HEALTH_ZH = {
     "frozen": "画面冻结",
     "covered": "遮挡/失焦",
     "scene_mismatch": "场景不符",
+    "unchecked": "未完成检查",
 }
 
 

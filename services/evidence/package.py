@@ -14,6 +14,7 @@ import json
 import re
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -46,9 +47,49 @@ EXPORT_ACTION = "export.created"
 ENTRY_FIELDS = ENTRY_COLUMNS
 _READ_CHUNK = 1024 * 1024
 
+# What a hostile package can make the verifier spend (docs/exports.md, "Bounds"). A manifest
+# lists about 600 bytes per segment, so 64 MiB is some 100,000 segments.
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+# Each listed segment and file costs checks: a manifest of empty objects must not buy millions.
+MAX_SEGMENTS = 100_000
+MAX_LISTED_FILES = 64
+# manifest.sig (64 bytes), ledger/checkpoint.json (about 300), ledger/public-key.pem (113).
+MAX_SMALL_MEMBER_BYTES = 64 * 1024
+# One segment.ingested line is about 900 bytes; the export.created line also lists every
+# segment id, so its allowance grows with the manifest's segments.
+MAX_ENTRY_LINE_BYTES = 64 * 1024
+ENTRY_LINE_BYTES_PER_SEGMENT = 32
+# One proof is at most 64 hashes of 64 hex digits, with its seq and punctuation.
+MAX_PROOF_BYTES_PER_ENTRY = 8 * 1024
+MAX_JSON_DEPTH = 64
+# JSON deflates about 3x and video not at all; past 100x a member is a compression bomb.
+MAX_INFLATION_RATIO = 100
+_INFLATION_FLOOR = 1024 * 1024
+_READABLE_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+# The end-of-central-directory record sits in the last 22 bytes plus a comment of <= 64 KiB.
+_EOCD_SIGNATURE = b"PK\x05\x06"
+_EOCD_SEARCH = 22 + 65535
+_LOCAL_HEADER_SIGNATURE = b"PK\x03\x04"
+# Everything zipfile raises on damaged archives (seen by mutating real packages): a negative
+# seek is a ValueError, an encrypted member a RuntimeError, an odd version NotImplementedError.
+_ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    zlib.error,
+    OSError,
+    EOFError,
+    ValueError,
+    NotImplementedError,
+    RuntimeError,
+)
+_SHOWN_NAMES = 20
+
 
 class PackageUnreadable(Exception):
     """Not an evidence package at all (not a ZIP, no manifest): bad input, not a failed check."""
+
+
+class _Refused(Exception):
+    """A member the verifier will not read, or could not: the reason is the FAIL line's detail."""
 
 
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
@@ -176,44 +217,131 @@ def recompute_entry_hash(entry: Mapping[str, Any]) -> str:
     )
 
 
-def _member_digest(archive: zipfile.ZipFile, name: str) -> tuple[str, int]:
+def load_json(document: bytes | str) -> Any:
+    """json.loads with nesting bounded at MAX_JSON_DEPTH: a ValueError, never a RecursionError
+    (json recurses once per level, and so would repr of what it returned)."""
+    try:
+        value = json.loads(document)
+    except RecursionError:
+        raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+    pending: list[tuple[dict[str, Any] | list[Any], int]] = (
+        [(value, 1)] if isinstance(value, dict | list) else []
+    )
+    while pending:
+        item, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        children = item.values() if isinstance(item, dict) else item
+        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return value
+
+
+def _shown(names: list[str]) -> str:
+    more = len(names) - _SHOWN_NAMES
+    return ", ".join(names[:_SHOWN_NAMES]) + (f" and {more} more" if more > 0 else "")
+
+
+def _admit(info: zipfile.ZipInfo, cap: int, expected_size: int | None = None) -> None:
+    """Refuse, from the ZIP's own directory and before inflating a byte, a member that would
+    cost more than it may: over its cap, another size than the manifest gives, a compression
+    bomb, or a method whose inflation zipfile cannot bound per read (bzip2, LZMA)."""
+    if info.flag_bits & 0x1:
+        raise _Refused("encrypted; an evidence package is never encrypted")
+    if info.compress_type not in _READABLE_METHODS:
+        raise _Refused(
+            f"compression method {info.compress_type}; the verifier reads only stored or "
+            "deflated members"
+        )
+    if expected_size is not None and info.file_size != expected_size:
+        raise _Refused(
+            f"the ZIP declares {info.file_size} bytes, the manifest says {expected_size}"
+        )
+    if info.file_size > cap:
+        raise _Refused(f"the ZIP declares {info.file_size} bytes, more than the {cap} allowed")
+    if (
+        info.compress_type == zipfile.ZIP_DEFLATED
+        and info.file_size > _INFLATION_FLOOR
+        and info.file_size > MAX_INFLATION_RATIO * max(info.compress_size, 1)
+    ):
+        raise _Refused(
+            f"{info.compress_size} bytes inflate to {info.file_size} (over "
+            f"{MAX_INFLATION_RATIO}x): a compression bomb, not read"
+        )
+
+
+def _member_digest(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> tuple[str, int]:
     digest = hashlib.sha256()
     size = 0
-    with archive.open(name) as reader:
+    with archive.open(info) as reader:
+        # zipfile stops at the declared size, so this reads at most what _admit allowed.
         while chunk := reader.read(_READ_CHUNK):
             digest.update(chunk)
             size += len(chunk)
     return digest.hexdigest(), size
 
 
-def _read_member(archive: zipfile.ZipFile, name: str) -> bytes | None:
+def _read_member(archive: zipfile.ZipFile, name: str, cap: int) -> bytes:
+    """A whole member of at most `cap` bytes; _Refused says why not."""
     try:
-        return archive.read(name)
+        info = archive.getinfo(name)
     except KeyError:
+        raise _Refused("missing") from None
+    _admit(info, cap)
+    try:
+        with archive.open(info) as reader:
+            # zipfile stops at the declared size, which _admit has just bounded.
+            return reader.read()
+    except _ZIP_ERRORS as exc:
+        raise _Refused(f"cannot be read: {exc}") from exc
+
+
+def _damage(path: Path, error: Exception) -> str | None:
+    """Why a file that begins as a ZIP does not open as one (an interrupted download, most
+    often), or None when it does not begin as a ZIP at all."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as file:
+            head = file.read(len(_LOCAL_HEADER_SIGNATURE))
+            file.seek(max(0, size - _EOCD_SEARCH))
+            tail = file.read(_EOCD_SEARCH)
+    except OSError:
         return None
+    if head != _LOCAL_HEADER_SIGNATURE:
+        return None
+    at = tail.rfind(_EOCD_SIGNATURE)
+    comment = int.from_bytes(tail[at + 20 : at + 22], "little") if at >= 0 else 0
+    if at < 0 or at + 22 + comment > len(tail):
+        return (
+            f"package is truncated: the ZIP's central directory is missing ({size} bytes "
+            "present; an interrupted download?)"
+        )
+    return f"the ZIP's central directory is damaged ({error})"
 
 
 def verify_package(path: Path, trusted: TrustedKey | None = None) -> PackageVerdict:
     """Every check docs/exports.md lists, one `Check` each; never stops at the first failure
     so the report says everything that holds and everything that does not. Without `trusted`
     the best outcome is INTACT_ORIGIN_NOT_VERIFIED."""
+    verdict = PackageVerdict()
+    if trusted is not None:
+        verdict.trusted_fingerprint = trusted.fingerprint
     try:
         archive = zipfile.ZipFile(path)
     except FileNotFoundError as exc:
         raise PackageUnreadable(f"{path}: no such file") from exc
-    except zipfile.BadZipFile as exc:
-        raise PackageUnreadable(f"{path}: not a ZIP file ({exc})") from exc
     except OSError as exc:
         raise PackageUnreadable(f"{path}: {exc.strerror or exc}") from exc
+    except (zipfile.BadZipFile, NotImplementedError, ValueError, EOFError) as exc:
+        damage = _damage(path, exc)
+        if damage is None:
+            raise PackageUnreadable(f"{path}: not a ZIP file ({exc})") from exc
+        # A package cut short is a package that fails its checks, not some other file.
+        verdict.add("package is a complete ZIP", False, damage)
+        return verdict
     with archive:
-        try:
-            manifest_bytes = _read_member(archive, MANIFEST)
-        except (zipfile.BadZipFile, zlib.error, OSError) as exc:
-            raise PackageUnreadable(f"{path}: {MANIFEST} cannot be read ({exc})") from exc
-        if manifest_bytes is None:
+        if MANIFEST not in archive.NameToInfo:
             raise PackageUnreadable(f"{path}: no {MANIFEST}; not an examvault evidence package")
-        verdict = PackageVerdict()
-        _Verifier(archive, manifest_bytes, verdict, trusted).run()
+        _Verifier(archive, verdict, trusted).run()
         return verdict
 
 
@@ -221,12 +349,11 @@ class _Verifier:
     def __init__(
         self,
         archive: zipfile.ZipFile,
-        manifest_bytes: bytes,
         verdict: PackageVerdict,
         trusted: TrustedKey | None,
     ) -> None:
         self.archive = archive
-        self.manifest_bytes = manifest_bytes
+        self.manifest_bytes = b""
         self.verdict = verdict
         self.trusted = trusted
         self.key: Ed25519PublicKey | None = None
@@ -235,13 +362,18 @@ class _Verifier:
 
     def _small(self, name: str) -> bytes | None:
         try:
-            return _read_member(self.archive, name)
-        except (zipfile.BadZipFile, zlib.error, OSError):
+            return _read_member(self.archive, name, MAX_SMALL_MEMBER_BYTES)
+        except _Refused:
             return None
 
     def run(self) -> None:
         self._members_unique()
         self._key()
+        try:
+            self.manifest_bytes = _read_member(self.archive, MANIFEST, MAX_MANIFEST_BYTES)
+        except _Refused as exc:
+            self.verdict.add(f"{MANIFEST} is readable", False, str(exc))
+            return
         self._manifest_signature()
         readable = self._manifest_json()
         self._checkpoint()
@@ -253,19 +385,19 @@ class _Verifier:
             self._segments_recorded(entries)
             self._export_recorded(entries)
             self._inclusion(entries)
-        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        except (KeyError, TypeError, AttributeError, ValueError, OverflowError) as exc:
             # Only a manifest that was not written by examvault gets here; its signature
             # check has failed already, this says why the rest could not be checked.
             self.verdict.add(f"{MANIFEST} structure", False, f"unexpected content: {exc!r}")
 
     def _members_unique(self) -> None:
-        names = self.archive.namelist()
-        repeated = sorted({name for name in names if names.count(name) > 1})
+        # Counted once each: a ZIP of many thousand tiny members must not cost their square.
+        repeated = sorted(n for n, times in Counter(self.archive.namelist()).items() if times > 1)
         # A second member of the same name could show a reader other bytes than were checked.
         self.verdict.add(
             "package members are unique",
             not repeated,
-            f"repeated: {', '.join(repeated)}" if repeated else "",
+            f"repeated: {_shown(repeated)}" if repeated else "",
         )
 
     def _key(self) -> None:
@@ -274,8 +406,6 @@ class _Verifier:
             self.key = public_key_from_pem(pem) if pem is not None else None
         except (ValueError, UnsupportedAlgorithm):
             self.key = None
-        if self.trusted is not None:
-            self.verdict.trusted_fingerprint = self.trusted.fingerprint
         if self.key is None:
             self.verdict.add(f"public key {PUBLIC_KEY}", False, "missing or not an Ed25519 key")
             return
@@ -311,8 +441,8 @@ class _Verifier:
 
     def _manifest_json(self) -> bool:
         try:
-            manifest = json.loads(self.manifest_bytes)
-        except (ValueError, UnicodeDecodeError) as exc:
+            manifest = load_json(self.manifest_bytes)
+        except ValueError as exc:
             return self.verdict.add(f"{MANIFEST} is readable", False, f"not JSON: {exc}")
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             return self.verdict.add(f"{MANIFEST} is readable", False, f"not a {FORMAT} manifest")
@@ -322,6 +452,18 @@ class _Verifier:
                 False,
                 f"format version {manifest.get('format_version')!r}; this verifier reads "
                 f"{FORMAT_VERSION}",
+            )
+        segments, files = manifest.get("segments", []), manifest.get("files", [])
+        if not isinstance(segments, list) or not isinstance(files, list):
+            return self.verdict.add(
+                f"{MANIFEST} is readable", False, "segments and files are not lists"
+            )
+        if len(segments) > MAX_SEGMENTS or len(files) > MAX_LISTED_FILES:
+            return self.verdict.add(
+                f"{MANIFEST} is readable",
+                False,
+                f"lists {len(segments)} segments and {len(files)} files; the verifier reads at "
+                f"most {MAX_SEGMENTS} and {MAX_LISTED_FILES}",
             )
         self.manifest = manifest
         return True
@@ -333,7 +475,10 @@ class _Verifier:
             self.verdict.add(name, False, f"{CHECKPOINT} is missing")
             return
         try:
-            self.checkpoint = Checkpoint.from_json(document)
+            self.checkpoint = Checkpoint.from_json(load_json(document))
+        except ValueError as exc:
+            self.verdict.add(name, False, f"not a checkpoint: not JSON: {exc}")
+            return
         except CheckpointFormatError as exc:
             self.verdict.add(name, False, f"not a checkpoint: {exc}")
             return
@@ -372,9 +517,18 @@ class _Verifier:
             if path not in present:
                 self.verdict.add(name, False, "listed in the manifest but not in the package")
                 continue
+            if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+                self.verdict.add(name, False, f"the manifest gives no size (size {size!r:.40})")
+                continue
             try:
-                actual_sha, actual_size = _member_digest(self.archive, path)
-            except (zipfile.BadZipFile, zlib.error, OSError) as exc:
+                info = self.archive.getinfo(path)
+                # The manifest's size is the cap: nothing past it is inflated or hashed.
+                _admit(info, size, size)
+                actual_sha, actual_size = _member_digest(self.archive, info)
+            except _Refused as exc:
+                self.verdict.add(name, False, str(exc))
+                continue
+            except _ZIP_ERRORS as exc:
                 self.verdict.add(name, False, f"cannot be read: {exc}")
                 continue
             if actual_size != size:
@@ -395,24 +549,63 @@ class _Verifier:
         self.verdict.add(
             "no member outside the manifest",
             not unlisted,
-            f"unlisted: {', '.join(unlisted)}" if unlisted else "",
+            f"unlisted: {_shown(unlisted)}" if unlisted else "",
         )
 
     def _entries(self) -> dict[int, dict[str, Any]]:
-        text = self._small(ENTRIES)
-        if text is None:
-            self.verdict.add(f"ledger entries ({ENTRIES})", False, "missing")
-            return {}
+        """Read line by line: at most one line per segment ingest plus the export entry, each
+        of a bounded length, so memory and checks stay proportional to the manifest."""
+        segments = len(self.manifest.get("segments", []))
+        most_lines = segments + 1
+        line_cap = MAX_ENTRY_LINE_BYTES + ENTRY_LINE_BYTES_PER_SEGMENT * segments
+        name = f"ledger entries ({ENTRIES})"
         entries: dict[int, dict[str, Any]] = {}
-        for number, line in enumerate(text.decode("utf-8", "replace").splitlines(), start=1):
+        try:
+            info = self.archive.getinfo(ENTRIES)
+            _admit(info, most_lines * line_cap)
+            with self.archive.open(info) as reader:
+                self._entry_lines(reader, most_lines, line_cap, entries)
+        except KeyError:
+            self.verdict.add(name, False, "missing")
+        except _Refused as exc:
+            self.verdict.add(name, False, str(exc))
+        except _ZIP_ERRORS as exc:
+            self.verdict.add(name, False, f"cannot be read: {exc}")
+        return entries
+
+    def _entry_lines(
+        self,
+        reader: zipfile.ZipExtFile,
+        most_lines: int,
+        line_cap: int,
+        entries: dict[int, dict[str, Any]],
+    ) -> None:
+        number = 0
+        while raw := reader.readline(line_cap + 1):
+            number += 1
+            if number > most_lines:
+                self.verdict.add(
+                    f"ledger entries ({ENTRIES})",
+                    False,
+                    f"more than the {most_lines} lines the manifest accounts for; not read further",
+                )
+                return
+            if len(raw) > line_cap:
+                self.verdict.add(
+                    f"ledger entry on line {number}",
+                    False,
+                    f"longer than {line_cap} bytes; not read further",
+                )
+                return
+            line = raw.decode("utf-8", "replace")
             if not line.strip():
                 continue
             try:
-                entry = json.loads(line)
+                entry = load_json(line)
                 if not isinstance(entry, dict) or not isinstance(entry.get("seq"), int):
                     raise ValueError("not an entry")
                 recomputed = recompute_entry_hash(entry)
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
                 self.verdict.add(f"ledger entry on line {number}", False, f"unreadable: {exc}")
                 continue
             seq = entry["seq"]
@@ -433,8 +626,10 @@ class _Verifier:
                 self.verdict.add(name, False, f"no ingest ledger entry (seq {seq}) in {ENTRIES}")
                 continue
             try:
-                details = json.loads(entry["details"])
-            except ValueError:
+                details = load_json(entry["details"])
+            except (ValueError, TypeError):
+                details = {}
+            if not isinstance(details, dict):
                 details = {}
             problems = []
             if entry.get("action") != INGEST_ACTION:
@@ -456,8 +651,10 @@ class _Verifier:
             self.verdict.add(name, False, f"no {EXPORT_ACTION} entry in {ENTRIES}")
             return
         try:
-            details = json.loads(entry["details"])
-        except ValueError:
+            details = load_json(entry["details"])
+        except (ValueError, TypeError):
+            details = {}
+        if not isinstance(details, dict):
             details = {}
         included = [
             s.get("id") for s in self.manifest.get("segments", []) if s.get("status") == "included"
@@ -476,9 +673,13 @@ class _Verifier:
         self.verdict.add(name, not problems, "; ".join(problems))
 
     def _inclusion(self, entries: dict[int, dict[str, Any]]) -> None:
-        document = self._small(PROOFS)
+        cap = MAX_PROOF_BYTES_PER_ENTRY * (len(self.manifest.get("segments", [])) + 1)
         try:
-            proofs = {item["seq"]: item for item in json.loads(document or b"")["proofs"]}
+            document = _read_member(self.archive, PROOFS, cap)
+            proofs = {item["seq"]: item for item in load_json(document)["proofs"]}
+        except _Refused as exc:
+            self.verdict.add(f"inclusion proofs ({PROOFS})", False, str(exc))
+            return
         except (ValueError, KeyError, TypeError) as exc:
             self.verdict.add(f"inclusion proofs ({PROOFS})", False, f"missing or unreadable: {exc}")
             return

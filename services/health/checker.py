@@ -2,7 +2,9 @@
 metrics as rows, learn each camera's sharpness baseline, manage reference images.
 
 Runs after ingest, off the ingest path (a thread in `serve` and `worker`), and catches up on
-any segment never checked, so a restart or a crash only delays it.
+any segment never checked, so a restart or a crash only delays it. Each segment's decode has a
+time budget (EXAMVAULT_HEALTH_CHECK_BUDGET_SECONDS); footage past the point where it ran out is
+flagged `unchecked`, so a report shows the stretch nobody looked at instead of calling it fine.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from services.health.sampling import (
     frame_at,
     health_intervals,
     prepare_reference,
-    sample_segment,
+    sample_segment_within,
 )
 from services.settings import Settings
 from storage import ledger
@@ -42,6 +44,9 @@ from storage.models import Camera, HealthFlag, HealthSample, ReferenceImage, Seg
 
 logger = logging.getLogger(__name__)
 
+# The flag of footage the health check did not reach (its budget ran out). Not derived from
+# samples, so re-deriving flags from retuned thresholds keeps it.
+UNCHECKED = "unchecked"
 # How much one segment's healthy samples move the camera's sharpness baseline: slow enough
 # that a lens covered for a whole sitting does not become the new normal.
 _BASELINE_WEIGHT = 0.1
@@ -97,7 +102,12 @@ class HealthChecker:
             reference = self.reference_for(session, camera)
             key, start = segment.blob_key, segment.starts_at
         with self._local_copy(key) as path:
-            samples = sample_segment(path, reference=reference)
+            sampling = sample_segment_within(
+                path,
+                budget_seconds=self.settings.health_check_budget_seconds,
+                reference=reference,
+            )
+        samples = sampling.samples
 
         def record(session: Session) -> int:
             fresh = session.get(Segment, segment_id)
@@ -121,6 +131,18 @@ class HealthChecker:
             session.add_all(rows)
             # Judged against the baseline as it stood before this segment taught it anything.
             self._store_flags(session, fresh, rows, owner.sharpness_baseline)
+            if sampling.cut_short_at is not None:
+                cut = start + timedelta(seconds=sampling.cut_short_at)
+                if cut < fresh.ends_at:
+                    session.add(
+                        HealthFlag(
+                            segment_id=segment_id,
+                            camera_id=fresh.camera_id,
+                            starts_at=max(cut, fresh.starts_at),
+                            ends_at=fresh.ends_at,
+                            kind=UNCHECKED,
+                        )
+                    )
             fresh.health_checked_at = datetime.now(UTC)
             owner.sharpness_baseline = self._next_baseline(
                 owner.sharpness_baseline, [s.sharpness for s in samples if not self._dark(s)]
@@ -172,7 +194,11 @@ class HealthChecker:
             assert segment is not None
             camera = session.get(Camera, segment.camera_id)
             assert camera is not None
-            session.execute(delete(HealthFlag).where(HealthFlag.segment_id == segment_id))
+            session.execute(
+                delete(HealthFlag).where(
+                    HealthFlag.segment_id == segment_id, HealthFlag.kind != UNCHECKED
+                )
+            )
             rows = list(
                 session.scalars(select(HealthSample).where(HealthSample.segment_id == segment_id))
             )

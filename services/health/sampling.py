@@ -10,6 +10,10 @@ wall clock (``TimedSample``) into intervals of ``black``, ``covered``, ``frozen`
 ``scene_mismatch`` footage with ``HealthThresholds``. Thresholds can therefore be retuned and
 every report recomputed from the stored samples without decoding a single frame again.
 
+A segment's decode has a time budget (``sample_segment_within``): an all-keyframe clip can hold a
+keyframe every frame, and 59 MB of them cost a minute of CPU. Where the budget runs out, the
+sampling stops and says where, and the checker flags the rest of the segment ``unchecked``.
+
 A flagged interval is not a coverage gap: the footage exists and is kept, but a supervisor must
 see that it shows nothing usable.
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 import logging
 import math
 import statistics
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -84,6 +89,15 @@ class HealthSample:
     motion: float | None
     sharpness: float  # variance of the Laplacian of the downscaled gray frame
     reference_similarity: float | None  # 0..1 edge-layout similarity; None without reference
+
+
+@dataclass(frozen=True)
+class SegmentSampling:
+    """The samples of one segment and, if the time budget ran out, where sampling stopped."""
+
+    samples: list[HealthSample]
+    # Offset (s, as ``offset_seconds``) of the first keyframe left unsampled; None if complete.
+    cut_short_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -168,6 +182,26 @@ def sample_segment(
     PyAV errors from opening or demuxing propagate; a keyframe that fails to decode is logged
     and left out.
     """
+    return sample_segment_within(
+        path, budget_seconds=None, reference=reference, width=width, threads=threads
+    ).samples
+
+
+def sample_segment_within(
+    path: Path,
+    *,
+    budget_seconds: float | None,
+    reference: np.ndarray | None = None,
+    width: int = SAMPLE_WIDTH,
+    threads: int = 1,
+) -> SegmentSampling:
+    """``sample_segment`` that stops decoding once ``budget_seconds`` of wall time have passed
+    (None: no limit). The budget is checked before each keyframe, so it is overrun by at most
+    one keyframe's decode, which the probe's picture limits bound."""
+    if budget_seconds is not None and not budget_seconds > 0:
+        raise ValueError(f"budget_seconds must be positive, not {budget_seconds}")
+    deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
+    cut_pts: int | None = None
     if width < 8:
         raise ValueError(f"width must be at least 8 pixels, not {width}")
     if threads < 0:
@@ -211,6 +245,9 @@ def sample_segment(
             # at all also saves parsing every P/B slice.
             if not packet.is_keyframe:
                 continue
+            if deadline is not None and time.monotonic() >= deadline:
+                cut_pts = packet.pts
+                break
             measure(decode_or_skip(codec_context, packet, path))
         measure(decode_or_skip(codec_context, None, path))
 
@@ -227,8 +264,19 @@ def sample_segment(
         for timestamp, metrics in measured
     ]
     samples.sort(key=lambda sample: sample.offset_seconds)
-    logger.debug("sampled %d keyframes of %s", len(samples), path)
-    return samples
+    if cut_pts is None:
+        logger.debug("sampled %d keyframes of %s", len(samples), path)
+        return SegmentSampling(samples)
+    cut_short_at = float((cut_pts - origin) * time_base)
+    logger.warning(
+        "%s: health check cut short after %.1f s of decoding: %d keyframes sampled, none "
+        "from %.1f s on",
+        path,
+        budget_seconds,
+        len(samples),
+        cut_short_at,
+    )
+    return SegmentSampling(samples, cut_short_at)
 
 
 def prepare_reference(image: bytes | np.ndarray, *, width: int = SAMPLE_WIDTH) -> np.ndarray:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import stat
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -32,7 +33,7 @@ from services.ingest.clock import (
     parse_name_start,
     parse_rfc3339,
 )
-from services.ingest.probe import MediaProbe, ProbeError, probe_recording
+from services.ingest.probe import MediaProbe, PictureLimits, ProbeError, probe_recording
 from services.ingest.quarantine import Quarantine, Rejection
 from services.retention.purge import expiry_of_span
 from services.settings import Settings
@@ -88,29 +89,107 @@ class IngestResult:
 IngestListener = Callable[[IngestResult], None]
 
 
+class NotClaimable(Exception):
+    """The path is not a regular file of the spool's own tree: never read, moved or removed."""
+
+
+# O_NONBLOCK: a FIFO named like a recording would otherwise hang the opener until a writer came.
+_OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_OPEN_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def open_regular_file(path: Path, root: Path | None = None) -> int:
+    """A descriptor of `path`, which must be a regular file, not a symlink, FIFO or device.
+
+    Under `root` every folder on the way is opened without following symlinks too, so a
+    symlinked camera folder cannot lead outside the tree. Raises FileNotFoundError when the
+    file is gone and NotClaimable (with the reason) for anything else that is not ours."""
+    folders: list[str] = []
+    if root is not None:
+        try:
+            folders = list(path.relative_to(root).parts[:-1])
+        except ValueError as exc:
+            raise NotClaimable(f"{path} is outside {root}") from exc
+    parent_fd = os.open(
+        path.parent if root is None else root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+    )
+    try:
+        for folder in folders:
+            try:
+                child_fd = os.open(folder, _OPEN_FOLDER, dir_fd=parent_fd)
+            except FileNotFoundError:
+                raise
+            except OSError as exc:
+                raise NotClaimable(
+                    f"folder {folder!r} of {path} is not a real folder of the spool "
+                    "(a symbolic link or a file)"
+                ) from exc
+            os.close(parent_fd)
+            parent_fd = child_fd
+        try:
+            fd = os.open(path.name, _OPEN_FILE, dir_fd=parent_fd)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:
+            # ELOOP is what O_NOFOLLOW answers for a symlink.
+            raise NotClaimable(f"{path} is not a regular file ({exc.strerror})") from exc
+    finally:
+        os.close(parent_fd)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise NotClaimable(f"{path} is not a regular file ({file_kind(mode)})")
+    return fd
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words for the log."""
+    for test, kind in (
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ):
+        if test(mode):
+            return kind
+    return "a regular file" if stat.S_ISREG(mode) else "an unknown kind of file"
+
+
 @contextmanager
-def claim(path: Path) -> Iterator[bool]:
+def claim(path: Path, root: Path | None = None) -> Iterator[bool]:
     """An exclusive, non-blocking lock on the file itself, so the HTTP handler, the spool
     watcher and a separate worker process never ingest the same file at once. The kernel
-    drops the lock when its holder dies, even by SIGKILL."""
+    drops the lock when its holder dies, even by SIGKILL.
+
+    Only a regular file is claimed (see `open_regular_file`; under `root`, only one inside
+    root's own tree): a symlink, FIFO or device named like a recording is refused, never read."""
     try:
-        handle = path.open("rb")
+        fd = open_regular_file(path, root)
     except FileNotFoundError:
+        yield False
+        return
+    except NotClaimable as exc:
+        logger.warning("not claiming %s: %s", path, exc)
         yield False
         return
     try:
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             yield False
             return
         try:
-            same = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+            # lstat: the name must still be this very file, not a symlink put in its place.
+            now = os.lstat(path)
+            held = os.fstat(fd)
+            same = (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino)
         except FileNotFoundError:
             same = False
         yield same
     finally:
-        handle.close()
+        os.close(fd)
 
 
 @dataclass
@@ -127,7 +206,11 @@ class IngestPipeline:
     )
 
     def ingest(self, arrival: Arrival, *, actor: str = "ingest") -> IngestResult:
-        with claim(arrival.path) as claimed:
+        spool = self.settings.resolved_spool_dir
+        # A spool arrival must lie in the spool's own tree; a caller's own path (bench, tests
+        # of the pipeline alone) only has to be a regular file.
+        root = spool if arrival.path.is_relative_to(spool) else None
+        with claim(arrival.path, root) as claimed:
             if not claimed:
                 return IngestResult(Outcome.SKIPPED, reason="claimed elsewhere or already gone")
             result = self._ingest_claimed(arrival, actor)
@@ -165,7 +248,14 @@ class IngestPipeline:
         # Probe while the bytes are read, hashed and (on the local store) copied durably: the
         # two overlap on separate cores. Nothing becomes evidence until the probe has passed.
         probing = self._probe_pool.submit(
-            probe_recording, arrival.path, max_duration_seconds=self.settings.max_segment_seconds
+            probe_recording,
+            arrival.path,
+            max_duration_seconds=self.settings.max_segment_seconds,
+            limits=PictureLimits(
+                max_long_side=self.settings.max_picture_long_side,
+                max_short_side=self.settings.max_picture_short_side,
+                max_pixel_rate=self.settings.max_pixel_rate,
+            ),
         )
         try:
             staged = self.store.stage(arrival.path)

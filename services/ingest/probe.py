@@ -7,6 +7,11 @@ until one picture comes out, which proves the stream decodes without paying for 
 The duration is never taken from the nominal frame rate, the container's declared duration or
 the file's mtime: cameras lie about all three, and coverage is built on this number.
 
+Before anything is decoded, the stream header is read with every decoder barred (FFmpeg's
+``avformat_find_stream_info`` would otherwise decode up to seven frames of whatever size the
+file claims) and a picture larger than ``PictureLimits`` allows is refused: a 100 KB file can
+hold 8192x8192 frames that cost half a gigabyte to decode.
+
 A file that is not a usable recording raises ``ProbeError`` with a stable ``code`` (shown in API
 JSON) and a one-sentence English ``reason``.
 """
@@ -38,6 +43,7 @@ PROBE_ERROR_CODES = frozenset(
         "undecodable",
         "zero_duration",
         "absurd_duration",
+        "too_large_picture",
         "unreadable",
     }
 )
@@ -48,8 +54,27 @@ _IMAGE_FORMATS = frozenset({"image2", "image2pipe"})
 _NO_TS = -(2**63)
 # Enough to walk the top-level boxes of any real MP4 while bounding a hostile file.
 _MAX_MP4_BOXES = 10_000
+# Pixels a decoder may add to each side of a picture when it rounds it up to its coded size
+# (H.264 macroblocks are 16, H.265 coding tree units up to 64).
+_CODED_MARGIN = 64
 # Top-level boxes an MP4/QuickTime file written by a camera starts with.
 _MP4_FIRST_BOXES = frozenset({b"ftyp", b"styp", b"wide", b"free", b"skip", b"mdat"})
+
+
+@dataclass(frozen=True)
+class PictureLimits:
+    """The largest picture a camera may send: 4K (4096x2160) in either orientation, at most
+    60 frames per second of it. Bounds the memory and CPU every decode of a segment costs."""
+
+    max_long_side: int = 4096
+    max_short_side: int = 2160
+    max_pixel_rate: float = 4096 * 2160 * 60  # pixels per second
+
+    @property
+    def decoder_max_pixels(self) -> int:
+        """FFmpeg's ``max_pixels`` for these limits: decoders allocate the coded size, which
+        rounds each side up to whole macroblocks or coding units (2160 is coded as 2176)."""
+        return (self.max_long_side + _CODED_MARGIN) * (self.max_short_side + _CODED_MARGIN)
 
 
 @dataclass(frozen=True)
@@ -80,7 +105,12 @@ class ProbeError(Exception):
         return self.reason
 
 
-def probe_recording(path: Path, *, max_duration_seconds: float = 12 * 3600) -> MediaProbe:
+def probe_recording(
+    path: Path,
+    *,
+    max_duration_seconds: float = 12 * 3600,
+    limits: PictureLimits = PictureLimits(),
+) -> MediaProbe:
     """Probe the recording at ``path`` or raise ``ProbeError`` saying why it is unusable."""
     try:
         size = path.stat().st_size
@@ -93,14 +123,24 @@ def probe_recording(path: Path, *, max_duration_seconds: float = 12 * 3600) -> M
     # thread's messages (a damaged file can log one per packet) out of the application log
     # and gives us this call's own messages: an exception's "last error log" may be stale.
     ffmpeg_log: list[tuple[int, str, str]] = []
+    # "file:" stops FFmpeg from reading a relative name such as "concat:a|b" or "rtp:..."
+    # as a protocol URL instead of a path.
+    url = f"file:{path.resolve()}"
     try:
-        # "file:" stops FFmpeg from reading a relative name such as "concat:a|b" or "rtp:..."
-        # as a protocol URL instead of a path.
+        with av.logging.Capture() as ffmpeg_log:
+            _refuse_large_picture(url, limits)
+        # max_pixels also bars find_stream_info's decoders (where the container lists its
+        # streams before it) from frames larger than the header said: MP4 keeps a size in
+        # its sample description and another in the H.264 parameters, and either may lie.
         with (
             av.logging.Capture() as ffmpeg_log,
-            av.open(f"file:{path.resolve()}", metadata_errors="ignore") as container,
+            av.open(
+                url,
+                metadata_errors="ignore",
+                options={"max_pixels": str(limits.decoder_max_pixels)},
+            ) as container,
         ):
-            return _probe_container(container, max_duration_seconds)
+            return _probe_container(container, max_duration_seconds, limits)
     except ProbeError:
         raise
     except av.FFmpegError as exc:
@@ -112,25 +152,73 @@ def probe_recording(path: Path, *, max_duration_seconds: float = 12 * 3600) -> M
         raise ProbeError("unreadable", f"The file cannot be read: {_os_reason(exc)}.") from exc
 
 
-def _probe_container(container: av.container.InputContainer, max_duration: float) -> MediaProbe:
+def _refuse_large_picture(url: str, limits: PictureLimits) -> None:
+    """Raise ``too_large_picture`` from the stream header alone, before any decoder runs.
+
+    With ``codec_whitelist`` naming no decoder, opening reads the container and runs the
+    codec parsers (which take the size from the sequence header) but decodes nothing, for every
+    container, MPEG-PS included. A file that does not open is left to the real open to judge.
+    """
+    try:
+        with av.open(url, metadata_errors="ignore", options={"codec_whitelist": "none"}) as probe:
+            video = _first_video_stream(probe)
+            if video is None:
+                return
+            parameters = video.codec_context
+            width, height = parameters.width or 0, parameters.height or 0
+            # Not guessed_rate: without frames FFmpeg guesses one from the time base (10240/s).
+            rate = video.average_rate
+    except av.FFmpegError:
+        return
+    _check_picture(width, height, float(rate) if rate else None, limits, "declares")
+
+
+def _check_picture(
+    width: int, height: int, rate: float | None, limits: PictureLimits, how: str
+) -> None:
+    long_side, short_side = max(width, height), min(width, height)
+    if long_side > limits.max_long_side or short_side > limits.max_short_side:
+        raise ProbeError(
+            "too_large_picture",
+            f"The video track {how} {width}x{height} pictures, larger than the "
+            f"{limits.max_long_side}x{limits.max_short_side} (either orientation) a camera "
+            "may send.",
+        )
+    if rate is not None and width * height * rate > limits.max_pixel_rate:
+        raise ProbeError(
+            "too_large_picture",
+            f"The video track {how} {width}x{height} pictures at {rate:.1f} frames/s, "
+            f"{width * height * rate:.0f} pixels/s, more than the {limits.max_pixel_rate:.0f} "
+            "a camera may send.",
+        )
+
+
+def _first_video_stream(container: av.container.InputContainer) -> av.VideoStream | None:
+    for stream in container.streams.video:
+        # Cover art in an audio file is a "video" stream holding one picture.
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    return None
+
+
+def _probe_container(
+    container: av.container.InputContainer, max_duration: float, limits: PictureLimits
+) -> MediaProbe:
     format_name = container.format.name
     if format_name in _IMAGE_FORMATS or format_name.endswith("_pipe"):
         raise ProbeError(
             "image_not_recording",
             f"The file is a still image ({format_name}), not a video recording.",
         )
-    video_streams = [
-        stream
-        for stream in container.streams.video
-        # Cover art in an audio file is a "video" stream holding one picture.
-        if not stream.disposition & av.stream.Disposition.attached_pic
-    ]
-    if not video_streams:
+    video = _first_video_stream(container)
+    if video is None:
         raise ProbeError("no_video_stream", "The file has no video track (audio or data only).")
-    video = video_streams[0]
     codec_context = video.codec_context
     if codec_context is None:  # PyAV leaves it unset when FFmpeg has no decoder for the codec
         raise ProbeError("undecodable", "The video track uses a codec this server cannot decode.")
+    # The header passed; the decoder still refuses any later picture above the limit (a new
+    # sequence header mid-stream) instead of allocating it.
+    codec_context.options = {**codec_context.options, "max_pixels": str(limits.decoder_max_pixels)}
 
     pts, dts, durations = array("q"), array("q"), array("q")
     keyframe_count = 0
@@ -195,6 +283,8 @@ def _probe_container(container: av.container.InputContainer, max_duration: float
     rate = video.average_rate or video.guessed_rate
     width = codec_context.width or decoded_size[0]
     height = codec_context.height or decoded_size[1]
+    # The declared rate was checked before decoding; the timestamps may tell a faster one.
+    _check_picture(width, height, packet_count / duration, limits, "measures")
     probe = MediaProbe(
         container=format_name,
         video_codec=codec_context.codec.canonical_name,

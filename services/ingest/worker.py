@@ -8,7 +8,9 @@ quarantined by the pipeline and the loop goes on.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -27,11 +29,13 @@ from watchdog.observers.api import BaseObserver
 from services.ingest.pipeline import IngestPipeline, Outcome
 from services.ingest.spool import (
     Candidate,
+    SkippedPaths,
     incoming_arrival,
     is_spool_recording,
     scan_spool,
     settled,
     spool_arrival,
+    spool_entry_problem,
     sweep_incoming,
 )
 
@@ -51,6 +55,8 @@ class IngestWorker:
         self.watch = watch
         self.stop_event = threading.Event()
         self.outcomes: Counter[str] = Counter()
+        # Symlinks, FIFOs and the like in the spool: said once each, never ingested.
+        self.skipped = SkippedPaths()
         self._pending: dict[Path, float] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -60,7 +66,10 @@ class IngestWorker:
 
     def start(self) -> None:
         self.spool_dir.mkdir(parents=True, exist_ok=True)
-        self.incoming_dir.mkdir(parents=True, exist_ok=True)
+        # FileExistsError: something that is not a folder (a dangling symlink...) is in its
+        # place; the sweep says so and leaves it alone.
+        with contextlib.suppress(FileExistsError):
+            self.incoming_dir.mkdir(parents=True, exist_ok=True)
         removed = self.pipeline.store.recover()
         if removed:
             logger.warning("removed %d partial blob writes left by an interrupted run", removed)
@@ -90,8 +99,8 @@ class IngestWorker:
 
     def rescan(self) -> None:
         for candidate in (
-            *scan_spool(self.spool_dir, self.settle_seconds),
-            *sweep_incoming(self.incoming_dir),
+            *scan_spool(self.spool_dir, self.settle_seconds, self.skipped),
+            *sweep_incoming(self.incoming_dir, skipped=self.skipped),
         ):
             self.submit(candidate.path, candidate.ready_at)
         self._next_scan = time.time() + self.rescan_seconds
@@ -133,9 +142,18 @@ class IngestWorker:
         return max(0.05, min(soonest, self._next_scan) - now)
 
     def _ingest(self, path: Path) -> None:
-        if path.suffix == ".bin" and path.parent == self.incoming_dir:
-            arrival = incoming_arrival(path)
-        elif is_spool_recording(path, self.spool_dir) and path.exists():
+        upload = path.suffix == ".bin" and path.parent == self.incoming_dir
+        if not (upload or is_spool_recording(path, self.spool_dir)):
+            return
+        problem = spool_entry_problem(path, self.spool_dir)
+        if problem is not None:
+            # Dropped, not retried: the next rescan offers it again and it is not said twice.
+            self.skipped.note(path, problem)
+            self.outcomes["not_regular"] += 1
+            return
+        if upload:
+            arrival = incoming_arrival(path, self.skipped)
+        elif os.path.lexists(path):
             candidate = settled(path, self.settle_seconds)
             if candidate.ready_at > time.time():
                 # Still being written by a host that skips the .part convention.
@@ -154,7 +172,7 @@ class IngestWorker:
             self.outcomes["error"] += 1
             return
         self.outcomes[result.outcome.value] += 1
-        if result.outcome is Outcome.SKIPPED and path.exists():
+        if result.outcome is Outcome.SKIPPED and os.path.lexists(path):
             self.submit(path, time.time() + self.settle_seconds)
 
 

@@ -28,6 +28,7 @@ from services.retention.purge import execute_purge, reconcile
 from services.settings import Settings
 from storage.keys import THUMBNAIL_PREFIX
 from storage.models import Camera, LedgerEntry, Segment
+from storage.stores import init_blob_store
 from tests.api.conftest import (
     FOREIGN_CAMERAS,
     START,
@@ -630,6 +631,7 @@ def s3_footage(
     settings.storage_url = f"s3://ev-{uuid.uuid4().hex[:12]}?endpoint={s3_endpoint}&secure=false"
     settings.s3_access_key = ACCESS_KEY
     settings.s3_secret_key = SECRET_KEY
+    init_blob_store(settings.storage_url, access_key=ACCESS_KEY, secret_key=SECRET_KEY)
     services = Services.from_settings(settings)
     try:
         services.db.run_write(lambda s: import_registry(s, json.dumps(REGISTRY), actor="test"))

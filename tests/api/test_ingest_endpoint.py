@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -247,3 +248,23 @@ def test_healthz_answers_once_ready(client: TestClient) -> None:
 def test_unknown_routes_answer_json_errors(client: TestClient) -> None:
     response = client.get("/api/v1/nothing-here")
     assert response.status_code == 404 and response.json()["code"] == "not_found"
+
+
+def test_503_and_nothing_written_outside_when_the_upload_folder_is_a_symlink(
+    client: TestClient,
+    host_auth: dict[str, str],
+    video: bytes,
+    registered: Services,
+    tmp_path: Path,
+) -> None:
+    incoming = registered.settings.incoming_dir
+    if incoming.exists():
+        incoming.rmdir()
+    incoming.parent.mkdir(parents=True, exist_ok=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    incoming.symlink_to(outside, target_is_directory=True)
+    response = client.put(URL, content=video, headers=host_auth)
+    assert (response.status_code, response.json()["code"]) == (503, "spool_unavailable")
+    assert list(outside.iterdir()) == []
+    assert _segments(registered) == 0

@@ -71,6 +71,7 @@ from storage.models import (
     Sitting,
     Tombstone,
 )
+from storage.stores import init_blob_store
 from tests.conftest import CAMERA_BACK, CAMERA_FRONT, REGISTRY, ROOM, VideoFactory
 from tests.processes import ROOT
 from tests.s3server import ACCESS_KEY, SECRET_KEY
@@ -784,6 +785,7 @@ def test_a_package_from_s3_verifies(
     settings.storage_url = f"s3://ex-{uuid.uuid4().hex[:12]}?endpoint={s3_endpoint}&secure=false"
     settings.s3_access_key = ACCESS_KEY
     settings.s3_secret_key = SECRET_KEY
+    init_blob_store(settings.storage_url, access_key=ACCESS_KEY, secret_key=SECRET_KEY)
     services = Services.from_settings(settings)
     try:
         services.db.run_write(

@@ -7,6 +7,7 @@ The recordings are made with PyAV like a camera host's: 320x240, 10 fps, one key
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,6 +38,7 @@ from services.health.sampling import (
     health_intervals,
     prepare_reference,
     sample_segment,
+    sample_segment_within,
     sharpness_baseline,
 )
 
@@ -367,3 +369,40 @@ def test_encode_jpeg_round_trips() -> None:
     decoded = cv2.imdecode(np.frombuffer(encode_jpeg(picture), np.uint8), cv2.IMREAD_COLOR)
     assert decoded.shape == picture.shape
     assert float(np.abs(decoded.astype(int) - picture.astype(int)).mean()) < 6
+
+
+@pytest.fixture(scope="module")
+def all_keyframes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """12 s of 1280x720 at 25 frames/s, every frame a keyframe: 300 keyframes, seconds of decode."""
+    return write_recording(
+        tmp_path_factory.mktemp("keyframes") / "all-keyframes.mp4",
+        seconds=12,
+        fps=25,
+        width=1280,
+        height=720,
+        gop_seconds=1 / 25,
+    )
+
+
+def test_the_budget_stops_an_all_keyframe_clip_and_says_where(all_keyframes: Path) -> None:
+    budget = 0.25
+    began = time.monotonic()
+    sampling = sample_segment_within(all_keyframes, budget_seconds=budget)
+    elapsed = time.monotonic() - began
+    # The budget is checked before each keyframe: one 720p keyframe decodes in milliseconds.
+    assert elapsed < budget + 0.75
+    assert sampling.cut_short_at is not None and 0 < sampling.cut_short_at < 12
+    assert 0 < len(sampling.samples) < 300
+    assert max(sample.offset_seconds for sample in sampling.samples) < sampling.cut_short_at
+
+
+def test_a_clip_within_its_budget_is_sampled_completely(tmp_path: Path) -> None:
+    clip = write_recording(tmp_path / "short.mp4", seconds=4, fps=10, gop_seconds=1.0)
+    sampling = sample_segment_within(clip, budget_seconds=60)
+    assert sampling.cut_short_at is None and len(sampling.samples) == 4
+    assert sampling.samples == sample_segment(clip)
+
+
+def test_the_budget_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="budget_seconds"):
+        sample_segment_within(tmp_path / "unused.mp4", budget_seconds=0)

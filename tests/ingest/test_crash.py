@@ -207,7 +207,7 @@ def test_sigkill_at_many_points_loses_nothing(
             if round_number % 3 == 2:
                 time.sleep(rng.uniform(0.1, 1.0))
             else:
-                wait_until(lambda b=before: _count(db, Segment) > b, timeout=60, interval=0.01)
+                wait_until(lambda b=before: _count(db, Segment) > b, timeout=180, interval=0.01)
                 time.sleep(rng.uniform(0.0, 0.12))
             worker.send_signal(signal.SIGKILL)
             worker.wait(timeout=10)
@@ -257,7 +257,8 @@ def _killed_at(env: dict[str, str], step: str, log: Path, *args: str) -> subproc
 
 def _expect_killed(process: subprocess.Popen[bytes], step: str, log: Path) -> None:
     try:
-        code = process.wait(timeout=60)
+        # Generous: start-up alone takes seconds, and many more on a loaded 2-core machine.
+        code = process.wait(timeout=180)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
@@ -406,6 +407,7 @@ def test_sigkill_during_s3_multipart_upload_loses_nothing(
         secret_key=SECRET_KEY,
         secure=False,
         multipart_threshold=threshold,
+        create_bucket=True,  # what `examvault storage init` does; the worker would refuse
     )
     raw = Minio(endpoint=s3_endpoint, access_key=ACCESS_KEY, secret_key=SECRET_KEY, secure=False)
     try:

@@ -23,6 +23,7 @@ from services.settings import Settings
 from storage.blobs import BlobStoreError
 from storage.models import LedgerEntry, QuarantineRecord, Segment
 from storage.s3 import MiB, S3BlobStore, _ObjectState
+from storage.stores import init_blob_store
 from tests.conftest import CAMERA_FRONT, REGISTRY, VideoFactory
 from tests.s3server import ACCESS_KEY, SECRET_KEY
 
@@ -34,6 +35,7 @@ def s3_settings(settings: Settings, s3_endpoint: str) -> Settings:
     settings.storage_url = f"s3://ev-{uuid.uuid4().hex[:12]}?endpoint={s3_endpoint}&secure=false"
     settings.s3_access_key = ACCESS_KEY
     settings.s3_secret_key = SECRET_KEY
+    init_blob_store(settings.storage_url, access_key=ACCESS_KEY, secret_key=SECRET_KEY)
     return settings
 
 

@@ -6,7 +6,10 @@ fixtures are committed.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,7 +18,8 @@ from typing import Any
 import pytest
 
 from services.demo import footage as synthetic
-from services.ingest.probe import MediaProbe, ProbeError, probe_recording
+from services.ingest.probe import MediaProbe, PictureLimits, ProbeError, probe_recording
+from tests.large_picture import write_large_picture
 
 SECONDS = 6.0
 FPS = 10
@@ -265,3 +269,63 @@ def test_random_bytes_named_mp4_are_not_blamed_on_a_missing_index(
 def test_duration_above_the_limit_is_absurd(recording: RecordingFactory) -> None:
     error = _probe_error(recording(".mp4"), max_duration_seconds=SECONDS / 2)
     assert error.code == "absurd_duration"
+
+
+# A child process that probes one file and reports what the probe cost it in peak memory.
+_PROBE_IN_A_CHILD = """
+import json, resource, sys
+from pathlib import Path
+from services.ingest.probe import ProbeError, probe_recording
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    probe_recording(Path(sys.argv[1]))
+    code = None
+except ProbeError as exc:
+    code = exc.code
+grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
+print(json.dumps({"code": code, "grown_kib": grown}))
+"""
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".ps"])
+def test_an_8192_square_picture_is_refused_before_anything_is_decoded(
+    tmp_path: Path, suffix: str
+) -> None:
+    # MPEG-PS lists no stream before FFmpeg's stream-info pass, which decodes frames to find
+    # them: the case a check after av.open would miss.
+    bomb = write_large_picture(tmp_path / f"bomb{suffix}")
+    assert bomb.stat().st_size < 1024**2
+    child = subprocess.run(
+        [sys.executable, "-c", _PROBE_IN_A_CHILD, str(bomb)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    result = json.loads(child.stdout)
+    assert result["code"] == "too_large_picture"
+    # One decoded 8192x8192 yuv420p picture alone is 96 MiB.
+    assert result["grown_kib"] < 32 * 1024
+
+
+def test_the_refusal_names_the_size_and_the_limit(tmp_path: Path) -> None:
+    error = _probe_error(write_large_picture(tmp_path / "bomb.mp4"))
+    assert error.code == "too_large_picture"
+    assert "8192x8192" in error.reason and "4096x2160" in error.reason
+
+
+def test_a_portrait_4k_picture_is_within_the_limit(tmp_path: Path) -> None:
+    portrait = probe_recording(write_large_picture(tmp_path / "tall.mp4", width=2160, height=4096))
+    assert (portrait.width, portrait.height) == (2160, 4096)
+
+
+def test_one_pixel_over_the_long_side_is_refused(tmp_path: Path) -> None:
+    wide = write_large_picture(tmp_path / "wide.mp4", width=4098, height=240)
+    assert _probe_error(wide).code == "too_large_picture"
+
+
+def test_a_pixel_rate_above_the_limit_is_refused(recording: RecordingFactory) -> None:
+    limits = PictureLimits(max_pixel_rate=320 * 240 * FPS - 1)
+    error = _probe_error(recording(".mp4"), limits=limits)
+    assert error.code == "too_large_picture" and "frames/s" in error.reason
+    assert probe_recording(recording(".mp4"), limits=PictureLimits(max_pixel_rate=320 * 240 * FPS))

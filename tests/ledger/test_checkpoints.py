@@ -149,6 +149,7 @@ def test_checkpoint_on_s3_is_object_locked(
         access_key=ACCESS_KEY,
         secret_key=SECRET_KEY,
         secure=False,
+        create_bucket=True,
     )
     _append(services, 2)
     until = datetime.now(UTC) + timedelta(days=3653)
@@ -509,6 +510,7 @@ def test_make_checkpoint_on_s3_refuses_over_a_rewritten_history(
         access_key=ACCESS_KEY,
         secret_key=SECRET_KEY,
         secure=False,
+        create_bucket=True,
     )
     _append(services, 4)
     kept = make_checkpoint(services.db, store, _signer(services)).checkpoint

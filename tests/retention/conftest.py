@@ -13,6 +13,7 @@ import pytest
 from services.context import Services
 from services.registry import import_registry
 from services.settings import Settings
+from storage.stores import init_blob_store
 from tests.conftest import REGISTRY
 from tests.s3server import ACCESS_KEY, SECRET_KEY
 
@@ -36,6 +37,7 @@ def s3_services(settings: Settings, s3_endpoint: str) -> Iterator[Services]:
     settings.storage_url = f"s3://ev-{uuid.uuid4().hex[:12]}?endpoint={s3_endpoint}&secure=false"
     settings.s3_access_key = ACCESS_KEY
     settings.s3_secret_key = SECRET_KEY
+    init_blob_store(settings.storage_url, access_key=ACCESS_KEY, secret_key=SECRET_KEY)
     built = Services.from_settings(settings)
     built.db.run_write(lambda session: import_registry(session, json.dumps(REGISTRY), actor="t"))
     yield built

@@ -20,7 +20,7 @@ from minio.retention import Retention
 
 from storage.blobs import BlobStoreError, WormViolation
 from storage.s3 import MiB, S3BlobStore, _ObjectState
-from storage.stores import open_blob_store
+from storage.stores import init_blob_store, open_blob_store
 from tests.s3server import ACCESS_KEY, SECRET_KEY
 
 
@@ -44,13 +44,15 @@ def raw_client(s3_endpoint: str) -> Minio:
 
 @pytest.fixture
 def make_store(s3_endpoint: str) -> Callable[..., S3BlobStore]:
-    def make(bucket: str | None = None, **options: int) -> S3BlobStore:
+    # create=True is what `examvault storage init` does; every other opening passes False.
+    def make(bucket: str | None = None, *, create: bool = True, **options: int) -> S3BlobStore:
         return S3BlobStore(
             bucket=bucket or _fresh_bucket(),
             endpoint=s3_endpoint,
             access_key=ACCESS_KEY,
             secret_key=SECRET_KEY,
             secure=False,
+            create_bucket=create,
             **options,
         )
 
@@ -275,7 +277,7 @@ def test_an_existing_locked_bucket_is_reused(make_store: Callable[..., S3BlobSto
     bucket = _fresh_bucket()
     stored = make_store(bucket).put_file(segment, _key_for, retain_until=_days_ahead(30))
 
-    assert make_store(bucket).stat(stored.key) is not None
+    assert make_store(bucket, create=False).stat(stored.key) is not None
 
 
 def test_a_bucket_without_object_lock_is_refused(
@@ -293,6 +295,7 @@ def test_open_blob_store_with_an_s3_url_gives_a_working_store(
     segment: Path,
 ):
     url = f"s3://{_fresh_bucket()}?endpoint={s3_endpoint}&secure=false"
+    init_blob_store(url, access_key=ACCESS_KEY, secret_key=SECRET_KEY)
 
     store = open_blob_store(url, access_key=ACCESS_KEY, secret_key=SECRET_KEY)
     stored = store.put_file(segment, _key_for, retain_until=_days_ahead(30))
@@ -318,6 +321,7 @@ def test_put_fails_when_the_lock_does_not_read_back(s3_endpoint: str, segment: P
         access_key=ACCESS_KEY,
         secret_key=SECRET_KEY,
         secure=False,
+        create_bucket=True,
     )
 
     with pytest.raises(BlobStoreError, match="not locked"):
@@ -423,6 +427,7 @@ def test_storage_url_sets_the_multipart_sizes(s3_endpoint: str):
         f"s3://{_fresh_bucket()}?endpoint={s3_endpoint}&secure=false"
         f"&multipart_threshold={6 * MiB}&part_size={5 * MiB}"
     )
+    init_blob_store(url, access_key=ACCESS_KEY, secret_key=SECRET_KEY)
 
     store = open_blob_store(url, access_key=ACCESS_KEY, secret_key=SECRET_KEY)
 
@@ -433,3 +438,54 @@ def test_storage_url_sets_the_multipart_sizes(s3_endpoint: str):
 def test_storage_url_with_a_size_that_is_not_bytes_is_refused():
     with pytest.raises(BlobStoreError, match="part_size='16M' must be a number of bytes"):
         open_blob_store("s3://bucket?endpoint=127.0.0.1:9&part_size=16M")
+
+
+def test_opening_a_missing_bucket_refuses_and_creates_nothing(
+    make_store: Callable[..., S3BlobStore], raw_client: Minio
+):
+    bucket = _fresh_bucket()
+
+    with pytest.raises(BlobStoreError) as refused:
+        make_store(bucket, create=False)
+
+    assert repr(bucket) in str(refused.value)
+    assert "examvault storage init" in str(refused.value)
+    assert not raw_client.bucket_exists(bucket_name=bucket)
+
+
+def test_open_blob_store_refuses_a_missing_bucket(s3_endpoint: str, raw_client: Minio):
+    bucket = _fresh_bucket()
+    url = f"s3://{bucket}?endpoint={s3_endpoint}&secure=false"
+
+    with pytest.raises(BlobStoreError, match=r"does not exist.*examvault storage init"):
+        open_blob_store(url, access_key=ACCESS_KEY, secret_key=SECRET_KEY)
+
+    assert not raw_client.bucket_exists(bucket_name=bucket)
+
+
+def test_init_creates_the_bucket_with_object_lock_once(
+    s3_endpoint: str, raw_client: Minio, segment: Path
+):
+    bucket = _fresh_bucket()
+    url = f"s3://{bucket}?endpoint={s3_endpoint}&secure=false"
+
+    _, created = init_blob_store(url, access_key=ACCESS_KEY, secret_key=SECRET_KEY)
+    _, again = init_blob_store(url, access_key=ACCESS_KEY, secret_key=SECRET_KEY)
+
+    assert (created, again) == (True, False)
+    assert raw_client.get_object_lock_config(bucket_name=bucket) is not None
+    store = open_blob_store(url, access_key=ACCESS_KEY, secret_key=SECRET_KEY)
+    stored = store.put_file(segment, _key_for, retain_until=_days_ahead(30))
+    info = store.stat(stored.key)
+    assert info is not None and info.retain_until is not None
+
+
+def test_a_bucket_wiped_after_opening_is_not_ready(
+    make_store: Callable[..., S3BlobStore], raw_client: Minio
+):
+    store = make_store()
+    store.check_ready()
+    raw_client.remove_bucket(bucket_name=store.bucket)
+
+    with pytest.raises(BlobStoreError, match="examvault storage init"):
+        store.check_ready()

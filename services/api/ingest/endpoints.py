@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import logging
 import os
 import re
+import stat
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +51,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (503, "the same file is being ingested right now; retry"),
     )
 }
+
+logger = logging.getLogger(__name__)
 
 
 def _check_file_name(file_name: str) -> None:
@@ -96,6 +100,15 @@ class _Upload:
 
     def __init__(self, incoming: Path) -> None:
         incoming.mkdir(parents=True, exist_ok=True)
+        # A symlinked (or replaced) `.incoming` would put the upload's bytes outside the
+        # spool, where the sweep never looks: refuse rather than write there.
+        if not stat.S_ISDIR(os.lstat(incoming).st_mode):
+            logger.error("%s is not a real directory (a symlink?): uploads refused", incoming)
+            raise ApiError(
+                503,
+                "spool_unavailable",
+                "the server's upload folder is misconfigured; try again later",
+            )
         self.stem = incoming / uuid.uuid4().hex
         self.part = self.stem.with_suffix(".part")
         self.handle: IO[bytes] = self.part.open("xb")

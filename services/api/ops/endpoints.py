@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import func, select, text
 
 from services.api.deps import ServicesDep
+from storage.blobs import BlobStoreError
 from storage.models import LedgerEntry, QuarantineRecord, Segment, Sitting
 
 router = APIRouter(tags=["operations"])
@@ -26,7 +27,10 @@ def readyz(services: ServicesDep) -> JSONResponse:
     except Exception as exc:
         problems.append(f"database: {exc.__class__.__name__}")
     try:
-        services.store.stat("readyz-probe")
+        services.store.check_ready()
+    except BlobStoreError as exc:
+        # Our own sentence (a missing bucket says to run `examvault storage init`), no secrets.
+        problems.append(f"blob store: {exc}")
     except Exception as exc:
         problems.append(f"blob store: {exc.__class__.__name__}")
     if problems:

@@ -11,12 +11,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.access.people import (
+    MAX_USER_NAME,
+    LoginSession,
     LoginThrottle,
     PeopleError,
+    UserNameError,
     assign,
+    check_password,
     create_user,
     disable_user,
-    log_in,
+    normalise_user_name,
+    open_login_session,
     revoke_assignment,
 )
 from services.access.tokens import TokenError, create_token, revoke_token
@@ -35,7 +40,10 @@ class TokenOut(BaseModel):
 
 
 class UserIn(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(
+        description=f"1 to {MAX_USER_NAME} letters, digits, Chinese characters or . _ - "
+        "(NFKC-normalised)"
+    )
     role: str
     password: str
     district: str | None = None
@@ -144,19 +152,33 @@ def login(
     password: Annotated[str, Form()],
 ) -> TokenOut:
     throttle = _throttle(request)
-    wait = throttle.retry_after(username)
+    try:
+        name = normalise_user_name(username)
+    except UserNameError as exc:
+        # Reveals nothing: no user can have a name of that form.
+        raise ApiError(400, "invalid_user", str(exc)) from exc
+    # Counted and committed before the password is checked, so concurrent guesses and other
+    # API processes cannot get past the limit.
+    wait = services.db.run_write(lambda session: throttle.admit(session, name))
     if wait:
         raise ApiError(
             429,
             "too_many_attempts",
-            f"too many failed logins for {username!r}; retry in {wait:.0f} s",
+            f"too many failed logins for {name!r}; retry in {wait:.0f} s",
             headers={"Retry-After": str(int(wait) + 1)},
         )
-    granted = services.db.run_write(lambda session: log_in(session, username, password))
+    with services.db.read() as session:
+        user_id = check_password(session, name, password)
+
+    def grant(session: Session) -> LoginSession | None:
+        granted = open_login_session(session, user_id) if user_id is not None else None
+        if granted is not None:
+            throttle.succeeded(session, name)
+        return granted
+
+    granted = services.db.run_write(grant) if user_id is not None else None
     if granted is None:
-        throttle.failed(username)
         raise ApiError(401, "invalid_credentials", "wrong user name or password")
-    throttle.succeeded(username)
     return TokenOut(
         access_token=granted.token, expires_at=rfc3339(granted.expires_at, services.settings.zone)
     )
@@ -178,6 +200,8 @@ def post_user(body: UserIn, services: ServicesDep, subject: AdminSubject) -> Use
 
     try:
         return services.db.run_write(work)
+    except UserNameError as exc:
+        raise ApiError(400, "invalid_user", str(exc)) from exc
     except PeopleError as exc:
         raise ApiError(422, "invalid_user", str(exc)) from exc
 

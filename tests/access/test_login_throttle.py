@@ -1,0 +1,136 @@
+"""The login throttle over HTTP: concurrent guesses cannot outrun it, and it holds across API
+processes and restarts because the count lives in the database."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from argon2 import PasswordHasher
+from fastapi.testclient import TestClient
+
+from services.access import people
+from services.api.app import create_app
+from services.context import Services
+from tests.api.conftest import PASSWORD, make_user
+
+LIMIT = 5  # the app's throttle: 5 failures per name within 15 minutes
+
+
+class _CountingHasher(PasswordHasher):
+    """The real argon2 hasher, counting how many password checks actually ran."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.verifications = 0
+        self._lock = threading.Lock()
+
+    def verify(self, hash: str | bytes, password: str | bytes) -> bool:
+        with self._lock:
+            self.verifications += 1
+        return super().verify(hash, password)
+
+
+@pytest.fixture
+def hasher(monkeypatch: pytest.MonkeyPatch) -> _CountingHasher:
+    counting = _CountingHasher()
+    monkeypatch.setattr(people, "_hasher", counting)
+    return counting
+
+
+@contextmanager
+def _serving(services: Services) -> Iterator[str]:
+    """A real uvicorn on 127.0.0.1 serving the app; its base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        create_app(services), host="127.0.0.1", port=port, log_level="warning", access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+def _guess(client: TestClient, name: str, password: str = "wrong password") -> Any:
+    return client.post("/api/v1/auth/token", data={"username": name, "password": password})
+
+
+def test_sixty_concurrent_guesses_get_at_most_limit_password_checks(
+    registered: Services, hasher: _CountingHasher
+) -> None:
+    make_user(registered, "zhao", "supervisor")
+    hasher.verifications = 0
+    start = threading.Barrier(60)
+
+    with _serving(registered) as base_url:
+
+        def guess(_: int) -> int:
+            with httpx.Client(base_url=base_url, timeout=60) as http:
+                start.wait()
+                answer = http.post(
+                    "/api/v1/auth/token", data={"username": "zhao", "password": "wrong"}
+                )
+                return answer.status_code
+
+        with ThreadPoolExecutor(max_workers=60) as pool:
+            statuses = Counter(pool.map(guess, range(60)))
+        with httpx.Client(base_url=base_url, timeout=60) as http:
+            right = http.post("/api/v1/auth/token", data={"username": "zhao", "password": PASSWORD})
+
+    assert hasher.verifications <= LIMIT, statuses
+    assert statuses[401] <= LIMIT and statuses[401] + statuses[429] == 60, statuses
+    # The throttle still holds after the burst, even for the right password.
+    assert right.status_code == 429 and int(right.headers["Retry-After"]) > 0
+
+
+def test_two_api_processes_share_the_count(registered: Services, hasher: _CountingHasher) -> None:
+    make_user(registered, "zhao", "supervisor")
+    second = Services.from_settings(registered.settings)
+    try:
+        with TestClient(create_app(registered)) as one, TestClient(create_app(second)) as two:
+            answers = [_guess(one if n % 2 else two, "zhao") for n in range(LIMIT)]
+            assert [a.status_code for a in answers] == [401] * LIMIT
+            hasher.verifications = 0
+            for client in (one, two):
+                refused = _guess(client, "zhao", PASSWORD)
+                assert (refused.status_code, refused.json()["code"]) == (429, "too_many_attempts")
+            assert hasher.verifications == 0
+    finally:
+        second.close()
+
+
+def test_a_restart_does_not_forgive(registered: Services) -> None:
+    make_user(registered, "zhao", "supervisor")
+    with TestClient(create_app(registered)) as client:
+        for _ in range(LIMIT):
+            assert _guess(client, "zhao").status_code == 401
+    registered.db.dispose()
+    restarted = Services.from_settings(registered.settings)
+    try:
+        with TestClient(create_app(restarted)) as client:
+            refused = _guess(client, "zhao", PASSWORD)
+            assert refused.status_code == 429, refused.text
+            assert int(refused.headers["Retry-After"]) > 0
+    finally:
+        restarted.close()
