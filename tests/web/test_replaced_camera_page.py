@@ -97,9 +97,9 @@ def _bands(page: Page, camera: str, kind: str) -> list[dict[str, object]]:
     )
 
 
-def _close(actual: object, expected: float) -> bool:
+def _close(actual: float | str, expected: float) -> bool:
     # Pixel rounding on a ~1200 px bar.
-    return abs(float(actual) - expected) < 0.01  # type: ignore[arg-type]
+    return abs(float(actual) - expected) < 0.01
 
 
 def test_a_replaced_camera_has_its_own_row_and_is_not_in_service_outside_its_part(
