@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import uvicorn
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from services.api.app import create_app
 from services.context import Services
 from services.coverage.schedule import parse_json
 from services.ingest.pipeline import Arrival, Outcome
@@ -191,3 +197,29 @@ def import_sitting(
     services.db.run_write(
         lambda session: services.import_schedule(session, rows, actor="test", zone_assumed=notes)
     )
+
+
+@contextmanager
+def serving(services: Services) -> Iterator[str]:
+    """A real uvicorn on 127.0.0.1 serving the app (page and API) in a thread; its base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    # The socket stays bound from here to uvicorn, so no other process can take the port.
+    config = uvicorn.Config(
+        create_app(services), host="127.0.0.1", port=port, log_level="warning", access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()

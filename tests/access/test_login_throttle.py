@@ -3,18 +3,13 @@ processes and restarts because the count lives in the database."""
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
@@ -22,6 +17,7 @@ from services.access import people
 from services.api.app import create_app
 from services.context import Services
 from tests.api.conftest import PASSWORD, make_user
+from tests.conftest import serving
 
 LIMIT = 5  # the app's throttle: 5 failures per name within 15 minutes
 
@@ -47,31 +43,6 @@ def hasher(monkeypatch: pytest.MonkeyPatch) -> _CountingHasher:
     return counting
 
 
-@contextmanager
-def _serving(services: Services) -> Iterator[str]:
-    """A real uvicorn on 127.0.0.1 serving the app; its base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_app(services), host="127.0.0.1", port=port, log_level="warning", access_log=False
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
-
-
 def _guess(client: TestClient, name: str, password: str = "wrong password") -> Any:
     return client.post("/api/v1/auth/token", data={"username": name, "password": password})
 
@@ -83,7 +54,7 @@ def test_sixty_concurrent_guesses_get_at_most_limit_password_checks(
     hasher.verifications = 0
     start = threading.Barrier(60)
 
-    with _serving(registered) as base_url:
+    with serving(registered) as base_url:
 
         def guess(_: int) -> int:
             with httpx.Client(base_url=base_url, timeout=60) as http:

@@ -8,23 +8,18 @@ EXAMVAULT_TEST_STRICT=1 (CI) they fail instead.
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-import uvicorn
 
-from services.api.app import create_app
 from services.context import Services
 from services.demo.footage import classroom_scene, write_recording
 from tests.api import conftest as api_fixtures
 from tests.api.conftest import PASSWORD, START, ingest_file
-from tests.conftest import CAMERA_BACK, CAMERA_FRONT, STRICT
+from tests.conftest import CAMERA_BACK, CAMERA_FRONT, STRICT, serving
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -115,25 +110,5 @@ def footage(world: tuple[object, Services], tmp_path: Path) -> Services:
 @pytest.fixture
 def server(registered: Services) -> Iterator[str]:
     """A real uvicorn serving the app (page and API) on a free port; its base URL."""
-    services = registered
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    # The socket stays bound from here to uvicorn, so no other process can take the port.
-    config = uvicorn.Config(
-        create_app(services), host="127.0.0.1", port=port, log_level="warning", access_log=False
-    )
-    running = uvicorn.Server(config)
-    thread = threading.Thread(target=running.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not running.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        running.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
+    with serving(registered) as base_url:
+        yield base_url
