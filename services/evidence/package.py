@@ -345,6 +345,16 @@ def verify_package(path: Path, trusted: TrustedKey | None = None) -> PackageVerd
         return verdict
 
 
+def _entry_details(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """An entry's details as an object; anything unreadable counts as none (the checks that
+    read them then fail by name)."""
+    try:
+        details = load_json(entry["details"])
+    except (ValueError, TypeError, KeyError):
+        return {}
+    return details if isinstance(details, dict) else {}
+
+
 class _Verifier:
     def __init__(
         self,
@@ -625,12 +635,7 @@ class _Verifier:
             if entry is None:
                 self.verdict.add(name, False, f"no ingest ledger entry (seq {seq}) in {ENTRIES}")
                 continue
-            try:
-                details = load_json(entry["details"])
-            except (ValueError, TypeError):
-                details = {}
-            if not isinstance(details, dict):
-                details = {}
+            details = _entry_details(entry)
             problems = []
             if entry.get("action") != INGEST_ACTION:
                 problems.append(f"entry {seq} is {entry.get('action')!r}, not {INGEST_ACTION}")
@@ -650,12 +655,7 @@ class _Verifier:
         if entry is None:
             self.verdict.add(name, False, f"no {EXPORT_ACTION} entry in {ENTRIES}")
             return
-        try:
-            details = load_json(entry["details"])
-        except (ValueError, TypeError):
-            details = {}
-        if not isinstance(details, dict):
-            details = {}
+        details = _entry_details(entry)
         included = [
             s.get("id") for s in self.manifest.get("segments", []) if s.get("status") == "included"
         ]
