@@ -32,6 +32,7 @@ from services.ingest.pipeline import Arrival, Outcome
 from services.registry import import_registry
 from services.settings import Settings, load_settings
 from storage.models import Segment
+from tests.reliability import Reliability
 from tests.s3server import s3_endpoint  # noqa: F401  (fixture)
 
 POSTGRES_URL = os.environ.get("EXAMVAULT_TEST_POSTGRES_URL")
@@ -69,7 +70,31 @@ REGISTRY = {
 }
 
 
+_RELIABILITY = Reliability()
+_OUTCOMES: dict[str, bool] = {}
+
+
+@pytest.fixture
+def reliability(request: pytest.FixtureRequest) -> Iterator[Reliability]:
+    """Record what a hostile-input, fault or crash test tried and lost (tests/reliability.py)."""
+
+    class _ForThisTest(Reliability):
+        def record(self, *args: Any, **kwargs: Any) -> Any:
+            kwargs.setdefault("test", request.node.nodeid)
+            return _RELIABILITY.record(*args, **kwargs)
+
+    yield _ForThisTest()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" or report.outcome == "failed":
+        _OUTCOMES[report.nodeid] = _OUTCOMES.get(report.nodeid, True) and report.passed
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    target = os.environ.get("EXAMVAULT_RELIABILITY_JSON")
+    if target and _RELIABILITY.cases:
+        _RELIABILITY.write(Path(target), outcomes=_OUTCOMES)
     if not STRICT:
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
