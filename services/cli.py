@@ -40,11 +40,13 @@ class CommandError(Exception):
         self.exit_code = exit_code
 
 
-def _services(settings: Settings, *, migrate: bool = True) -> Services:
+def _services(
+    settings: Settings, *, migrate: bool = True, store_may_be_down: bool = False
+) -> Services:
     # Imported here so `examvault --help` and bad usage answer without loading PyAV and OpenCV.
     from services.context import Services
 
-    return Services.from_settings(settings, migrate=migrate)
+    return Services.from_settings(settings, migrate=migrate, store_may_be_down=store_may_be_down)
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -53,7 +55,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from services.api.app import create_app
     from services.ingest.worker import IngestWorker
 
-    services = _services(settings)
+    # An unreachable store does not stop the server: it reports unready, keeps uploads in the
+    # spool and stores them once the store answers again.
+    services = _services(settings, store_may_be_down=True)
     # Only when asked: demo footage and ledger entries in a production database (on S3 under a
     # three-year COMPLIANCE lock) could never be removed.
     if args.demo:
@@ -82,7 +86,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_worker(_args: argparse.Namespace, settings: Settings) -> int:
     from services.ingest.worker import IngestWorker
 
-    services = _services(settings)
+    services = _services(settings, store_may_be_down=True)
     jobs = [IngestWorker(services.pipeline), *services.background_jobs()]
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

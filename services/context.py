@@ -11,12 +11,15 @@ from services.health.checker import HealthChecker, HealthWorker
 from services.ingest.pipeline import IngestPipeline, IngestResult, Outcome
 from services.ingest.quarantine import Quarantine
 from services.ledger.checkpoints import CheckpointWriter
+from services.operations.metrics import OperationsMetrics
+from services.operations.readiness import Readiness
 from services.retention.holds import hold_new_segment, widen_for_moved_sitting
 from services.retention.purge import PurgeScheduler, extend_expiries
 from services.settings import Settings
 from storage.blobs import BlobStore
 from storage.db import Database
 from storage.models import Sitting
+from storage.s3 import Timeouts
 from storage.stores import open_blob_store
 
 if TYPE_CHECKING:
@@ -33,11 +36,16 @@ class Services:
     quarantine: Quarantine
     pipeline: IngestPipeline = field(init=False)
     health: HealthChecker = field(init=False)
+    readiness: Readiness = field(init=False)
+    metrics: OperationsMetrics = field(init=False)
 
     def __post_init__(self) -> None:
         self.pipeline = IngestPipeline(
             db=self.db, store=self.store, quarantine=self.quarantine, settings=self.settings
         )
+        self.readiness = Readiness(self.settings, self.db, self.store)
+        self.metrics = OperationsMetrics(self.readiness)
+        self.pipeline.failure_listeners.append(self.readiness.note_failure)
         self.pipeline.listeners.append(self._judge_coverage)
         self.pipeline.listeners.append(self._hold_new_footage)
         self.health = HealthChecker(db=self.db, store=self.store, settings=self.settings)
@@ -116,15 +124,29 @@ class Services:
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, migrate: bool = True) -> Services:
+    def from_settings(
+        cls, settings: Settings, *, migrate: bool = True, store_may_be_down: bool = False
+    ) -> Services:
+        """`store_may_be_down` (serve, worker): start even if the object store does not
+        answer; it is checked before the first write and readiness reports it meanwhile."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        db = Database(settings.resolved_database_url)
+        db = Database(
+            settings.resolved_database_url,
+            connect_timeout_seconds=settings.database_connect_timeout_seconds,
+            pool_timeout_seconds=settings.database_pool_timeout_seconds,
+        )
         if migrate:
             db.upgrade()
         store = open_blob_store(
             settings.resolved_storage_url,
             access_key=settings.s3_access_key,
             secret_key=settings.s3_secret_key,
+            timeouts=Timeouts(
+                connect_seconds=settings.s3_connect_timeout_seconds,
+                read_seconds=settings.s3_read_timeout_seconds,
+                retries=settings.s3_retries,
+            ),
+            allow_unreachable=store_may_be_down,
         )
         return cls(
             settings=settings,

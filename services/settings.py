@@ -66,6 +66,21 @@ class Settings(BaseSettings):
     # the bound on the newest entries no signed checkpoint vouches for (docs/ledger.md).
     ledger_checkpoint_entries: int = 1000
     ledger_checkpoint_seconds: float = 60.0
+    # Bounds on every call to a dependency (docs/operations.md): a store or database that does
+    # not answer fails the call within seconds instead of holding a thread for minutes.
+    s3_connect_timeout_seconds: float = 5.0
+    s3_read_timeout_seconds: float = 60.0
+    s3_retries: int = 2
+    database_connect_timeout_seconds: float = 5.0
+    database_pool_timeout_seconds: float = 10.0
+    # /readyz answers from checks run this often in the background, never within the request.
+    readiness_interval_seconds: float = 5.0
+    # Fewer free bytes than this where examvault writes (data dir, spool) is "not ready".
+    min_free_bytes: int = 1024**3
+    # A write that failed on a full disk keeps /readyz "not ready" at least this long.
+    write_failure_window_seconds: float = 60.0
+    # After an outage: the Retry-After of the 503, and how soon the worker retries a file.
+    outage_retry_seconds: int = 30
 
     @field_validator("retention_years")
     @classmethod
@@ -85,6 +100,32 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"EXAMVAULT_{(info.field_name or '').upper()}={value} must be a positive number: "
                 "it bounds how many of the newest ledger entries no checkpoint yet vouches for"
+            )
+        return value
+
+    @field_validator(
+        "s3_connect_timeout_seconds",
+        "s3_read_timeout_seconds",
+        "database_connect_timeout_seconds",
+        "database_pool_timeout_seconds",
+        "readiness_interval_seconds",
+        "outage_retry_seconds",
+    )
+    @classmethod
+    def _positive_wait(cls, value: float, info: ValidationInfo) -> float:
+        if not 0 < value < float("inf"):
+            raise ValueError(
+                f"EXAMVAULT_{(info.field_name or '').upper()}={value} must be a positive number "
+                "of seconds: it bounds how long a dependency may keep us waiting"
+            )
+        return value
+
+    @field_validator("s3_retries", "min_free_bytes", "write_failure_window_seconds")
+    @classmethod
+    def _not_negative(cls, value: float, info: ValidationInfo) -> float:
+        if not 0 <= value < float("inf"):
+            raise ValueError(
+                f"EXAMVAULT_{(info.field_name or '').upper()}={value} must be zero or more"
             )
         return value
 

@@ -33,6 +33,11 @@ class BlobStoreError(Exception):
     """The store could not do what was asked; the message says what and where."""
 
 
+class StoreUnavailable(BlobStoreError):
+    """The store did not answer in time, refused or dropped the connection, or answered with a
+    server error: nothing is wrong with the request, and it may succeed later."""
+
+
 class WormViolation(BlobStoreError):
     """An attempt to overwrite, shorten the retention of, or delete a locked object."""
 

@@ -3,10 +3,15 @@
 Two kinds of session: `read()` for queries and `write()` for a unit of work that commits on
 success and rolls back on error. On SQLite a write takes the database's write lock at BEGIN
 (`BEGIN IMMEDIATE`), so two processes never both read the ledger head and then collide.
+
+A database that cannot be reached (refused, dropped, no free connection in time) raises
+`DatabaseUnavailable`, and a full disk under it `DiskFull`, wherever the query was: callers
+tell an outage from a bad query by the class, not by parsing driver messages.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -14,11 +19,19 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection, ExceptionContext, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
+from storage.space import DiskFull, is_disk_full
+
 T = TypeVar("T")
+
+
+class DatabaseUnavailable(Exception):
+    """The database could not be reached or dropped the connection: not the query's fault, and
+    it may succeed later."""
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -41,14 +54,51 @@ def _configure_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql(f"BEGIN {mode}")
 
 
+def _name_outages(engine: Engine) -> None:
+    @event.listens_for(engine, "handle_error")
+    def _outage(context: ExceptionContext) -> BaseException | None:
+        # A pre-ping's disconnect is SQLAlchemy's to handle: it reconnects.
+        if context.is_pre_ping:
+            return None
+        original = context.original_exception
+        first_line = str(original).strip().splitlines()[0] if str(original).strip() else ""
+        if is_disk_full(original):
+            return DiskFull(f"the database could not write, its disk is full: {first_line}")
+        # No connection means connecting failed (refused, timed out, unknown host).
+        if context.is_disconnect or context.connection is None:
+            return DatabaseUnavailable(f"the database did not answer: {first_line}")
+        return None
+
+
 class Database:
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        echo: bool = False,
+        connect_timeout_seconds: float = 5.0,
+        pool_timeout_seconds: float = 10.0,
+    ) -> None:
+        """`connect_timeout_seconds` bounds a new connection to PostgreSQL (libpq waits
+        forever by default); `pool_timeout_seconds` the wait for a free pooled connection."""
         self.url = url
         if url.startswith("sqlite"):
             path = url.split("///", 1)[-1]
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = create_engine(_session_in_utc(url), echo=echo, pool_pre_ping=True)
+        parsed = make_url(url)
+        connect_args: dict[str, Any] = {}
+        if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+            # libpq takes whole seconds, at least 2.
+            connect_args["connect_timeout"] = max(2, math.ceil(connect_timeout_seconds))
+        self.engine = create_engine(
+            _session_in_utc(url),
+            echo=echo,
+            pool_pre_ping=True,
+            pool_timeout=pool_timeout_seconds,
+            connect_args=connect_args,
+        )
+        _name_outages(self.engine)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         if self.is_sqlite:
             _configure_sqlite(self.engine)
@@ -60,12 +110,12 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with self._reader() as session:
+        with _pool_outage(), self._reader() as session:
             yield session
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        with self._writer() as session, session.begin():
+        with _pool_outage(), self._writer() as session, session.begin():
             yield session
 
     def run_write(self, work: Callable[[Session], T], *, attempts: int = 5) -> T:
@@ -95,6 +145,16 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+@contextmanager
+def _pool_outage() -> Iterator[None]:
+    """No pooled connection freed up in time: every connection is stuck on a database that
+    does not answer (or the load is far beyond the pool); either way, try again later."""
+    try:
+        yield
+    except PoolTimeout as exc:
+        raise DatabaseUnavailable(f"no database connection became free in time: {exc}") from exc
 
 
 def _session_in_utc(url: str) -> str:

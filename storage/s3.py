@@ -14,16 +14,18 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import certifi
 import urllib3
 from minio import Minio
 from minio.commonconfig import COMPLIANCE
-from minio.error import MinioException, S3Error
+from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
 from minio.retention import Retention
 
 from storage.blobs import (
@@ -33,6 +35,7 @@ from storage.blobs import (
     BlobStoreError,
     StagedBlob,
     StoredBlob,
+    StoreUnavailable,
     WormViolation,
     check_key,
 )
@@ -49,6 +52,19 @@ _LOCK_MODE = "x-amz-object-lock-mode"
 _LOCK_UNTIL = "x-amz-object-lock-retain-until-date"
 _LEGAL_HOLD = "x-amz-object-lock-legal-hold"
 _MISSING_CODES = frozenset({"NoSuchKey", "NoSuchVersion"})
+# Error codes with which a store says "not now" rather than "no".
+_BUSY_CODES = frozenset({"ServiceUnavailable", "SlowDown", "InternalError", "RequestTimeout"})
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Bounds on every call to the store. minio's own defaults (5 minutes per connect and per
+    read, 5 retries) would hold a request, and the thread serving it, for half an hour."""
+
+    connect_seconds: float = 5.0
+    # Per socket read: the wait for a response after a part went up counts, so not too short.
+    read_seconds: float = 60.0
+    retries: int = 2
 
 
 @dataclass(frozen=True)
@@ -90,12 +106,19 @@ class S3BlobStore(BlobStore):
         multipart_threshold: int = 64 * MiB,
         part_size: int = 16 * MiB,
         create_bucket: bool = False,
+        timeouts: Timeouts | None = None,
+        allow_unreachable: bool = False,
     ) -> None:
         """Open the store on an existing bucket with Object Lock, or refuse it.
 
         Only ``create_bucket=True`` (``examvault storage init``) creates a missing bucket: a
         process that made one whenever it found none would turn a wiped or mistyped store into
         a fresh, empty one and carry on as if the evidence were there.
+
+        With ``allow_unreachable`` (``serve`` and ``worker``), a store that does not answer
+        now is checked later instead: the first write, legal hold or readiness check that
+        finds it up checks the bucket and its Object Lock, and nothing is written before.
+        A store that answers and says the bucket is missing is still refused at once.
         """
         if not _MIN_PART_SIZE <= multipart_threshold <= _MAX_PART_SIZE:
             raise BlobStoreError(
@@ -110,6 +133,7 @@ class S3BlobStore(BlobStore):
         self.part_size = min(part_size, multipart_threshold)
         query = f"endpoint={endpoint}&secure={str(secure).lower()}"
         self.url = f"s3://{bucket}?{query}" + (f"&region={region}" if region else "")
+        self.timeouts = timeouts or Timeouts()
         try:
             self._client = Minio(
                 endpoint=endpoint,
@@ -117,12 +141,26 @@ class S3BlobStore(BlobStore):
                 secret_key=secret_key,
                 secure=secure,
                 region=region,
+                http_client=_http_client(self.timeouts),
             )
         except ValueError as exc:
             raise BlobStoreError(f"S3 endpoint {endpoint!r}: {exc}") from exc
+        self._region = region
         # Whether this instance created the bucket (only ever with create_bucket=True).
         self.created_bucket = False
-        self._ensure_locked_bucket(region, create=create_bucket)
+        # Whether the bucket was seen to exist with Object Lock; writes wait for it.
+        self.verified = False
+        try:
+            self._ensure_locked_bucket(region, create=create_bucket)
+        except StoreUnavailable as exc:
+            if not allow_unreachable:
+                raise
+            logger.warning("object store unreachable; carrying on and checking later: %s", exc)
+
+    def _require_verified(self) -> None:
+        """Check the bucket now if the store was unreachable when this instance was made."""
+        if not self.verified:
+            self._ensure_locked_bucket(self._region, create=False)
 
     def _ensure_locked_bucket(self, region: str | None, *, create: bool) -> None:
         """Check (or, with ``create``, make) the bucket, and refuse one without Object Lock.
@@ -155,6 +193,9 @@ class S3BlobStore(BlobStore):
                         "must go into a bucket created with Object Lock enabled"
                     ) from exc
                 raise
+        if not self.verified:
+            self.verified = True
+            logger.info("bucket %s at %s has Object Lock", self.bucket, self.url)
 
     def _missing_bucket(self) -> str:
         return (
@@ -164,6 +205,7 @@ class S3BlobStore(BlobStore):
         )
 
     def check_ready(self) -> None:
+        self._require_verified()
         # A HEAD of a key in a missing bucket answers 404 like a missing key: ask the bucket.
         with _translated(f"checking bucket {self.bucket!r} at {self.url}"):
             if not self._client.bucket_exists(bucket_name=self.bucket):
@@ -182,6 +224,7 @@ class S3BlobStore(BlobStore):
         requested = _aware_utc(retain_until, "retain_until")
         source, sha256, digest, size = staged.source, staged.sha256, staged.digest, staged.size
         key = check_key(key)
+        self._require_verified()
 
         existing = self._head(key)
         if existing is not None:
@@ -299,10 +342,8 @@ class S3BlobStore(BlobStore):
                 bucket_name=self.bucket, object_name=key, offset=start, length=length or 0
             )
             yield from response.stream(amt=CHUNK)
-        except S3Error as exc:
-            raise BlobStoreError(f"reading {self.bucket}/{key}: {exc.code}: {exc.message}") from exc
         except (MinioException, urllib3.exceptions.HTTPError) as exc:
-            raise BlobStoreError(f"reading {self.bucket}/{key}: {exc}") from exc
+            raise _store_error(f"reading {self.bucket}/{key}", exc) from exc
         finally:
             if response is not None:
                 response.close()
@@ -315,6 +356,7 @@ class S3BlobStore(BlobStore):
         delete marker. Checked here too because not every store refuses (moto does not, fully).
         """
         check_key(key)
+        self._require_verified()
         with _translated(f"listing versions of {self.bucket}/{key}"):
             versions = [
                 (item.version_id, item.is_delete_marker)
@@ -343,6 +385,7 @@ class S3BlobStore(BlobStore):
 
     def extend_retention(self, key: str, retain_until: datetime) -> datetime | None:
         requested = _aware_utc(retain_until, "retain_until")
+        self._require_verified()
         state = self._head(check_key(key))
         if state is None:
             raise BlobStoreError(f"no object {self.bucket}/{key}")
@@ -372,6 +415,7 @@ class S3BlobStore(BlobStore):
     def set_legal_hold(self, key: str, on: bool) -> None:
         """Set or release a legal hold, then read it back: a hold must never fail silently."""
         check_key(key)
+        self._require_verified()
         with _translated(f"{'setting' if on else 'releasing'} legal hold on {self.bucket}/{key}"):
             if on:
                 self._client.enable_object_legal_hold(bucket_name=self.bucket, object_name=key)
@@ -492,15 +536,43 @@ def _satisfies(state: _ObjectState, requested: datetime) -> bool:
     )
 
 
+def _http_client(timeouts: Timeouts) -> urllib3.PoolManager:
+    """minio's own pool (same size, certificates and retried statuses), with our bounds."""
+    return urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=timeouts.connect_seconds, read=timeouts.read_seconds),
+        maxsize=10,
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        retries=urllib3.Retry(
+            total=timeouts.retries,
+            backoff_factor=0.2,
+            status_forcelist=[500, 502, 503, 504],
+        ),
+    )
+
+
+def _store_error(action: str, exc: Exception) -> BlobStoreError:
+    """The client's exception as ours: StoreUnavailable when the store could not be reached
+    or said "not now" (a retry may succeed), BlobStoreError when it said no."""
+    if isinstance(exc, S3Error):
+        status = exc.response.status if exc.response is not None else 0
+        message = f"{action}: {exc.code}: {exc.message}"
+        if status >= 500 or exc.code in _BUSY_CODES:
+            return StoreUnavailable(message)
+        return BlobStoreError(message)
+    if isinstance(exc, (urllib3.exceptions.HTTPError, ServerError, InvalidResponseError)):
+        # Refused, reset, timed out, or something other than the store answered (a proxy).
+        return StoreUnavailable(f"{action}: the object store did not answer: {exc}")
+    return BlobStoreError(f"{action}: {exc}")
+
+
 @contextmanager
 def _translated(action: str) -> Iterator[None]:
     """Turn the client's exceptions into BlobStoreError saying what we were doing."""
     try:
         yield
-    except S3Error as exc:
-        raise BlobStoreError(f"{action}: {exc.code}: {exc.message}") from exc
     except (MinioException, urllib3.exceptions.HTTPError) as exc:
-        raise BlobStoreError(f"{action}: {exc}") from exc
+        raise _store_error(action, exc) from exc
 
 
 def _hash_file(source: Path) -> tuple[str, bytes, int]:

@@ -7,7 +7,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from storage.blobs import BlobStore, BlobStoreError, LocalBlobStore
-from storage.s3 import S3BlobStore
+from storage.s3 import S3BlobStore, Timeouts
 
 
 def open_blob_store(
@@ -16,11 +16,15 @@ def open_blob_store(
     access_key: str | None = None,
     secret_key: str | None = None,
     create_bucket: bool = False,
+    timeouts: Timeouts | None = None,
+    allow_unreachable: bool = False,
 ) -> BlobStore:
     """`file:///path` or `s3://BUCKET?endpoint=HOST:PORT&secure=false&region=R`, optionally
     with `&multipart_threshold=BYTES&part_size=BYTES` (defaults 64 MiB and 16 MiB).
 
-    A missing bucket is refused unless `create_bucket` (only `init_blob_store` passes it)."""
+    A missing bucket is refused unless `create_bucket` (only `init_blob_store` passes it).
+    With `allow_unreachable`, an S3 store that does not answer is checked later instead
+    (S3BlobStore), so a long-running process can start during an outage."""
     parts = urlsplit(url)
     if parts.scheme == "file":
         return LocalBlobStore(Path(parts.netloc + parts.path))
@@ -39,6 +43,8 @@ def open_blob_store(
             secure=query.get("secure", "true").lower() not in ("false", "0", "no"),
             region=query.get("region"),
             create_bucket=create_bucket,
+            timeouts=timeouts,
+            allow_unreachable=allow_unreachable,
             **sizes,
         )
     raise BlobStoreError(f"storage URL {url!r}: scheme must be file:// or s3://")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -76,13 +77,18 @@ def test_readyz_is_not_ready_once_the_bucket_is_gone(
     bucket = f"ev-{uuid.uuid4().hex[:12]}"
     settings.storage_url = f"s3://{bucket}?endpoint={s3_endpoint}&secure=false"
     settings.s3_access_key, settings.s3_secret_key = ACCESS_KEY, SECRET_KEY
+    # /readyz answers from a background check: make it frequent, and wait for it below.
+    settings.readiness_interval_seconds = 0.1
     init_blob_store(settings.storage_url, access_key=ACCESS_KEY, secret_key=SECRET_KEY)
     services = Services.from_settings(settings)
     try:
         with TestClient(create_app(services)) as client:
             assert client.get("/readyz").status_code == 200
             raw_client.remove_bucket(bucket_name=bucket)  # the store wiped under a running server
-            response = client.get("/readyz")
+            deadline = time.monotonic() + 10
+            while (response := client.get("/readyz")).status_code == 200:
+                assert time.monotonic() < deadline, "/readyz still ready 10 s after the wipe"
+                time.sleep(0.1)
     finally:
         services.close()
     assert response.status_code == 503

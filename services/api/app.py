@@ -20,6 +20,7 @@ from services.api.holds.endpoints import router as holds_router
 from services.api.ingest.endpoints import router as ingest_router
 from services.api.ledger.endpoints import router as ledger_router
 from services.api.ops.endpoints import router as ops_router
+from services.api.ops.ingest_answers import IngestAnswers
 from services.api.people.endpoints import router as people_router
 from services.api.sittings.endpoints import router as sittings_router
 from services.api.web.endpoints import router as web_router
@@ -42,8 +43,9 @@ def create_app(
     worker: IngestWorker | None = None,
     jobs: Sequence[BackgroundJob] = (),
 ) -> FastAPI:
-    """The app; `worker` and `jobs` run for the app's lifetime (started and stopped with it)."""
-    background: list[BackgroundJob] = [*([worker] if worker else []), *jobs]
+    """The app; `worker` and `jobs` run for the app's lifetime (started and stopped with it),
+    and so do the readiness checks."""
+    background: list[BackgroundJob] = [services.readiness, *([worker] if worker else []), *jobs]
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -66,6 +68,7 @@ def create_app(
     app.state.worker = worker
     app.state.login_throttle = LoginThrottle()
     install_error_handlers(app)
+    app.add_middleware(IngestAnswers, metrics=services.metrics)
     app.include_router(ops_router)
     # Every API route may answer these, always in the one error shape (errors.py).
     errors: dict[int | str, dict[str, Any]] = {

@@ -6,6 +6,7 @@ one clear sentence.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,6 +14,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.operations.outages import Outage, outage_of
+from storage.blobs import StoreUnavailable
+from storage.db import DatabaseUnavailable
+
+logger = logging.getLogger(__name__)
 
 # Chinese wording per code; the English message comes from the raiser, with its specifics.
 MESSAGES_ZH: dict[str, str] = {
@@ -57,6 +64,8 @@ MESSAGES_ZH: dict[str, str] = {
     "invalid_assignment": "督导分派不合法。",
     "evidence_missing": "录像文件缺失或已损坏，无法导出，请联系管理员核查。",
     "store_unavailable": "证据存储暂时不可用，请稍后重试。",
+    "database_unavailable": "数据库暂时不可用，请稍后重试。",
+    "disk_full": "服务器磁盘已满，请稍后重试并联系管理员。",
     "spool_unavailable": "服务器上传目录配置有误，请稍后重试并联系管理员。",
     "invalid_finding": "督导记录不合法。",
     "review_closed": "该场次的督导复核已结束，督导记录不可再修改。",
@@ -123,7 +132,50 @@ _STATUS_CODES = {
 }
 
 
+def outage_response(request: Request, outage: Outage, **extra: Any) -> JSONResponse:
+    """503 with Retry-After: the dependency is down, not the request wrong; a camera host keeps
+    its copy and pushes again."""
+    services = getattr(request.app.state, "services", None)
+    retry = services.settings.outage_retry_seconds if services is not None else 30
+    return error_response(
+        503, outage.code, outage.message, headers={"Retry-After": str(retry)}, **extra
+    )
+
+
+def _note_outage(request: Request, exc: BaseException) -> None:
+    services = getattr(request.app.state, "services", None)
+    if services is not None:
+        services.readiness.note_failure(exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    # Outages: one line in the log (the readiness checks say more), a 503 to the client.
+    @app.exception_handler(StoreUnavailable)
+    @app.exception_handler(DatabaseUnavailable)
+    async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+        outage = outage_of(exc)
+        assert outage is not None
+        logger.warning("%s %s: %s: %s", request.method, request.url.path, outage.code, exc)
+        return outage_response(request, outage)
+
+    @app.exception_handler(OSError)
+    async def _os_error(request: Request, exc: OSError) -> JSONResponse:
+        outage = outage_of(exc)
+        if outage is None:
+            raise exc
+        _note_outage(request, exc)
+        logger.warning("%s %s: %s: %s", request.method, request.url.path, outage.code, exc)
+        return outage_response(request, outage)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Starlette logs the traceback after this answer; the client still gets our shape.
+        outage = outage_of(exc)
+        if outage is not None:
+            _note_outage(request, exc)
+            return outage_response(request, outage)
+        return error_response(500, "internal_error", "internal server error")
+
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError) -> JSONResponse:
         return error_response(

@@ -87,6 +87,8 @@ class IngestResult:
 
 # Called after a file became evidence or was quarantined: coverage and health listen here.
 IngestListener = Callable[[IngestResult], None]
+# Called when an ingest failed on something outside the file (store, database, disk).
+FailureListener = Callable[[BaseException], None]
 
 
 class NotClaimable(Exception):
@@ -199,6 +201,7 @@ class IngestPipeline:
     quarantine: Quarantine
     settings: Settings
     listeners: list[IngestListener] = field(default_factory=list)
+    failure_listeners: list[FailureListener] = field(default_factory=list)
     _probe_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=2, thread_name_prefix="probe"),
         init=False,
@@ -213,7 +216,13 @@ class IngestPipeline:
         with claim(arrival.path, root) as claimed:
             if not claimed:
                 return IngestResult(Outcome.SKIPPED, reason="claimed elsewhere or already gone")
-            result = self._ingest_claimed(arrival, actor)
+            try:
+                result = self._ingest_claimed(arrival, actor)
+            except Exception as exc:
+                # The file stays where it is; readiness hears of a full disk.
+                for failed in self.failure_listeners:
+                    failed(exc)
+                raise
         if result.outcome in (Outcome.STORED, Outcome.REJECTED, Outcome.CONFLICT):
             for listener in self.listeners:
                 try:

@@ -27,6 +27,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
 from services.ingest.pipeline import IngestPipeline, Outcome
+from services.operations.outages import outage_of
 from services.ingest.spool import (
     Candidate,
     SkippedPaths,
@@ -52,6 +53,7 @@ class IngestWorker:
         self.incoming_dir = settings.incoming_dir
         self.settle_seconds = settings.spool_settle_seconds
         self.rescan_seconds = settings.spool_rescan_seconds
+        self.outage_retry_seconds = float(settings.outage_retry_seconds)
         self.watch = watch
         self.stop_event = threading.Event()
         self.outcomes: Counter[str] = Counter()
@@ -166,10 +168,24 @@ class IngestWorker:
             return
         try:
             result = self.pipeline.ingest(arrival, actor=arrival.uploader or "ingest")
-        except Exception:
-            logger.exception("ingest of %s failed; it stays in the spool and is retried", path)
-            self.submit(path, time.time() + RETRY_SECONDS)
-            self.outcomes["error"] += 1
+        except Exception as exc:
+            outage = outage_of(exc)
+            if outage is None:
+                logger.exception("ingest of %s failed; it stays in the spool and is retried", path)
+                self.submit(path, time.time() + RETRY_SECONDS)
+                self.outcomes["error"] += 1
+                return
+            # Every other file would fail the same way: wait for the dependency, not per file.
+            logger.warning(
+                "ingest of %s waits (%s: %s); retrying in %.0f s",
+                path.name,
+                outage.code,
+                exc,
+                self.outage_retry_seconds,
+            )
+            self.outcomes[outage.code] += 1
+            self.submit(path, time.time() + self.outage_retry_seconds)
+            self.stop_event.wait(self.outage_retry_seconds)
             return
         self.outcomes[result.outcome.value] += 1
         if result.outcome is Outcome.SKIPPED and os.path.lexists(path):

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import stat
+import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,11 +26,18 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from services.api.deps import CameraPusher, ServicesDep
-from services.api.errors import ApiError, ErrorBody, error_response
+from services.api.errors import (
+    MESSAGES_ZH,
+    ApiError,
+    ErrorBody,
+    error_response,
+    outage_response,
+)
 from services.api.ingest.schemas import StoredSegment
 from services.ingest.clock import StartError, name_carries_start, parse_name_start, parse_rfc3339
 from services.ingest.pipeline import Arrival, IngestResult, Outcome
 from services.ingest.quarantine import write_json_atomically
+from services.operations.outages import Outage, outage_of
 from services.timefmt import rfc3339
 from storage.faults import fault_point
 
@@ -48,7 +56,11 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (409, "the camera already has different bytes at this start (file quarantined)"),
         (413, "over the size limit"),
         (422, "not a usable video (file quarantined, reason given)"),
-        (503, "the same file is being ingested right now; retry"),
+        (
+            503,
+            "retry later (Retry-After): busy, or store_unavailable, database_unavailable, "
+            "disk_full; with `kept` the upload arrived and will be stored without a resend",
+        ),
     )
 }
 
@@ -174,6 +186,10 @@ async def push_segment(
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise ApiError(413, "too_large", f"Content-Length {length} is over the {limit}-byte limit")
+    known = _known_outage(services)
+    if known is not None:
+        # Not worth the body: it could not be stored now, and kept copies would fill the disk.
+        return outage_response(request, known)
 
     received_at = datetime.now(UTC)
     upload = _Upload(services.settings.incoming_dir)
@@ -217,8 +233,44 @@ async def push_segment(
         declared_start=declared_start,
         meta_path=meta_path,
     )
-    result = await run_in_threadpool(services.pipeline.ingest, arrival, actor=subject.actor)
+    try:
+        result = await run_in_threadpool(services.pipeline.ingest, arrival, actor=subject.actor)
+    except Exception as exc:
+        outage = outage_of(exc)
+        if outage is None:
+            raise
+        # The upload is complete and kept (.bin + sidecar): the worker stores it once the
+        # dependency is back. Not acknowledged yet, so the host keeps its copy; its retry
+        # is answered 200 with the same SHA-256 once the kept one is stored.
+        worker = getattr(request.app.state, "worker", None)
+        if worker is not None:
+            worker.submit(data_path, time.time() + services.settings.outage_retry_seconds)
+        logger.warning("upload %s of %s kept for later: %s", data_path.name, camera_code, exc)
+        return outage_response(
+            request,
+            outage,
+            kept=True,
+            sha256=sha256,
+            message_zh=f"{MESSAGES_ZH[outage.code]}上传内容已完整接收并暂存，恢复后自动入库。",
+        )
     return _answer(result, camera_code, services)
+
+
+def _known_outage(services: ServicesDep) -> Outage | None:
+    """What the last readiness checks found down that an upload needs: the store, the
+    database, or room on the disk."""
+    readiness = services.readiness
+    if not readiness.started:
+        return None
+    for check, code in (
+        ("blob store", "store_unavailable"),
+        ("database", "database_unavailable"),
+        ("disk", "disk_full"),
+    ):
+        problem = readiness.failing(check)
+        if problem is not None:
+            return Outage(code, f"{check}: {problem}; retry later")
+    return None
 
 
 def _answer(result: IngestResult, camera_code: str, services: ServicesDep) -> JSONResponse:

@@ -1,0 +1,1 @@
+"""Operations: readiness checked in the background, and the figures /metrics exposes."""
