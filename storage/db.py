@@ -33,6 +33,7 @@ class DatabaseUnavailable(Exception):
     """The database could not be reached or dropped the connection: not the query's fault, and
     it may succeed later."""
 
+
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 

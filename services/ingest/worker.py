@@ -27,7 +27,6 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
 from services.ingest.pipeline import IngestPipeline, Outcome
-from services.operations.outages import outage_of
 from services.ingest.spool import (
     Candidate,
     SkippedPaths,
@@ -39,6 +38,7 @@ from services.ingest.spool import (
     spool_entry_problem,
     sweep_incoming,
 )
+from services.operations.outages import outage_of
 
 logger = logging.getLogger(__name__)
 

@@ -36,9 +36,12 @@ class IngestAnswers:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-            elif message["type"] == "http.response.body" and status >= 400:
-                if len(body) < _ERROR_BODY_LIMIT:
-                    body.extend(message.get("body", b""))
+            elif (
+                message["type"] == "http.response.body"
+                and status >= 400
+                and len(body) < _ERROR_BODY_LIMIT
+            ):
+                body.extend(message.get("body", b""))
             await send(message)
 
         try:
