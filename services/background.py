@@ -8,6 +8,8 @@ import threading
 from abc import ABC, abstractmethod
 from typing import Protocol
 
+from services.operations.outages import outage_of
+
 logger = logging.getLogger(__name__)
 
 
@@ -45,8 +47,12 @@ class BackgroundThread(ABC):
         while not self.stop_event.is_set():
             try:
                 pause = self.run_once()
-            except Exception:
-                logger.exception("%s: round failed; trying again next round", self.name)
+            except Exception as exc:
+                if outage_of(exc) is not None:
+                    # A dependency is down: readiness reports it; one line here is enough.
+                    logger.warning("%s: round failed, trying again next round: %s", self.name, exc)
+                else:
+                    logger.exception("%s: round failed; trying again next round", self.name)
                 pause = 60.0
             if pause > 0 and self.stop_event.wait(pause):
                 return

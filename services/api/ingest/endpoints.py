@@ -209,17 +209,22 @@ async def push_segment(
         )
     meta_path = upload.stem.with_suffix(".json")
     data_path = upload.stem.with_suffix(".bin")
-    write_json_atomically(
-        meta_path,
-        {
-            "camera": camera_code,
-            "file_name": file_name,
-            "declared_start": declared_start,
-            "received_at": received_at.isoformat(),
-            "sha256": sha256,
-            "actor": subject.actor,
-        },
-    )
+    try:
+        write_json_atomically(
+            meta_path,
+            {
+                "camera": camera_code,
+                "file_name": file_name,
+                "declared_start": declared_start,
+                "received_at": received_at.isoformat(),
+                "sha256": sha256,
+                "actor": subject.actor,
+            },
+        )
+    except BaseException:
+        # No room for the sidecar (a full disk): not kept, not acknowledged, nothing left.
+        upload.discard()
+        raise
     os.rename(upload.part, data_path)
     upload.handle.close()  # releases the lock: the pipeline takes its own on the .bin
     fault_point("upload.renamed")

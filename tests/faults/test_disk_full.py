@@ -1,0 +1,109 @@
+"""The data directory's disk fills up under a real `examvault serve`: a 30 MiB tmpfs holding
+the SQLite database, the spool and the local blob store, filled by the test to the last byte.
+
+What must hold: a push is answered JSON 503 `disk_full` with Retry-After, never a plain 500;
+/readyz says unready because writes are failing (even with no free-space floor configured),
+/metrics shows the free bytes and counts the refused pushes; once space is back, everything
+is acknowledged, reads back with its SHA-256, and the ledger verifies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+from pathlib import Path
+
+from tests.conftest import CAMERA_FRONT, VideoFactory
+from tests.faults.harness import (
+    Answer,
+    LatencyWatch,
+    Pushes,
+    check_outage_answer,
+    ledger_verifies,
+    lost_segments,
+    push_until_acknowledged,
+    serving,
+    tally,
+)
+
+
+def _fill(disk: Path) -> Path:
+    """Write a filler file until the kernel says ENOSPC; returns it."""
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        for size in (1024 * 1024, 4096, 1):
+            with contextlib.suppress(OSError):
+                while os.write(fd, b"\0" * size):
+                    pass
+    finally:
+        os.close(fd)
+    try:
+        (disk / "probe").write_bytes(b"x" * 4096)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC
+    else:
+        raise AssertionError("the disk still took 4 KiB after filling")
+    return filler
+
+
+def test_disk_full_answers_503_and_readiness_says_so(
+    tmp_path: Path, small_disk: Path, make_video: VideoFactory, reliability: object
+) -> None:
+    files = {
+        f"20261124T11{number:02d}00+0800.mp4": make_video(
+            f"f{number}.mp4", seconds=1, seed=number
+        ).read_bytes()
+        for number in range(6)
+    }
+    names = list(files)
+    data_dir = small_disk / "var"
+    database_url = f"sqlite:///{data_dir / 'examvault.sqlite3'}"
+    data_dir.mkdir()
+    acknowledged: dict[str, Answer] = {}
+    with serving(tmp_path, database_url, data_dir) as server:
+        server.wait_readiness(True)
+        for name in names[:2]:
+            acknowledged[name] = push_until_acknowledged(server, CAMERA_FRONT, name, files[name])
+
+        with LatencyWatch(f"{server.base_url}/healthz") as health:
+            filler = _fill(small_disk)
+            pushes = Pushes(server, CAMERA_FRONT, files, names[2:])
+            # No free-space floor is set (EXAMVAULT_MIN_FREE_BYTES=0): only the failed writes
+            # can tell readiness that the disk is full.
+            unready_after, unready = server.wait_readiness(False, timeout=15)
+            assert any("disk" in problem for problem in unready.json()["problems"])
+            during = list(pushes.join().values())
+            for answer in during:
+                check_outage_answer(answer, {"disk_full"})
+            counted = server.metrics()
+            refused = re.search(
+                r'examvault_http_ingest_answers_total\{code="disk_full",status="503"\} (\S+)',
+                counted,
+            )
+            assert refused is not None and float(refused.group(1)) >= len(during), counted
+            free = re.search(r'examvault_free_bytes\{path="data"\} (\S+)', counted)
+            assert free is not None and float(free.group(1)) < 64 * 1024, counted
+            assert "examvault_spool_waiting_files" in counted
+
+            filler.unlink()
+            ready_after, _ = server.wait_readiness(True, timeout=30)
+        assert health.failures == [], health.failures[:3]
+        assert health.worst < 1.0, f"/healthz took {health.worst:.2f} s while the disk was full"
+
+        for name in names[2:]:
+            acknowledged[name] = push_until_acknowledged(server, CAMERA_FRONT, name, files[name])
+        lost = lost_segments(server, acknowledged, files)
+        assert lost == set()
+        assert ledger_verifies(server)
+    reliability.record(  # type: ignore[attr-defined]
+        "faults",
+        f"disk full (30 MiB tmpfs) during HTTP ingest (unready after {unready_after:.1f} s, "
+        f"ready again {ready_after:.1f} s after space came back)",
+        tries=len(during),
+        acknowledged=len(names) - 2,
+        lost=len(lost),
+        answers=tally(during),
+    )
