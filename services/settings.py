@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     # /readyz answers from checks run this often in the background, never within the request.
     readiness_interval_seconds: float = 5.0
     # Fewer free bytes than this where examvault writes (data dir, spool) is "not ready".
-    min_free_bytes: int = 1024**3
+    min_free_bytes: int = 512 * 1024**2
     # A write that failed on a full disk keeps /readyz "not ready" at least this long.
     write_failure_window_seconds: float = 60.0
     # After an outage: the Retry-After of the 503, and how soon the worker retries a file.
