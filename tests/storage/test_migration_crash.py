@@ -171,9 +171,8 @@ def test_sigkill_during_db_upgrade_leaves_the_old_schema_and_the_rerun_loses_not
         verified = run_cli(env, "ledger", "verify", timeout=300)
         reliability.record(
             "crashes",
-            f"SIGKILL during `db upgrade` {START}->{steps[-1]} after each of its {len(steps)} "
-            f"migrations, then a rerun ({db.engine.dialect.name}; acknowledged: segments and "
-            "ledger entries in the database)",
+            f"SIGKILL in `db upgrade` {START}->{steps[-1]} after each migration, then a rerun "
+            f"({db.engine.dialect.name}; acknowledged: segments + ledger entries)",
             tries=len(steps),
             acknowledged=sum(len(before[table]) for table in evidence),
             lost=gone + unreadable,
