@@ -82,8 +82,12 @@ class LoadConfig:
     hosts: int = 50
     supervisors: int = 20
     seconds: float = 180.0
-    push_interval: float = 3.0
-    think_seconds: float = 0.5
+    # A host pushes a 2 s segment every 5 s: 50 hosts make 10 pushes/s, 12 to 120 times what
+    # 50 real hosts pushing 1 to 10 minute segments do.
+    push_interval: float = 5.0
+    # A supervisor's pause between two reviews (varied 0.5x to 1.5x); each review is four
+    # requests, so 20 supervisors ask for up to about 80 requests/s.
+    think_seconds: float = 1.0
     sittings_per_supervisor: int = 5
     health_checks: bool = True
     seed: int = 20261204
@@ -246,7 +250,10 @@ class _Generator:
             self.outcome.range_mismatches.append(f"segment {segment['id']} bytes {first}-{last}")
 
     async def monitor(self) -> None:
-        async with httpx.AsyncClient(base_url=self.plan.base_url, timeout=5.0) as client:
+        # The same generous timeout as every request: a slow answer is a figure, not an error.
+        async with httpx.AsyncClient(
+            base_url=self.plan.base_url, timeout=REQUEST_TIMEOUT
+        ) as client:
             while time.perf_counter() < self.deadline:
                 await self._request(client, "healthz", "GET", "/healthz")
                 await asyncio.sleep(HEALTHZ_INTERVAL)
@@ -431,9 +438,9 @@ def prepare(
                 )
             )
             # Every sitting has a supervisor; each supervisor has a few, as when on duty.
-            chosen = {sittings[index % len(sittings)]}
-            chosen |= set(rng.sample(sittings, min(len(sittings), config.sittings_per_supervisor)))
-            for code in sorted(chosen)[: max(1, config.sittings_per_supervisor)]:
+            own = sittings[index % len(sittings)]
+            others = rng.sample([code for code in sittings if code != own], len(sittings) - 1)
+            for code in [own, *others][: max(1, config.sittings_per_supervisor)]:
                 services.db.run_write(
                     lambda session, s=supervisor, c=code: assign(
                         session,
