@@ -4,8 +4,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Every test run writes what the hostile-input, fault, crash and load tests tried and lost
+# (tests/reliability.py) here; var/ is not tracked, so `make test` dirties nothing.
+RELIABILITY_DIR := var/reliability
+FUZZ_EXAMPLES ?= 5000
 
-.PHONY: install run test lint bench mutate clean browser
+.PHONY: install run test lint bench mutate clean browser soak fuzz reliability
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +38,33 @@ browser:
 	fi
 
 test: install browser
-	$(PY) -m pytest $(PYTEST_ARGS)
+	EXAMVAULT_RELIABILITY_JSON=$(RELIABILITY_DIR)/test.json $(PY) -m pytest $(PYTEST_ARGS)
+
+# The long versions (minutes to an hour): every test that records into the reliability record
+# or is marked `soak` runs with EXAMVAULT_SOAK=1 (the convention: such a test reads it and
+# tries more rounds, kills, clients or time), then the full load run on PostgreSQL
+# (EXAMVAULT_TEST_POSTGRES_URL, else postgres@127.0.0.1:5432/test), which writes
+# bench/results/load.json.
+soak: install
+	EXAMVAULT_SOAK=1 EXAMVAULT_RELIABILITY_JSON=$(RELIABILITY_DIR)/soak.json \
+	  $(PY) -m pytest -m "reliability or soak" $(PYTEST_ARGS)
+	$(PY) -m bench.load
+
+# The probe's mutation fuzzing (hypothesis) with many more cases than `make test` tries.
+fuzz: install
+	EXAMVAULT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) EXAMVAULT_RELIABILITY_JSON=$(RELIABILITY_DIR)/fuzz.json \
+	  $(PY) -m pytest tests/ingest -k fuzz $(PYTEST_ARGS)
+
+# docs/reliability.md from the suite's own output: the reliability-recording tests run now,
+# rendered with whatever `make soak` and `make fuzz` left in var/reliability/. The page is
+# written even when a test failed (it says which), and the target then fails too.
+reliability: install
+	status=0; \
+	EXAMVAULT_RELIABILITY_JSON=$(RELIABILITY_DIR)/test.json $(PY) -m pytest -m reliability \
+	  $(PYTEST_ARGS) || status=$$?; \
+	$(PY) -m tests.reliability $(RELIABILITY_DIR)/*.json > docs/reliability.md.new \
+	  && mv docs/reliability.md.new docs/reliability.md || status=1; \
+	rm -f docs/reliability.md.new; exit $$status
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -37,7 +37,12 @@ class DatabaseUnavailable(Exception):
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def configure_sqlite(engine: Engine, *, foreign_keys: bool = True) -> None:
+    """Make SQLAlchemy's transactions SQLite's: every statement, DDL included, runs inside the
+    BEGIN that SQLAlchemy emits. Left to itself, Python's sqlite3 driver begins a transaction
+    only before INSERT/UPDATE/DELETE, so CREATE TABLE and friends would commit on their own
+    (a migration killed half-way then leaves tables its rerun trips over)."""
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the driver, decide where transactions begin.
@@ -45,7 +50,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if foreign_keys else 'OFF'}")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
 
@@ -102,7 +107,7 @@ class Database:
         _name_outages(self.engine)
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         if self.is_sqlite:
-            _configure_sqlite(self.engine)
+            configure_sqlite(self.engine)
             writer = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         else:
             writer = self.engine

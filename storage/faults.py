@@ -26,6 +26,8 @@ POINTS: dict[str, str] = {
     "s3.multipart_part": "the Nth part of a multipart upload was read and is going up",
     "s3.multipart_completed": "a multipart upload is complete, not yet verified nor locked",
     "upload.renamed": "an HTTP upload was renamed to .bin, not yet handed to the pipeline",
+    "migration.applied": "the Nth migration of an upgrade ran and stamped its revision, the "
+    "upgrade's transaction not yet committed",
 }
 
 _lock = threading.Lock()

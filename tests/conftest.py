@@ -86,6 +86,13 @@ def reliability(request: pytest.FixtureRequest) -> Iterator[Reliability]:
     yield _ForThisTest()
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # `make reliability` and `make soak` select the tests that feed the record by this mark.
+    for item in items:
+        if "reliability" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.reliability)
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when == "call" or report.outcome == "failed":
         _OUTCOMES[report.nodeid] = _OUTCOMES.get(report.nodeid, True) and report.passed

@@ -1,0 +1,52 @@
+"""A bounded load run in `make test` (bench/load.py's `run_load`): camera hosts pushing small
+real segments while supervisors list sittings, read coverage and stream ranges, against a real
+`examvault serve` in its own process, the load from another. What it pins: no answer is a 5xx,
+every request is answered, every acknowledged segment is stored with the SHA-256 it was
+acknowledged with, every range read returns the bytes pushed, and `ledger verify` passes.
+No timing assertion: the figures live in bench/results/load.json (`make soak`).
+
+With EXAMVAULT_SOAK=1: the full size (50 hosts, 20 supervisors) for two minutes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from bench.load import LoadConfig, run_load
+from tests.reliability import Reliability
+
+SOAK = os.environ.get("EXAMVAULT_SOAK") == "1"
+CONFIG = (
+    LoadConfig(hosts=50, supervisors=20, seconds=120, push_interval=3.0)
+    if SOAK
+    else LoadConfig(
+        hosts=10, supervisors=5, seconds=20, push_interval=2.0, sittings_per_supervisor=2
+    )
+)
+
+
+def test_load_answers_no_5xx_and_loses_no_acknowledged_segment(
+    tmp_path: Path, database_url: str, reliability: Reliability
+) -> None:
+    report = run_load(database_url, tmp_path, CONFIG)
+    figures = report.figures
+    database = "PostgreSQL" if database_url.startswith("postgresql") else "SQLite"
+    reliability.record(
+        "load",
+        f"{CONFIG.hosts} hosts + {CONFIG.supervisors} supervisors, {CONFIG.seconds:g} s, "
+        f"{database}",
+        tries=figures["requests"],
+        acknowledged=report.verification.acknowledged,
+        lost=report.lost + report.mismatched,
+        answers=figures["answers"],
+    )
+    assert figures["server_errors_5xx"] == 0, figures["endpoints"]
+    assert figures["transport_errors"] == 0, figures["endpoints"]
+    assert report.verification.acknowledged > 0, figures["endpoints"]
+    assert report.verification.lost == [], report.verification.lost[:10]
+    assert report.verification.mismatched == [], report.verification.mismatched[:10]
+    assert report.answer_mismatches == [], report.answer_mismatches[:10]
+    assert report.range_reads_checked > 0, figures["endpoints"]
+    assert report.range_mismatches == [], report.range_mismatches[:10]
+    assert report.verification.ledger_verify_exit == 0, report.verification.ledger_verify_output
