@@ -84,11 +84,17 @@ class Database:
                 time.sleep(0.05 * attempt)
         raise AssertionError("unreachable")
 
-    def upgrade(self) -> None:
-        """Bring the schema to the newest migration (what `examvault db upgrade` runs)."""
+    def upgrade(self, *, progress: Callable[[int, int], None] | None = None) -> None:
+        """Bring the schema to the newest migration (what `examvault db upgrade` runs), then
+        build the ledger's stored tree for entries it does not hold yet (migration 0009):
+        nothing to do on a current database, batches with `progress` (done, total) on an older
+        one, resumed where it stopped if a previous run was killed."""
         from alembic import command
 
+        from storage.ledger import build_stored_tree
+
         command.upgrade(alembic_config(self.url), "head")
+        build_stored_tree(self.run_write, progress=progress)
 
     def has_schema(self) -> bool:
         return inspect(self.engine).has_table("alembic_version")
