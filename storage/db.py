@@ -7,6 +7,7 @@ success and rolls back on error. On SQLite a write takes the database's write lo
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -84,17 +86,25 @@ class Database:
                 time.sleep(0.05 * attempt)
         raise AssertionError("unreachable")
 
-    def upgrade(self, *, progress: Callable[[int, int], None] | None = None) -> None:
+    def upgrade(
+        self, *, progress: Callable[[int, int], None] | None = None, tree_batch: int = 20_000
+    ) -> None:
         """Bring the schema to the newest migration (what `examvault db upgrade` runs), then
         build the ledger's stored tree for entries it does not hold yet (migration 0009):
         nothing to do on a current database, batches with `progress` (done, total) on an older
         one, resumed where it stopped if a previous run was killed."""
         from alembic import command
 
-        from storage.ledger import build_stored_tree
+        from storage.ledger import TreeBuildError, build_stored_tree
+        from storage.tree import TreeIncomplete
 
         command.upgrade(alembic_config(self.url), "head")
-        build_stored_tree(self.run_write, progress=progress)
+        try:
+            build_stored_tree(self.run_write, batch=tree_batch, progress=progress)
+        except (TreeBuildError, TreeIncomplete) as exc:
+            # Ingest must go on over a damaged ledger: checkpoints refuse and `ledger verify`
+            # names the damage, so the operator is told there, not by a service that won't start.
+            logger.error("the ledger's stored tree cannot be built: %s", exc)
 
     def has_schema(self) -> bool:
         return inspect(self.engine).has_table("alembic_version")
