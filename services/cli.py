@@ -11,7 +11,8 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -102,7 +103,9 @@ def cmd_worker(_args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_db_upgrade(_args: argparse.Namespace, settings: Settings) -> int:
-    services = _services(settings)
+    services = _services(settings, migrate=False)
+    with _tree_progress() as progress:
+        services.db.upgrade(progress=progress)
     print(f"database is at the newest schema ({settings.resolved_database_url.split('://')[0]})")
     services.close()
     return EXIT_OK
@@ -608,6 +611,9 @@ def cmd_ledger_verify(_args: argparse.Namespace, settings: Settings) -> int:
             checkpoints = verify_stored_checkpoints(
                 session, services.store, signer.public_key if signer else None
             )
+            # The stored tree is what checkpoints and proofs are now read from: every node is
+            # recomputed from the entries, so a node changed behind the triggers is named.
+            nodes = ledger.verify_stored_tree(session)
     finally:
         services.close()
     if verdict.mismatch is not None:
@@ -621,13 +627,59 @@ def cmd_ledger_verify(_args: argparse.Namespace, settings: Settings) -> int:
             f"{checkpoints.mismatch.reason}",
             file=sys.stderr,
         )
-    if not (verdict.ok and checkpoints.ok):
+    if nodes.mismatch is not None:
+        print(
+            f"ledger tree does not verify: {nodes.mismatch.name}: {nodes.mismatch.reason}",
+            file=sys.stderr,
+        )
+    if not (verdict.ok and checkpoints.ok and nodes.ok):
         return EXIT_FAILED
     print(
         f"ledger verifies: {verdict.entries} entries, head {verdict.head_hash}; "
         f"{checkpoints.checked} stored checkpoint(s) match, "
-        f"{checkpoints.recorded} of them recorded in the database"
+        f"{checkpoints.recorded} of them recorded in the database; "
+        f"{nodes.nodes} stored tree nodes match"
     )
+    return EXIT_OK
+
+
+@contextmanager
+def _tree_progress() -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr for building the ledger's stored tree."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("ledger tree"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True)) as progress:
+        task = progress.add_task("ledger tree", total=None)
+        yield lambda done, total: progress.update(task, completed=done, total=total)
+
+
+def cmd_ledger_build_tree(args: argparse.Namespace, settings: Settings) -> int:
+    from storage import tree
+
+    if args.batch < 1:
+        raise CommandError("--batch must be at least 1")
+    services = _services(settings, migrate=False)
+    try:
+        with _tree_progress() as progress:
+            services.db.upgrade(progress=progress, tree_batch=args.batch)
+        with services.db.read() as session:
+            size = tree.stored_size(session)
+    finally:
+        services.close()
+    print(f"the ledger's stored tree holds {size} entries")
     return EXIT_OK
 
 
@@ -889,9 +941,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     ledger = commands.add_parser("ledger", help="the tamper-evident ledger")
     ledger_actions = ledger.add_subparsers(dest="ledger_command", required=True, metavar="ACTION")
-    ledger_actions.add_parser("verify", help="recompute the chain").set_defaults(
-        handler=cmd_ledger_verify
+    ledger_actions.add_parser(
+        "verify", help="recompute the chain, the checkpoints and the stored tree"
+    ).set_defaults(handler=cmd_ledger_verify)
+    build_tree = ledger_actions.add_parser(
+        "build-tree",
+        help="add the entries the stored Merkle tree lacks (db upgrade does it too); resumable",
     )
+    build_tree.add_argument(
+        "--batch", type=int, default=20_000, help="entries per committed transaction"
+    )
+    build_tree.set_defaults(handler=cmd_ledger_build_tree)
     ledger_key = ledger_actions.add_parser(
         "key", help="the public signing key and its fingerprint, for the centre to publish"
     )

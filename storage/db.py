@@ -12,6 +12,7 @@ tell an outage from a bad query by the class, not by parsing driver messages.
 from __future__ import annotations
 
 import math
+import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from storage.space import DiskFull, is_disk_full
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 class DatabaseUnavailable(Exception):
@@ -140,11 +142,25 @@ class Database:
                 time.sleep(0.05 * attempt)
         raise AssertionError("unreachable")
 
-    def upgrade(self) -> None:
-        """Bring the schema to the newest migration (what `examvault db upgrade` runs)."""
+    def upgrade(
+        self, *, progress: Callable[[int, int], None] | None = None, tree_batch: int = 20_000
+    ) -> None:
+        """Bring the schema to the newest migration (what `examvault db upgrade` runs), then
+        build the ledger's stored tree for entries it does not hold yet (migration 0009):
+        nothing to do on a current database, batches with `progress` (done, total) on an older
+        one, resumed where it stopped if a previous run was killed."""
         from alembic import command
 
+        from storage.ledger import TreeBuildError, build_stored_tree
+        from storage.tree import TreeIncomplete
+
         command.upgrade(alembic_config(self.url), "head")
+        try:
+            build_stored_tree(self.run_write, batch=tree_batch, progress=progress)
+        except (TreeBuildError, TreeIncomplete) as exc:
+            # Ingest must go on over a damaged ledger: checkpoints refuse and `ledger verify`
+            # names the damage, so the operator is told there, not by a service that won't start.
+            logger.error("the ledger's stored tree cannot be built: %s", exc)
 
     def has_schema(self) -> bool:
         return inspect(self.engine).has_table("alembic_version")

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
+from storage import merkle, tree
 from storage.models import LedgerEntry
+
+logger = logging.getLogger(__name__)
 
 GENESIS_HASH = "0" * 64
 ENTRY_COLUMNS = (
@@ -145,6 +149,13 @@ def append_many(
         insert(LedgerEntry),
         [{column: getattr(entry, column) for column in ENTRY_COLUMNS} for entry in entries],
     )
+    head_seq = head.seq if head else 0
+    # The tree grows with the entries only when it holds exactly the entries before them. It is
+    # behind while `build_stored_tree` catches up with an older ledger (it will add these), and
+    # ahead only when entries were removed behind the triggers: then the tree keeps what was
+    # committed, checkpoints refuse and `ledger verify` names the difference; ingest goes on.
+    if entries and tree.stored_size(session) == head_seq:
+        tree.extend(session, head_seq, [bytes.fromhex(entry.entry_hash) for entry in entries])
     return entries
 
 
@@ -226,3 +237,143 @@ def verify(session: Session) -> LedgerVerdict:
         expected_seq += 1
         count += 1
     return LedgerVerdict(count, prev, None)
+
+
+class TreeBuildError(LookupError):
+    """The stored tree cannot be built: an entry is missing or its hash is malformed."""
+
+
+def _leaf_bytes(seq: int, digest: str) -> bytes:
+    try:
+        return bytes.fromhex(digest)
+    except ValueError as exc:
+        raise TreeBuildError(f"ledger entry {seq} has a malformed entry_hash") from exc
+
+
+def _build_batch(session: Session, batch: int) -> tuple[int, int]:
+    lock_head(session)
+    size = tree.stored_size(session)
+    head = session.scalar(select(func.max(LedgerEntry.seq))) or 0
+    if size >= head:
+        return size, head
+    rows = session.execute(
+        select(LedgerEntry.seq, LedgerEntry.entry_hash)
+        .where(LedgerEntry.seq > size, LedgerEntry.seq <= size + batch)
+        .order_by(LedgerEntry.seq)
+    ).all()
+    leaves = []
+    for expected, (seq, digest) in enumerate(rows, start=size + 1):
+        if seq != expected:
+            raise TreeBuildError(
+                f"ledger entry {expected} is missing; run `examvault ledger verify`"
+            )
+        leaves.append(_leaf_bytes(seq, digest))
+    if len(leaves) < min(batch, head - size):
+        raise TreeBuildError(f"ledger entry {size + len(leaves) + 1} is missing")
+    tree.extend(session, size, leaves)
+    return size + len(leaves), head
+
+
+def build_stored_tree(
+    run_write: Callable[[Callable[[Session], tuple[int, int]]], tuple[int, int]],
+    *,
+    batch: int = 20_000,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Add to the stored tree the entries it does not hold yet, `batch` entries per committed
+    transaction (under the append lock, so appends wait a batch at most), and return the tree's
+    size. Killed midway, it loses one uncommitted batch at most: the next run starts from the
+    stored tree's size, which is all it needs to resume."""
+    while True:
+        size, head = run_write(lambda session: _build_batch(session, batch))
+        if progress is not None:
+            progress(size, head)
+        if size >= head:
+            return size
+        logger.info("ledger tree: %d of %d entries", size, head)
+
+
+@dataclass(frozen=True)
+class NodeMismatch:
+    level: int
+    position: int
+    reason: str
+
+    @property
+    def name(self) -> str:
+        first = self.position << self.level
+        last = first + (1 << self.level) - 1
+        covers = f"entry {first + 1}" if first == last else f"entries {first + 1}..{last + 1}"
+        return f"node (level {self.level}, position {self.position}) over {covers}"
+
+
+@dataclass(frozen=True)
+class TreeVerdict:
+    nodes: int  # stored nodes that matched
+    mismatch: NodeMismatch | None
+
+    @property
+    def ok(self) -> bool:
+        return self.mismatch is None
+
+
+def verify_stored_tree(session: Session, batch: int = 8192) -> TreeVerdict:
+    """Recompute every node from the entries, in append order, and report the first one that is
+    missing from the stored tree or differs from it, or a stored leaf beyond the last entry.
+    Linear, for auditors; checkpoints and proofs only read the stored nodes."""
+    accumulator = merkle.MerkleAccumulator()
+    matched = 0
+    last = 0
+    while True:
+        rows = session.execute(
+            select(LedgerEntry.seq, LedgerEntry.entry_hash)
+            .where(LedgerEntry.seq > last)
+            .order_by(LedgerEntry.seq)
+            .limit(batch)
+        ).all()
+        if not rows:
+            break
+        expected: list[merkle.Node] = []
+        for seq, digest in rows:
+            if seq != accumulator.size + 1:
+                # The chain check names the missing entry; nodes past a hole cannot be placed.
+                break
+            try:
+                leaf = bytes.fromhex(digest)
+            except ValueError:
+                leaf = digest.encode("utf-8")  # never an honest leaf: its node will differ
+            expected.extend(accumulator.append(leaf))
+        ranges: dict[int, tuple[int, int]] = {}
+        for node in expected:
+            low, high = ranges.get(node.level, (node.position, node.position))
+            ranges[node.level] = (min(low, node.position), max(high, node.position))
+        stored = tree.read_range(session, ranges)
+        for node in expected:
+            found = stored.get((node.level, node.position))
+            if found is None:
+                return TreeVerdict(matched, NodeMismatch(node.level, node.position, "missing"))
+            if found != node.digest:
+                return TreeVerdict(
+                    matched,
+                    NodeMismatch(
+                        node.level,
+                        node.position,
+                        f"stored {found.hex()}, recomputed from the entries {node.digest.hex()}",
+                    ),
+                )
+            matched += 1
+        if len(expected) == 0 or rows[-1].seq != accumulator.size:
+            break
+        last = rows[-1].seq
+    size = tree.stored_size(session)
+    if size > accumulator.size:
+        return TreeVerdict(
+            matched,
+            NodeMismatch(
+                0,
+                accumulator.size,
+                f"the stored tree holds {size} leaves but the ledger only {accumulator.size} "
+                "entries in order: entries were removed",
+            ),
+        )
+    return TreeVerdict(matched, None)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import NamedTuple
 
 # Bound once: these two run hundreds of thousands of times per proof.
 _sha256 = hashlib.sha256
@@ -33,33 +34,114 @@ def node_hash(left: bytes, right: bytes) -> bytes:
     return _sha256(b"\x01" + left + right).digest()
 
 
+class Node(NamedTuple):
+    """A complete (perfect) subtree: the one at `level`, `position` covers leaves
+    [position * 2^level, (position + 1) * 2^level); level 0 is the leaf hashes."""
+
+    level: int
+    position: int
+    digest: bytes
+
+
+def perfect_subtrees(start: int, size: int) -> list[tuple[int, int]]:
+    """(level, position) of the complete subtrees that make up leaves [start, start + size),
+    largest first. Holds for every range the RFC split produces (a prefix, or a range aligned to
+    the next power of two at or above its size): one node per set bit of `size`."""
+    nodes = []
+    while size > 0:
+        level = size.bit_length() - 1
+        if start & ((1 << level) - 1):
+            raise ValueError(f"leaves from {start} are not aligned to a subtree of {1 << level}")
+        nodes.append((level, start >> level))
+        start += 1 << level
+        size -= 1 << level
+    return nodes
+
+
+def fold_subtrees(digests: Sequence[bytes]) -> bytes:
+    """MTH of a range from the hashes of its `perfect_subtrees`, largest first: the recursive
+    split puts the largest perfect subtree on the left at every level."""
+    if not digests:
+        return EMPTY_ROOT
+    digest = digests[-1]
+    for peak in reversed(digests[:-1]):
+        digest = node_hash(peak, digest)
+    return digest
+
+
+def inclusion_ranges(index: int, size: int) -> list[tuple[int, int]]:
+    """The (start, size) leaf ranges whose MTH make up PATH(index, D[size]) of RFC 9162
+    §2.1.3.1, bottom to top."""
+    if not 0 <= index < size:
+        raise ValueError(f"leaf index {index} is outside a tree of {size} leaves")
+    top_down = []
+    start = 0
+    while size > 1:
+        k = 1 << ((size - 1).bit_length() - 1)
+        if index < k:
+            top_down.append((start + k, size - k))
+            size = k
+        else:
+            top_down.append((start, k))
+            start, index, size = start + k, index - k, size - k
+    top_down.reverse()
+    return top_down
+
+
+def consistency_ranges(old_size: int, size: int) -> list[tuple[int, int]]:
+    """The (start, size) leaf ranges whose MTH make up PROOF(old_size, D[size]) of RFC 9162
+    §2.1.4.1, in the proof's order (empty when old_size == size)."""
+    if not 0 < old_size <= size:
+        raise ValueError(f"old size {old_size} must be between 1 and the tree size {size}")
+    # SUBPROOF unrolled as in `consistency_proof`: collected in reverse, flipped at the end.
+    items: list[tuple[int, int]] = []
+    start, m, complete = 0, old_size, True
+    while m != size:
+        k = 1 << ((size - 1).bit_length() - 1)
+        if m <= k:
+            items.append((start + k, size - k))
+            size = k
+        else:
+            items.append((start, k))
+            start, size, m, complete = start + k, size - k, m - k, False
+    if not complete:
+        items.append((start, size))
+    items.reverse()
+    return items
+
+
 class MerkleAccumulator:
     """The root of a growing tree in O(log n) memory: the roots of its perfect subtrees
     (largest first, one per set bit of the size). Lets `ledger verify` check every stored
-    checkpoint in one pass over the entries instead of rebuilding a tree per checkpoint."""
+    checkpoint in one pass over the entries instead of rebuilding a tree per checkpoint, and
+    the stored tree learn which nodes each new leaf completes."""
 
-    def __init__(self) -> None:
-        self.size = 0
-        self._peaks: list[bytes] = []
+    def __init__(self, size: int = 0, peaks: Sequence[bytes] = ()) -> None:
+        """An empty tree, or one of `size` leaves resumed from the hashes of its
+        `perfect_subtrees(0, size)`."""
+        if len(peaks) != size.bit_count():
+            raise ValueError(f"a tree of {size} leaves has {size.bit_count()} peaks")
+        self.size = size
+        self._peaks: list[bytes] = list(peaks)
 
-    def append(self, leaf: bytes) -> None:
+    def append(self, leaf: bytes) -> list[Node]:
+        """Add a leaf; returns the nodes it completed, the leaf's own hash first."""
         digest = leaf_hash(leaf)
+        position = self.size
+        completed = [Node(0, position, digest)]
         size = self.size
         # Each trailing 1-bit of the old size is a perfect subtree the new leaf now completes.
         while size & 1:
             digest = node_hash(self._peaks.pop(), digest)
             size >>= 1
+            position >>= 1
+            completed.append(Node(len(completed), position, digest))
         self._peaks.append(digest)
         self.size += 1
+        return completed
 
     def root(self) -> bytes:
-        if not self._peaks:
-            return EMPTY_ROOT
-        # The recursive split puts the largest perfect subtree on the left at every level.
-        digest = self._peaks[-1]
-        for peak in reversed(self._peaks[:-1]):
-            digest = node_hash(peak, digest)
-        return digest
+        return fold_subtrees(self._peaks)
 
 
 def tree_hash(leaves: Sequence[bytes]) -> bytes:

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -414,6 +415,21 @@ class LedgerEntry(Base):
     entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
 
     __table_args__ = (Index("ix_ledger_subject", "subject_type", "subject_id"),)
+
+
+class LedgerNode(Base):
+    """One complete node of the ledger's Merkle tree, stored when its last leaf is appended
+    (docs/ledger.md): level 0 holds each entry's leaf hash, the node at `level`, `position`
+    covers leaves [position * 2^level, (position + 1) * 2^level). Append-only."""
+
+    __tablename__ = "ledger_nodes"
+
+    level: Mapped[int] = mapped_column(SmallInteger, primary_key=True, autoincrement=False)
+    position: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+    # Rows are found only by their key: on SQLite the key is the table (no second b-tree).
+    __table_args__: ClassVar[dict[str, Any]] = {"sqlite_with_rowid": False}
 
 
 class LedgerCheckpointRecord(Base):

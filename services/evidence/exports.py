@@ -40,11 +40,16 @@ from services.evidence.package import (
     SIGNATURE,
     entry_line,
 )
-from services.ledger.checkpoints import Checkpoint, LedgerBroken, make_checkpoint
+from services.ledger.checkpoints import (
+    Checkpoint,
+    LedgerBroken,
+    inclusion_proofs_in,
+    make_checkpoint,
+)
 from services.ledger.keys import CheckpointSigner
 from services.settings import Settings
 from services.timefmt import rfc3339, rfc3339_or_none
-from storage import ledger, merkle
+from storage import ledger
 from storage.blobs import BlobStore, BlobStoreError
 from storage.db import Database
 from storage.ledger import format_instant
@@ -367,18 +372,14 @@ def _check_blobs(store: BlobStore, files: Iterable[SegmentFile]) -> str | None:
     return None
 
 
-def _proofs(leaves: Sequence[bytes], seqs: Iterable[int]) -> list[dict[str, Any]]:
-    """RFC 9162 inclusion paths for several leaves of one tree."""
-    ordered = sorted(set(seqs))
-    paths = merkle.inclusion_proofs(leaves, [seq - 1 for seq in ordered])
+def _proofs(db: Database, seqs: Iterable[int], size: int) -> list[dict[str, Any]]:
+    """RFC 9162 inclusion paths of several entries in the tree of `size` entries, from the
+    stored tree (its nodes below `size` never change, so a read after signing is the same)."""
+    with db.read() as session:
+        proofs = inclusion_proofs_in(session, seqs, size)
     return [
-        {
-            "seq": seq,
-            "leaf_index": seq - 1,
-            "leaf": leaves[seq - 1].hex(),
-            "proof": [node.hex() for node in path],
-        }
-        for seq, path in zip(ordered, paths, strict=True)
+        {"seq": proof.seq, "leaf_index": proof.leaf_index, "leaf": proof.leaf, "proof": proof.proof}
+        for proof in proofs
     ]
 
 
@@ -386,9 +387,9 @@ def _signed_checkpoint(
     db: Database, store: BlobStore, signer: CheckpointSigner, seqs: Iterable[int]
 ) -> tuple[Checkpoint, list[dict[str, Any]]]:
     """A fresh checkpoint of the whole ledger (stored, recorded, and refused over a rewrite,
-    like every checkpoint) and the proofs of `seqs` in it, from the same read of the leaves."""
-    signed = make_checkpoint(db, store, signer)
-    return signed.checkpoint, _proofs(signed.leaves, seqs)
+    like every checkpoint) and the proofs of `seqs` in it."""
+    checkpoint = make_checkpoint(db, store, signer).checkpoint
+    return checkpoint, _proofs(db, seqs, checkpoint.size)
 
 
 def _record_failure(db: Database, actor: str, sitting_code: str, details: dict[str, Any]) -> None:

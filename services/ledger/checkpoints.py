@@ -18,11 +18,11 @@ import logging
 import tempfile
 import time
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from services.background import BackgroundThread
 from services.ledger.keys import KEY_FILE, CheckpointSigner, key_id_for, load_or_create_signer
-from storage import merkle
+from storage import merkle, tree
 from storage.blobs import BlobStore, StoredBlob
 from storage.db import Database
 from storage.keys import CHECKPOINT_PREFIX
@@ -42,6 +42,7 @@ from storage.ledger import canonical_json
 from storage.models import LedgerCheckpointRecord, LedgerEntry
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 ORIGIN = "examvault"
 # Ledger rows are never deleted, so the checkpoints that vouch for them should outlive any
@@ -184,10 +185,10 @@ def ledger_leaves(session: Session, size: int | None = None) -> list[bytes]:
 
 @dataclass(frozen=True)
 class SignedTree:
-    """A checkpoint and the leaves it was computed from (one snapshot, for proofs in it)."""
+    """A checkpoint just made; proofs in it come from the stored tree (`inclusion_proofs_in`),
+    which never changes below its size."""
 
     checkpoint: Checkpoint
-    leaves: list[bytes]
 
 
 def latest_recorded_checkpoint(session: Session) -> LedgerCheckpointRecord | None:
@@ -196,29 +197,75 @@ def latest_recorded_checkpoint(session: Session) -> LedgerCheckpointRecord | Non
     )
 
 
-def _extending_root(leaves: list[bytes], claims: list[tuple[str, int, str]]) -> bytes:
-    """The tree's root, after checking in the same pass that each (what, size, root) claim is
-    a prefix of it."""
+def linear_root(leaves: list[bytes], claims: list[tuple[str, int, str]]) -> bytes:
+    """The root recomputed from every leaf, after checking in the same pass that each
+    (what, size, root) claim is a prefix of it: what checkpoints cost before the tree was
+    stored, kept for `bench/ledger.py`'s comparison."""
     wanted = {size for _, size, _ in claims}
     prefix_roots: dict[int, str] = {}
-    tree = merkle.MerkleAccumulator()
+    accumulator = merkle.MerkleAccumulator()
     for leaf in leaves:
-        if tree.size in wanted:
-            prefix_roots[tree.size] = tree.root().hex()
-        tree.append(leaf)
-    prefix_roots[tree.size] = tree.root().hex()
+        if accumulator.size in wanted:
+            prefix_roots[accumulator.size] = accumulator.root().hex()
+        accumulator.append(leaf)
+    prefix_roots[accumulator.size] = accumulator.root().hex()
     for what, size, root in claims:
-        if size > tree.size:
-            raise LedgerRewritten(
-                f"{what} covers {size} entries but the ledger holds only {tree.size}: entries "
-                "were removed; run `examvault ledger verify`"
+        if size > accumulator.size or prefix_roots[size] != root:
+            raise LedgerRewritten(f"entries 1..{size} no longer give the root of {what}")
+    return accumulator.root()
+
+
+def _tree_size(session: Session) -> int:
+    """The ledger's size, when its entries and its stored tree agree on it."""
+    size = ledger_size(session)
+    stored = tree.stored_size(session)
+    if stored < size:
+        raise LedgerBroken(
+            f"the stored tree holds {stored} of the ledger's {size} entries; "
+            "`examvault db upgrade` builds the rest"
+        )
+    if stored > size:
+        raise LedgerBroken(
+            f"the stored tree holds {stored} leaves but the ledger's last entry is {size}: "
+            "entries were removed; run `examvault ledger verify`"
+        )
+    return size
+
+
+def _check_entries_since(session: Session, since: int, size: int, what: str | None) -> None:
+    """Entries since..size, read once before a checkpoint first vouches for them, against the
+    stored tree's leaves: none missing, none different. Entry `since` (the last one the latest
+    checkpoint covers) is read too: a forger who rewrote any earlier entry and recomputed the
+    chain after it changed that one's hash as well. Costs the entries since the last checkpoint
+    (the writer's cadence bounds them), not the ledger."""
+    first = max(since, 1)
+    rows = session.execute(
+        select(LedgerEntry.seq, LedgerEntry.entry_hash)
+        .where(LedgerEntry.seq >= first, LedgerEntry.seq <= size)
+        .order_by(LedgerEntry.seq)
+    ).all()
+    leaves = tree.read_range(session, {0: (first - 1, size - 1)})
+    expected = first
+    for seq, digest in rows:
+        if seq != expected:
+            break
+        try:
+            leaf = merkle.leaf_hash(_leaf(digest))
+        except ValueError as exc:
+            raise LedgerBroken(f"ledger entry {seq} has a malformed entry_hash") from exc
+        if leaves.get((0, seq - 1)) != leaf:
+            if seq == since and what is not None:
+                raise LedgerRewritten(
+                    f"entries 1..{since} no longer give the root of {what}: entry {since} "
+                    "differs from its leaf in the stored tree; run `examvault ledger verify`"
+                )
+            raise LedgerBroken(
+                f"ledger entry {seq} differs from its leaf in the stored tree; "
+                "run `examvault ledger verify`"
             )
-        if prefix_roots[size] != root:
-            raise LedgerRewritten(
-                f"entries 1..{size} no longer give the root of {what}: an entry was changed or "
-                "removed; run `examvault ledger verify`"
-            )
-    return tree.root()
+        expected += 1
+    if expected <= size:
+        raise LedgerBroken(f"ledger entry {expected} is missing; run `examvault ledger verify`")
 
 
 def make_checkpoint(
@@ -234,8 +281,9 @@ def make_checkpoint(
     Refused (LedgerRewritten) unless the ledger still extends both the latest stored checkpoint
     and the latest recorded in the database: signing over a rewrite would launder it. Raises
     LedgerBroken for a ledger with holes or an unreadable stored checkpoint, BlobStoreError when
-    the store cannot take it."""
-    # Latest checkpoints first, leaves after: the ledger only grows, so an honest ledger read
+    the store cannot take it. Reads O(log n) stored nodes plus the entries since the latest
+    checkpoint, never the whole ledger."""
+    # Latest checkpoints first, the tree after: the ledger only grows, so an honest ledger read
     # later is never shorter than a checkpoint read earlier.
     try:
         stored = latest_stored_checkpoint(store)
@@ -243,19 +291,36 @@ def make_checkpoint(
         raise LedgerBroken(f"the latest stored checkpoint is unreadable: {exc}") from exc
     with db.read() as session:
         recorded = latest_recorded_checkpoint(session)
-        leaves = ledger_leaves(session)
-    claims = []
-    if recorded is not None:
-        what = f"checkpoint {recorded.size} (recorded in the database)"
-        claims.append((what, recorded.size, recorded.root))
-    if stored is not None:
-        claims.append((f"stored checkpoint {stored.key}", stored.size, stored.root))
-    root = _extending_root(leaves, claims)
-    checkpoint = sign_checkpoint(signer, len(leaves), root, now=now)
+        claims = []
+        if recorded is not None:
+            what = f"checkpoint {recorded.size} (recorded in the database)"
+            claims.append((what, recorded.size, recorded.root))
+        if stored is not None:
+            claims.append((f"stored checkpoint {stored.key}", stored.size, stored.root))
+        entries = ledger_size(session)
+        for what, size, _root in claims:
+            if size > entries:
+                raise LedgerRewritten(
+                    f"{what} covers {size} entries but the ledger holds only {entries}: entries "
+                    "were removed; run `examvault ledger verify`"
+                )
+        size = _tree_size(session)
+        for what, claimed, claimed_root in claims:
+            if tree.root(session, claimed).hex() != claimed_root:
+                raise LedgerRewritten(
+                    f"entries 1..{claimed} no longer give the root of {what}: the stored tree "
+                    "was changed; run `examvault ledger verify`"
+                )
+        newest = max(claims, key=lambda claim: claim[1], default=None)
+        _check_entries_since(
+            session, newest[1] if newest else 0, size, newest[0] if newest else None
+        )
+        root = tree.root(session, size)
+    checkpoint = sign_checkpoint(signer, size, root, now=now)
     if checkpoint.size > 0:
         store_checkpoint(store, checkpoint, datetime.now(UTC) + retain_for)
         db.run_write(lambda session: record_checkpoint(session, checkpoint))
-    return SignedTree(checkpoint, leaves)
+    return SignedTree(checkpoint)
 
 
 def record_checkpoint(session: Session, checkpoint: Checkpoint) -> None:
@@ -314,45 +379,77 @@ class ConsistencyProof:
         )
 
 
+def _proof_size(session: Session, size: int | None, what: str = "size") -> int:
+    head = _tree_size(session)
+    if size is None:
+        return head
+    if not 1 <= size <= head:
+        raise ProofRequestError(f"{what} {size} is not a tree size of this ledger (1..{head})")
+    return size
+
+
+def _entry_leaf(session: Session, seq: int) -> bytes:
+    """Entry `seq`'s leaf bytes, checked against its leaf in the stored tree: a proof of an
+    entry the table no longer holds as it was committed would not verify anyway."""
+    digest = session.scalar(select(LedgerEntry.entry_hash).where(LedgerEntry.seq == seq))
+    if digest is None:
+        raise LedgerBroken(f"ledger entry {seq} is missing; run `examvault ledger verify`")
+    try:
+        leaf = _leaf(digest)
+    except ValueError as exc:
+        raise LedgerBroken(f"ledger entry {seq} has a malformed entry_hash") from exc
+    if tree.leaf_hash(session, seq - 1) != merkle.leaf_hash(leaf):
+        raise LedgerBroken(
+            f"ledger entry {seq} differs from its leaf in the stored tree; "
+            "run `examvault ledger verify`"
+        )
+    return leaf
+
+
+def _stored(work: Callable[[], T]) -> T:
+    try:
+        return work()
+    except tree.TreeIncomplete as exc:
+        raise LedgerBroken(f"{exc}; run `examvault ledger verify`") from exc
+
+
 def inclusion_proof_for(session: Session, seq: int, size: int | None = None) -> InclusionProof:
     """Proof that entry `seq` is leaf seq-1 of the tree of the first `size` entries (the whole
-    ledger when None)."""
-    head = ledger_size(session)
+    ledger when None), from O(log n) stored nodes."""
     if seq < 1:
         raise ProofRequestError(f"seq {seq} is not an entry; entries start at 1")
-    if size is None:
-        size = head
-    elif not 1 <= size <= head:
-        raise ProofRequestError(f"size {size} is not a tree size of this ledger (1..{head})")
+    size = _proof_size(session, size)
     if seq > size:
         raise EntryNotInTree(f"entry {seq} is not in the tree of the first {size} entries")
-    leaves = ledger_leaves(session, size)
+    leaf = _entry_leaf(session, seq)
+    path = _stored(lambda: tree.inclusion_proof(session, seq - 1, size))
     return InclusionProof(
         seq=seq,
         size=size,
-        leaf=leaves[seq - 1].hex(),
-        leaf_hash=merkle.leaf_hash(leaves[seq - 1]).hex(),
-        root=merkle.tree_hash(leaves).hex(),
-        proof=[item.hex() for item in merkle.inclusion_proof(leaves, seq - 1)],
+        leaf=leaf.hex(),
+        leaf_hash=merkle.leaf_hash(leaf).hex(),
+        root=_stored(lambda: tree.root(session, size)).hex(),
+        proof=[item.hex() for item in path],
     )
+
+
+def inclusion_proofs_in(session: Session, seqs: Iterable[int], size: int) -> list[InclusionProof]:
+    """Proofs of several entries in the tree of the first `size` entries (an export's)."""
+    return [inclusion_proof_for(session, seq, size) for seq in sorted(set(seqs))]
 
 
 def consistency_proof_for(session: Session, old: int, new: int | None = None) -> ConsistencyProof:
     """Proof that the tree of the first `old` entries is a prefix of the tree of the first
-    `new` (the whole ledger when None)."""
-    head = ledger_size(session)
-    new = head if new is None else new
-    if not 1 <= new <= head:
-        raise ProofRequestError(f"new size {new} is not a tree size of this ledger (1..{head})")
+    `new` (the whole ledger when None), from O(log n) stored nodes."""
+    new = _proof_size(session, new, "new size")
     if not 1 <= old <= new:
         raise ProofRequestError(f"old size {old} must be between 1 and the new size {new}")
-    leaves = ledger_leaves(session, new)
     return ConsistencyProof(
         old_size=old,
         new_size=new,
-        old_root=merkle.tree_hash(leaves[:old]).hex(),
-        new_root=merkle.tree_hash(leaves).hex(),
-        proof=[item.hex() for item in merkle.consistency_proof(leaves, old)],
+        old_root=_stored(lambda: tree.root(session, old)).hex(),
+        new_root=_stored(lambda: tree.root(session, new)).hex(),
+        proof=[item.hex() for item in _stored(lambda: tree.consistency_proof(session, old, new))],
     )
 
 

@@ -1,12 +1,12 @@
 """What an attacker with the database owner's rights does first: switch off the append-only
-triggers (migration 0006), so rows can then be edited and deleted as a plain table's."""
+triggers (migrations 0006 and 0009), so rows can then be edited and deleted as a plain table's."""
 
 from __future__ import annotations
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-GUARDED = ("ledger_entries", "ledger_checkpoints", "tombstones")
+GUARDED = ("ledger_entries", "ledger_checkpoints", "ledger_nodes", "tombstones")
 
 
 def drop_append_only_guard(session: Session, *tables: str) -> None:

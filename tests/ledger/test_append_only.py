@@ -1,6 +1,6 @@
-"""The ledger is append-only in the database itself (migration 0006): triggers refuse UPDATE and
-DELETE of ledger entries and checkpoint records, and every change of a tombstone except the
-purge's one mark, on SQLite and PostgreSQL."""
+"""The ledger is append-only in the database itself (migrations 0006 and 0009): triggers refuse
+UPDATE and DELETE of ledger entries, checkpoint records and stored tree nodes, and every change
+of a tombstone except the purge's one mark, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from services.ledger.checkpoints import make_checkpoint
 from services.ledger.keys import load_or_create_signer
 from services.retention.purge import execute_purge
 from storage import ledger
-from storage.models import LedgerCheckpointRecord, LedgerEntry, PurgeRun, Tombstone
+from storage.models import LedgerCheckpointRecord, LedgerEntry, LedgerNode, PurgeRun, Tombstone
 from tests.retention.test_purge import SegmentSpec, make_segments
 
 
@@ -79,6 +79,19 @@ def test_checkpoint_records_refuse_update_and_delete(services: Services) -> None
     assert "DELETE on ledger_checkpoints refused" in _refused(services, erase)
     with services.db.read() as session:
         assert session.scalars(select(LedgerCheckpointRecord.size)).all() == [4]
+
+
+def test_stored_tree_nodes_refuse_update_delete_and_truncate(services: Services) -> None:
+    _append(services, 5)
+    edit = update(LedgerNode).where(LedgerNode.level == 0).values(digest=b"\x00" * 32)
+    assert "UPDATE on ledger_nodes refused" in _refused(services, edit)
+    assert "DELETE on ledger_nodes refused" in _refused(services, delete(LedgerNode))
+    if not services.db.is_sqlite:
+        assert "refused" in _refused(services, text("TRUNCATE ledger_nodes"))
+    with services.db.read() as session:
+        assert ledger.verify_stored_tree(session).ok
+        # 5 leaves: 5 leaf hashes, 2 pairs and 1 node of four.
+        assert len(session.scalars(select(LedgerNode.level)).all()) == 8
 
 
 def _expired_segment(registered: Services, tmp_path: Path) -> int:
