@@ -293,19 +293,19 @@ def _probe_container(
         raise ProbeError(
             "undecodable", "The video track has no keyframe, so no picture can be decoded."
         )
-    if sampler.decoded_size is None:
-        raise ProbeError("undecodable", "The video track is damaged: not a single picture decodes.")
     if mostly_damaged(sampler.sampled, len(sampler.damaged)):
         raise ProbeError(
             "damaged_recording",
             f"The video track is mostly damaged: {len(sampler.damaged)} of the "
             f"{sampler.sampled} keyframes checked do not decode cleanly.",
         )
+    if sampler.decoded_size is None:
+        raise ProbeError("undecodable", "The video track is damaged: not a single picture decodes.")
 
     index_end = _mp4_index_end(path) if format_name.startswith("mov,") else 0
     trailing = file_size - max(data_end, index_end) if data_end else 0
     if trailing > trailing_allowance(file_size - trailing):
-        if read_error is not None:
+        if read_error is not None and not _is_padding(path, data_end, file_size):
             raise ProbeError(
                 "damaged_recording",
                 f"The container is damaged: its packets stop being readable at byte "
@@ -567,6 +567,24 @@ def _mp4_layout(path: Path) -> tuple[bool, bool]:
     except OSError:
         return False, False
     return True, False
+
+
+def _is_padding(path: Path, start: int, end: int) -> bool:
+    """Whether bytes ``start``..``end`` look like padding (one byte value repeated), judged
+    from a 64 KiB window in their middle and one at their end (the first bytes after the last
+    packet's start are still that packet's framing): a demuxer that chokes on zeros appended
+    to an MPEG-TS file has met padding, not damage."""
+    window = 64 * 1024
+    try:
+        with path.open("rb") as file:
+            for offset in {max(start, (start + end - window) // 2), max(start, end - window)}:
+                file.seek(offset)
+                chunk = file.read(min(window, end - offset))
+                if not chunk or chunk.count(chunk[:1]) != len(chunk):
+                    return False
+    except OSError:
+        return False
+    return True
 
 
 def _mp4_index_end(path: Path) -> int:
