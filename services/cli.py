@@ -456,6 +456,94 @@ def cmd_retention_reconcile(args: argparse.Namespace, settings: Settings) -> int
     return EXIT_OK
 
 
+def cmd_quarantine_list(args: argparse.Namespace, settings: Settings) -> int:
+    from sqlalchemy import select
+
+    from services.timefmt import rfc3339_or_none
+    from storage.models import QuarantineRecord
+
+    services = _services(settings)
+    try:
+        with services.db.read() as session:
+            records = session.scalars(
+                select(QuarantineRecord).order_by(QuarantineRecord.id.desc()).limit(args.limit)
+            ).all()
+            used = services.quarantine.used_bytes(session)
+    finally:
+        services.close()
+    zone = settings.zone
+    rows = [
+        {
+            "id": record.id,
+            "received_at": rfc3339_or_none(record.received_at, zone),
+            "camera": record.camera_code,
+            "code": record.reason_code,
+            "original_name": record.original_name,
+            "sha256": record.sha256,
+            "size": record.size_bytes,
+            "kept_bytes": record.kept_bytes,
+            "bytes_removed_at": rfc3339_or_none(record.bytes_removed_at, zone),
+            "bytes_removed_reason": record.bytes_removed_reason,
+            "path": record.stored_path,
+        }
+        for record in records
+    ]
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "used_bytes": used,
+                    "budget_bytes": settings.quarantine_budget_bytes,
+                    "records": rows,
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return EXIT_OK
+    for row in rows:
+        kept = f"{row['kept_bytes']}/{row['size']} B"
+        gone = f" (bytes removed: {row['bytes_removed_reason']})" if row["bytes_removed_at"] else ""
+        print(
+            f"{row['id']:>6}  {row['received_at']}  {row['code']:<18} {kept:<24} "
+            f"{row['camera'] or '-'} {row['original_name']}{gone}"
+        )
+    print(f"quarantine holds {used} of its {settings.quarantine_budget_bytes}-byte budget")
+    return EXIT_OK
+
+
+def cmd_quarantine_prune(args: argparse.Namespace, settings: Settings) -> int:
+    services = _services(settings)
+    try:
+        if args.execute:
+            pruned = services.quarantine.prune(actor="cli")
+            rows = [
+                {"id": item.record_id, "path": item.path, "bytes": item.freed_bytes}
+                for item in pruned
+            ]
+        else:
+            with services.db.read() as session:
+                due = services.quarantine.due_for_pruning(session, datetime.now(UTC))
+                rows = [
+                    {"id": row.id, "path": row.stored_path, "bytes": row.kept_bytes} for row in due
+                ]
+    finally:
+        services.close()
+    total = sum(row["bytes"] for row in rows)
+    if args.json:
+        print(json.dumps({"executed": args.execute, "files": rows, "bytes": total}, indent=2))
+        return EXIT_OK
+    verb = "removed" if args.execute else "would remove"
+    for row in rows:
+        print(f"{row['id']:>6}  {row['bytes']:>12} B  {row['path']}")
+    print(
+        f"{verb} the bytes of {len(rows)} quarantined files ({total} bytes) older than "
+        f"{settings.quarantine_retention_days:g} days; their records stay"
+        + ("" if args.execute else " (dry run: --execute to remove)")
+    )
+    return EXIT_OK
+
+
 def cmd_user_create(args: argparse.Namespace, settings: Settings) -> int:
     import getpass
 
@@ -895,6 +983,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reconcile_parser.add_argument("--json", action="store_true")
     reconcile_parser.set_defaults(handler=cmd_retention_reconcile)
+
+    quarantine = commands.add_parser("quarantine", help="rejected files and their reasons")
+    quarantine_actions = quarantine.add_subparsers(
+        dest="quarantine_command", required=True, metavar="ACTION"
+    )
+    quarantine_list = quarantine_actions.add_parser("list", help="newest records first")
+    quarantine_list.add_argument("--limit", type=int, default=50)
+    quarantine_list.add_argument("--json", action="store_true")
+    quarantine_list.set_defaults(handler=cmd_quarantine_list)
+    quarantine_prune = quarantine_actions.add_parser(
+        "prune", help="plan (default) or --execute removing bytes past the quarantine retention"
+    )
+    quarantine_prune.add_argument("--execute", action="store_true")
+    quarantine_prune.add_argument("--json", action="store_true")
+    quarantine_prune.set_defaults(handler=cmd_quarantine_prune)
 
     user = commands.add_parser("user", help="people who log in")
     user_actions = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")

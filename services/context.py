@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from services.coverage.schedule import ScheduleSummary, SittingChanged, SittingRow, apply_schedule
 from services.coverage.verdicts import VerdictSweeper, refresh_span
 from services.health.checker import HealthChecker, HealthWorker
 from services.ingest.pipeline import IngestPipeline, IngestResult, Outcome
-from services.ingest.quarantine import Quarantine
+from services.ingest.quarantine import Quarantine, QuarantineBounds
 from services.ledger.checkpoints import CheckpointWriter
 from services.operations.metrics import OperationsMetrics
 from services.operations.readiness import Readiness
@@ -152,8 +153,16 @@ class Services:
             settings=settings,
             db=db,
             store=store,
-            quarantine=Quarantine(settings.quarantine_dir, db),
+            quarantine=Quarantine(settings.quarantine_dir, db, quarantine_bounds(settings)),
         )
 
     def close(self) -> None:
         self.db.dispose()
+
+
+def quarantine_bounds(settings: Settings) -> QuarantineBounds:
+    return QuarantineBounds(
+        budget_bytes=settings.quarantine_budget_bytes,
+        sample_bytes=settings.quarantine_sample_bytes,
+        retention=timedelta(days=settings.quarantine_retention_days),
+    )

@@ -60,6 +60,11 @@ class Settings(BaseSettings):
     health_checks: bool = True
     # Decode time one segment's health check may take; the rest is flagged `unchecked`.
     health_check_budget_seconds: float = 30.0
+    # Rejected files: bytes kept in all (beyond it only a sample of each, then the record
+    # alone), the sample's size, and how long kept bytes stay (records stay for ever).
+    quarantine_budget_bytes: int = 20 * 1024**3
+    quarantine_sample_bytes: int = 1024**2
+    quarantine_retention_days: float = 90.0
     # "HH:MM" local time: serve runs the purge (executing it) once a day then. Off when unset.
     purge_schedule: str | None = None
     # A ledger checkpoint after this many new entries or this many seconds, whichever first:
@@ -134,6 +139,8 @@ class Settings(BaseSettings):
         "max_picture_short_side",
         "max_pixel_rate",
         "health_check_budget_seconds",
+        "quarantine_budget_bytes",
+        "quarantine_retention_days",
     )
     @classmethod
     def _positive_bound(cls, value: float, info: ValidationInfo) -> float:

@@ -265,7 +265,8 @@ class ReferenceImage(Base):
 
 
 class QuarantineRecord(Base):
-    """A file that is not usable evidence: kept byte for byte with its reason, never deleted."""
+    """A file that is not usable evidence: its record (reason, SHA-256, size) is never deleted;
+    its bytes are kept within the quarantine's budget and retention (services/ingest/quarantine)."""
 
     __tablename__ = "quarantine_records"
 
@@ -283,8 +284,16 @@ class QuarantineRecord(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     stored_path: Mapped[str] = mapped_column(String(500))
     received_at: Mapped[datetime]
+    # Bytes of the file on disk now: all of them, its first bytes (the budget was full), or 0
+    # (never kept, or removed after the quarantine retention). The record itself stays.
+    kept_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    bytes_removed_at: Mapped[datetime | None]
+    bytes_removed_reason: Mapped[str | None] = mapped_column(String(32))  # budget | retention
 
-    __table_args__ = (Index("ix_quarantine_camera_time", "camera_code", "claimed_start"),)
+    __table_args__ = (
+        Index("ix_quarantine_camera_time", "camera_code", "claimed_start"),
+        Index("ix_quarantine_kept_received", "kept_bytes", "received_at"),
+    )
 
 
 class Hold(Base):

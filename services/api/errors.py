@@ -44,6 +44,8 @@ MESSAGES_ZH: dict[str, str] = {
     "zero_duration": "录像时长为零，已隔离保存。",
     "absurd_duration": "录像时长超出合理范围，已隔离保存。",
     "too_large_picture": "视频画面尺寸或像素速率超过允许的上限，已隔离保存。",
+    "trailing_data": "文件在录像结束之后还带有大量多余数据（填充或附加内容），已隔离保存。",
+    "damaged_recording": "录像大部分已损坏（抽查的关键帧多数无法解码或数据无法读取），已隔离保存。",
     "unreadable": "文件无法读取，已隔离保存。",
     "unknown_camera": "摄像机未登记，文件已隔离保存。",
     "unparseable_start": "无法解析录像开始时间，文件已隔离保存。",
@@ -79,6 +81,18 @@ MESSAGES_ZH: dict[str, str] = {
     "outside_assignment": "请求的时间段不在您被分派的督导时段内。",
     "range_not_satisfiable": "请求的字节范围超出录像文件大小。",
     "blob_missing": "录像文件在存储中缺失，请联系管理员核查。",
+}
+
+# Said after a rejection's own wording when the quarantine was at its budget (docs/ingest.md).
+QUARANTINE_KEPT_EN: dict[str, str] = {
+    "sample": "the quarantine is at its size budget, so only the file's first bytes were kept: "
+    "keep your copy",
+    "none": "the quarantine is at its size budget, so only the record was kept, not the file: "
+    "keep your copy",
+}
+QUARANTINE_KEPT_ZH: dict[str, str] = {
+    "sample": "隔离区已达容量上限，仅保留了文件开头部分，请保留本地副本。",
+    "none": "隔离区已达容量上限，仅保留了拒收记录而未保存文件内容，请保留本地副本。",
 }
 
 

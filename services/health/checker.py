@@ -26,8 +26,8 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from services.background import BackgroundThread
-from services.health.sampling import HealthSample as SampledFrame
 from services.health.sampling import (
+    DAMAGED,
     HealthThresholds,
     TimedSample,
     encode_jpeg,
@@ -36,6 +36,7 @@ from services.health.sampling import (
     prepare_reference,
     sample_segment_within,
 )
+from services.health.sampling import HealthSample as SampledFrame
 from services.settings import Settings
 from storage import ledger
 from storage.blobs import BlobStore
@@ -143,6 +144,7 @@ class HealthChecker:
                             kind=UNCHECKED,
                         )
                     )
+            self._store_damage(session, fresh, sampling.damaged)
             fresh.health_checked_at = datetime.now(UTC)
             owner.sharpness_baseline = self._next_baseline(
                 owner.sharpness_baseline, [s.sharpness for s in samples if not self._dark(s)]
@@ -180,6 +182,32 @@ class HealthChecker:
                 )
             )
 
+    def _store_damage(
+        self, session: Session, segment: Segment, damaged: tuple[tuple[float, float], ...]
+    ) -> None:
+        """Flag each damaged stretch the keyframes showed, unless the probe already did."""
+        known = list(
+            session.execute(
+                select(HealthFlag.starts_at, HealthFlag.ends_at).where(
+                    HealthFlag.segment_id == segment.id, HealthFlag.kind == DAMAGED
+                )
+            )
+        )
+        for start_offset, end_offset in damaged:
+            start = segment.starts_at + timedelta(seconds=start_offset)
+            end = min(segment.starts_at + timedelta(seconds=end_offset), segment.ends_at)
+            if start >= end or any(s < end and start < e for s, e in known):
+                continue
+            session.add(
+                HealthFlag(
+                    segment_id=segment.id,
+                    camera_id=segment.camera_id,
+                    starts_at=start,
+                    ends_at=end,
+                    kind=DAMAGED,
+                )
+            )
+
     def rederive_flags(self, camera_code: str | None = None) -> int:
         """Apply the current thresholds to the stored samples again, without decoding:
         what retuning a threshold needs. Returns the number of segments re-flagged."""
@@ -196,7 +224,8 @@ class HealthChecker:
             assert camera is not None
             session.execute(
                 delete(HealthFlag).where(
-                    HealthFlag.segment_id == segment_id, HealthFlag.kind != UNCHECKED
+                    HealthFlag.segment_id == segment_id,
+                    HealthFlag.kind.not_in((UNCHECKED, DAMAGED)),
                 )
             )
             rows = list(

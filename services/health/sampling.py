@@ -98,6 +98,8 @@ class SegmentSampling:
     samples: list[HealthSample]
     # Offset (s, as ``offset_seconds``) of the first keyframe left unsampled; None if complete.
     cut_short_at: float | None = None
+    # (start, end) offsets of each group of pictures whose keyframe did not decode cleanly.
+    damaged: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,10 @@ class HealthInterval:
 # ones after it: a black picture is also flat, still and unlike the reference; a covered lens
 # is also still and unlike the reference; a frozen picture is not live, whatever it shows.
 HEALTH_KINDS: tuple[str, ...] = ("black", "covered", "frozen", "scene_mismatch")
+# Footage whose keyframe does not decode cleanly (a decoder error, or a picture FFmpeg had to
+# conceal), from that keyframe to the next: found by the probe at ingest and by every keyframe
+# of the health pass. Not derived from thresholds, so re-deriving flags keeps it.
+DAMAGED = "damaged"
 
 
 def sample_segment(
@@ -208,6 +214,9 @@ def sample_segment_within(
         raise ValueError(f"threads must be 0 (automatic) or more, not {threads}")
     measured: list[tuple[int, _Metrics]] = []
     first_pts: int | None = None
+    last_end = 0
+    keyframe_pts: list[int] = []
+    damaged_pts: set[int] = set()
     edge_references: dict[tuple[int, int], np.ndarray] = {}
     previous_luma: np.ndarray | None = None
     with av.open(f"file:{path.resolve()}") as container:
@@ -226,6 +235,11 @@ def sample_segment_within(
                 if timestamp is None:
                     logger.warning("%s: keyframe without a timestamp skipped", path)
                     continue
+                if frame.is_corrupt:
+                    # FFmpeg concealed damage in it (one decoder thread): not a picture to
+                    # judge, but footage to flag.
+                    damaged_pts.add(timestamp)
+                    continue
                 luma, limited = _luma_plane(frame)
                 small = _downscale(luma, width, limited)
                 motion = None
@@ -241,6 +255,7 @@ def sample_segment_within(
         for packet in stamped_packets(container, video):
             if first_pts is None or packet.pts < first_pts:
                 first_pts = packet.pts
+            last_end = max(last_end, packet.pts + (packet.duration or 0))
             # skip_frame would drop the other frames inside the decoder anyway; not sending them
             # at all also saves parsing every P/B slice.
             if not packet.is_keyframe:
@@ -248,7 +263,14 @@ def sample_segment_within(
             if deadline is not None and time.monotonic() >= deadline:
                 cut_pts = packet.pts
                 break
-            measure(decode_or_skip(codec_context, packet, path))
+            keyframe_pts.append(packet.pts)
+            try:
+                frames = codec_context.decode(packet)
+            except av.FFmpegError as exc:
+                logger.warning("%s: keyframe at pts %s does not decode (%s)", path, packet.pts, exc)
+                damaged_pts.add(packet.pts)
+                continue
+            measure(frames)
         measure(decode_or_skip(codec_context, None, path))
 
     origin = first_pts if first_pts is not None else 0
@@ -264,9 +286,16 @@ def sample_segment_within(
         for timestamp, metrics in measured
     ]
     samples.sort(key=lambda sample: sample.offset_seconds)
+    end_pts = cut_pts if cut_pts is not None else last_end
+    damaged = tuple(
+        (round(float((start - origin) * time_base), 3), round(float((end - origin) * time_base), 3))
+        for start, end in damaged_stretches(keyframe_pts, damaged_pts, end_pts)
+    )
+    if damaged:
+        logger.warning("%s: %d stretches of damaged footage", path, len(damaged))
     if cut_pts is None:
         logger.debug("sampled %d keyframes of %s", len(samples), path)
-        return SegmentSampling(samples)
+        return SegmentSampling(samples, damaged=damaged)
     cut_short_at = float((cut_pts - origin) * time_base)
     logger.warning(
         "%s: health check cut short after %.1f s of decoding: %d keyframes sampled, none "
@@ -276,7 +305,25 @@ def sample_segment_within(
         len(samples),
         cut_short_at,
     )
-    return SegmentSampling(samples, cut_short_at)
+    return SegmentSampling(samples, cut_short_at, damaged)
+
+
+def damaged_stretches(
+    keyframe_pts: Sequence[int], damaged_pts: set[int], end_pts: int
+) -> list[tuple[int, int]]:
+    """(start, end) timestamps of each damaged keyframe's group of pictures: from it to the
+    next keyframe (or ``end_pts``), neighbours merged. Pure."""
+    ordered = sorted(set(keyframe_pts) | damaged_pts)
+    stretches: list[tuple[int, int]] = []
+    for index, stamp in enumerate(ordered):
+        if stamp not in damaged_pts:
+            continue
+        end = ordered[index + 1] if index + 1 < len(ordered) else max(end_pts, stamp)
+        if stretches and stretches[-1][1] >= stamp:
+            stretches[-1] = (stretches[-1][0], end)
+        else:
+            stretches.append((stamp, end))
+    return stretches
 
 
 def prepare_reference(image: bytes | np.ndarray, *, width: int = SAMPLE_WIDTH) -> np.ndarray:

@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from services.health.sampling import DAMAGED
 from services.ingest.clock import (
     DeclaredStart,
     StartError,
@@ -42,7 +43,7 @@ from storage.blobs import BlobStore
 from storage.db import Database
 from storage.faults import fault_point
 from storage.keys import blob_key
-from storage.models import Camera, Segment
+from storage.models import Camera, HealthFlag, Segment
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,8 @@ class IngestResult:
     code: str | None = None
     reason: str | None = None
     quarantine_id: int | None = None
+    # How much of a rejected file the quarantine kept: "whole", "sample" or "none" (its budget).
+    quarantine_kept: str | None = None
     camera_code: str | None = None
     # The wall-clock time the file stood for (stored, or claimed by a rejected file), if known.
     span: tuple[datetime, datetime] | None = None
@@ -363,6 +366,24 @@ class IngestPipeline:
         segment = Segment(**values)
         session.add(segment)
         session.flush()
+        # Damage the probe found is on the record from the first moment the segment exists,
+        # in the same transaction: footage is never "good" until the health pass looks again.
+        origin = segment.starts_at
+        damaged = [
+            (origin + timedelta(seconds=start), origin + timedelta(seconds=end))
+            for start, end in probe.damaged
+        ]
+        session.add_all(
+            HealthFlag(
+                segment_id=segment.id,
+                camera_id=segment.camera_id,
+                starts_at=start,
+                ends_at=min(end, segment.ends_at),
+                kind=DAMAGED,
+            )
+            for start, end in damaged
+            if start < segment.ends_at
+        )
         ledger.append(
             session,
             actor=actor,
@@ -385,6 +406,13 @@ class IngestPipeline:
                 "expires_at": segment.expires_at.isoformat(),
                 "object_lock_until": lock_until.isoformat() if lock_until else None,
                 "clock_flags": segment.clock_flags,
+                # Only when there is something to say, so entries of sound files keep their shape.
+                **(
+                    {"damaged": [[start.isoformat(), end.isoformat()] for start, end in damaged]}
+                    if damaged
+                    else {}
+                ),
+                **({"trailing_bytes": probe.trailing_bytes} if probe.trailing_bytes else {}),
             },
         )
         return segment
@@ -419,6 +447,7 @@ class IngestPipeline:
             code="conflict",
             reason=reason,
             quarantine_id=result.quarantine_id,
+            quarantine_kept=result.quarantine_kept,
         )
 
     def _reject(
@@ -441,7 +470,7 @@ class IngestPipeline:
             source=arrival.source,
             received_at=arrival.received_at,
         )
-        record_id = self.quarantine.keep(arrival.path, rejection, actor=actor)
+        kept = self.quarantine.keep(arrival.path, rejection, actor=actor)
         fault_point("quarantine.recorded")
         self._remove_arrival(arrival)
         logger.warning(
@@ -452,7 +481,8 @@ class IngestPipeline:
             Outcome.REJECTED,
             code=code,
             reason=reason,
-            quarantine_id=record_id,
+            quarantine_id=kept.record_id,
+            quarantine_kept=kept.kept.value,
             camera_code=arrival.camera_code,
             span=None if claimed is None else (claimed, rejection.claimed_end or claimed),
         )

@@ -1,8 +1,12 @@
 """Probe a pushed video segment with PyAV: what it is, how long it really lasts, whether it plays.
 
-The probe demuxes every video packet (cheap: no decoding) to count packets and keyframes and to
-measure the media duration from the packet timestamps, and decodes only from the first keyframe
-until one picture comes out, which proves the stream decodes without paying for a full decode.
+The probe demuxes every packet (cheap: no decoding) to count packets and keyframes, to measure
+the media duration from the packet timestamps and to find where the recording's bytes end, and
+decodes a handful of keyframes spread over the file's bytes (``_SAMPLED_KEYFRAMES``), which
+proves the stream decodes and finds damage without paying for a full decode (docs/ingest.md,
+"What the probe proves"). A file with more than a small allowance of bytes past its last box or
+packet is refused (``trailing_data``), as is one whose sampled keyframes are mostly damaged; a
+file with some damaged keyframes is evidence and says where (``MediaProbe.damaged``).
 
 The duration is never taken from the nominal frame rate, the container's declared duration or
 the file's mtime: cameras lie about all three, and coverage is built on this number.
@@ -45,6 +49,8 @@ PROBE_ERROR_CODES = frozenset(
         "absurd_duration",
         "too_large_picture",
         "unreadable",
+        "trailing_data",
+        "damaged_recording",
     }
 )
 
@@ -59,6 +65,16 @@ _MAX_MP4_BOXES = 10_000
 _CODED_MARGIN = 64
 # Top-level boxes an MP4/QuickTime file written by a camera starts with.
 _MP4_FIRST_BOXES = frozenset({b"ftyp", b"styp", b"wide", b"free", b"skip", b"mdat"})
+# Top-level boxes that hold media or filler rather than an index: a file's end is the end of its
+# last packet or its last index box, so filler past both (a 500 MB "free" box) is trailing data.
+_MP4_FILLER_BOXES = frozenset({b"mdat", b"free", b"skip", b"wide"})
+# Keyframes the probe decodes, at most: the first, then the first one at or after each further
+# eighth of the file's bytes. Bounded cost (bench/ingest.py), spread where damage would be.
+_SAMPLED_KEYFRAMES = 8
+# Bytes a recording may carry past its last packet or index box: containers end with small
+# tables (Matroska cues, MPEG-TS/PS packet framing) that no packet position accounts for.
+TRAILING_ALLOWANCE_BYTES = 1024 * 1024
+TRAILING_ALLOWANCE_SHARE = 0.01
 
 
 @dataclass(frozen=True)
@@ -91,6 +107,11 @@ class MediaProbe:
     duration_seconds: float  # measured from the video packet timestamps
     has_audio: bool
     creation_time: datetime | None  # container 'creation_time' tag, aware UTC
+    # Stretches (seconds from the first video pts) whose keyframe did not decode cleanly, or
+    # after which the packets stopped being readable: footage kept, but flagged `damaged`.
+    damaged: tuple[tuple[float, float], ...] = ()
+    # Bytes past the last packet or index box (within the allowance, else refused).
+    trailing_bytes: int = 0
 
 
 class ProbeError(Exception):
@@ -140,7 +161,7 @@ def probe_recording(
                 options={"max_pixels": str(limits.decoder_max_pixels)},
             ) as container,
         ):
-            return _probe_container(container, max_duration_seconds, limits)
+            return _probe_container(container, max_duration_seconds, limits, path, size)
     except ProbeError:
         raise
     except av.FFmpegError as exc:
@@ -202,7 +223,11 @@ def _first_video_stream(container: av.container.InputContainer) -> av.VideoStrea
 
 
 def _probe_container(
-    container: av.container.InputContainer, max_duration: float, limits: PictureLimits
+    container: av.container.InputContainer,
+    max_duration: float,
+    limits: PictureLimits,
+    path: Path,
+    file_size: int,
 ) -> MediaProbe:
     format_name = container.format.name
     if format_name in _IMAGE_FORMATS or format_name.endswith("_pipe"):
@@ -219,55 +244,80 @@ def _probe_container(
     # The header passed; the decoder still refuses any later picture above the limit (a new
     # sequence header mid-stream) instead of allocating it.
     codec_context.options = {**codec_context.options, "max_pixels": str(limits.decoder_max_pixels)}
+    # One thread: FFmpeg's H.264/H.265 error concealment (which marks a damaged picture
+    # "corrupt") runs only without frame threads, and a keyframe at a time gains nothing from
+    # them anyway.
+    codec_context.thread_count = 1
 
     pts, dts, durations = array("q"), array("q"), array("q")
-    keyframe_count = 0
-    # Decoding starts at the first keyframe (earlier packets reference frames the file does
-    # not hold) and stops once one picture has come out: that proves the track decodes.
-    decoding = False
-    decoded_size: tuple[int, int] | None = None
+    keyframes = array("q")  # index into pts of each keyframe
+    sampler = _KeyframeSampler(codec_context, file_size)
+    data_end = 0  # the furthest byte any packet of any stream occupies
+    read_error: str | None = None
     try:
-        for packet in container.demux(video):
+        for packet in container.demux():
             if packet.size == 0:  # flush packets at the end of the demuxer
+                continue
+            position = packet.pos
+            if position is not None and position >= 0:
+                data_end = max(data_end, position + packet.size)
+            if packet.stream_index != video.index:
                 continue
             pts.append(_NO_TS if packet.pts is None else packet.pts)
             dts.append(_NO_TS if packet.dts is None else packet.dts)
             durations.append(packet.duration or 0)
             if packet.is_keyframe:
-                keyframe_count += 1
-                decoding = decoding or decoded_size is None
-            if decoding:
-                frames = _decode(codec_context, packet)
-                if frames:
-                    decoded_size = (frames[0].width, frames[0].height)
-                    decoding = False
+                keyframes.append(len(pts) - 1)
+                sampler.offer(packet, len(keyframes) - 1)
     except ProbeError:
         raise
     except av.FFmpegError as exc:
-        raise ProbeError(
-            "not_a_video",
-            f"The container is damaged: reading its packets failed after {len(pts)} video "
-            f"packets ({exc.strerror or exc}).",
-        ) from exc
-    if decoding and decoded_size is None:
-        # Decoders may hold frames back (reordering, threads); drain them before giving up.
-        frames = _decode(codec_context, None)
-        if frames:
-            decoded_size = (frames[0].width, frames[0].height)
+        # The packets read so far may still be evidence; what follows is judged below.
+        read_error = f"{exc.strerror or exc}"
+    sampler.finish()
 
     packet_count = len(pts)
+    if read_error is not None and (packet_count < 2 or sampler.decoded_size is None):
+        raise ProbeError(
+            "not_a_video",
+            f"The container is damaged: reading its packets failed after {packet_count} video "
+            f"packets ({read_error}).",
+        )
     if packet_count == 0:
         raise ProbeError("zero_duration", "The video track contains no frames.")
     if packet_count == 1:
         raise ProbeError(
             "image_not_recording", "The video track holds a single picture, not a recording."
         )
-    if keyframe_count == 0:
+    if not keyframes:
         raise ProbeError(
             "undecodable", "The video track has no keyframe, so no picture can be decoded."
         )
-    if decoded_size is None:
+    if mostly_damaged(sampler.sampled, len(sampler.damaged)):
+        raise ProbeError(
+            "damaged_recording",
+            f"The video track is mostly damaged: {len(sampler.damaged)} of the "
+            f"{sampler.sampled} keyframes checked do not decode cleanly.",
+        )
+    if sampler.decoded_size is None:
         raise ProbeError("undecodable", "The video track is damaged: not a single picture decodes.")
+
+    index_end = _mp4_index_end(path) if format_name.startswith("mov,") else 0
+    trailing = file_size - max(data_end, index_end) if data_end else 0
+    if trailing > trailing_allowance(file_size - trailing):
+        if read_error is not None and not _is_padding(path, data_end, file_size):
+            raise ProbeError(
+                "damaged_recording",
+                f"The container is damaged: its packets stop being readable at byte "
+                f"{data_end} of {file_size} ({read_error}).",
+            )
+        raise ProbeError(
+            "trailing_data",
+            f"The file carries {trailing} bytes after the end of its recording (byte "
+            f"{file_size - trailing} of {file_size}), more than a recording's "
+            f"{trailing_allowance(file_size - trailing)}-byte allowance: padding or appended "
+            "data is not footage.",
+        )
 
     time_base = video.time_base or Fraction(1, 90_000)
     duration = float(_timestamp_span(pts, dts, durations) * time_base)
@@ -281,37 +331,134 @@ def _probe_container(
         )
 
     rate = video.average_rate or video.guessed_rate
-    width = codec_context.width or decoded_size[0]
-    height = codec_context.height or decoded_size[1]
+    width = codec_context.width or sampler.decoded_size[0]
+    height = codec_context.height or sampler.decoded_size[1]
     # The declared rate was checked before decoding; the timestamps may tell a faster one.
     _check_picture(width, height, packet_count / duration, limits, "measures")
+    damaged_keyframes = set(sampler.damaged)
+    if read_error is not None:
+        # The stretch from the last keyframe read to the end holds the unreadable part.
+        damaged_keyframes.add(len(keyframes) - 1)
     probe = MediaProbe(
         container=format_name,
         video_codec=codec_context.codec.canonical_name,
         width=width,
         height=height,
         frame_rate=float(rate) if rate else None,
-        keyframe_count=keyframe_count,
+        keyframe_count=len(keyframes),
         packet_count=packet_count,
         duration_seconds=duration,
         has_audio=len(container.streams.audio) > 0,
         creation_time=_parse_creation_time(
             container.metadata.get("creation_time") or video.metadata.get("creation_time")
         ),
+        damaged=_damaged_stretches(
+            pts, keyframes, sorted(damaged_keyframes), duration, float(time_base)
+        ),
+        trailing_bytes=max(trailing, 0),
     )
     logger.debug("probed %s", probe)
     return probe
 
 
-def _decode(codec_context: av.CodecContext, packet: av.Packet | None) -> list[av.VideoFrame]:
-    try:
-        return codec_context.decode(packet)  # type: ignore[return-value]
-    except av.FFmpegError as exc:
-        raise ProbeError(
-            "undecodable",
-            f"The video track is damaged: the {codec_context.name} decoder rejects it "
-            f"({exc.strerror or exc}).",
-        ) from exc
+def trailing_allowance(recording_bytes: int) -> int:
+    """Bytes a recording of ``recording_bytes`` may carry past its last packet or index box."""
+    return TRAILING_ALLOWANCE_BYTES + int(max(recording_bytes, 0) * TRAILING_ALLOWANCE_SHARE)
+
+
+def mostly_damaged(sampled: int, damaged: int) -> bool:
+    """More than half of the keyframes checked are damaged: the file is not evidence but
+    garbage with a video header. Less than that is damaged evidence, kept and flagged."""
+    return sampled > 0 and damaged * 2 > sampled
+
+
+class _KeyframeSampler:
+    """Decodes the first keyframe and the first one at or after each further 1/N of the file's
+    bytes (every keyframe whose number is a power of two when positions are unknown), each on
+    its own, and notes which ones do not decode cleanly: a decoder error, or a picture FFmpeg
+    had to conceal (``is_corrupt``)."""
+
+    def __init__(self, codec_context: av.CodecContext, file_size: int) -> None:
+        self.codec_context = codec_context
+        self.step = max(file_size // _SAMPLED_KEYFRAMES, 1)
+        self.next_position = 0
+        self.sampled = 0
+        self.damaged: list[int] = []  # keyframe numbers
+        self.decoded_size: tuple[int, int] | None = None
+        self._by_pts: dict[int, int] = {}
+
+    def offer(self, packet: av.Packet, number: int) -> None:
+        if self.sampled >= _SAMPLED_KEYFRAMES + 1:
+            return
+        position = packet.pos
+        if position is not None and position >= 0:
+            if position < self.next_position:
+                return
+            self.next_position = (position // self.step + 1) * self.step
+        elif number & (number - 1):  # not 0 or a power of two
+            return
+        self.sampled += 1
+        if packet.pts is not None:
+            self._by_pts[packet.pts] = number
+        try:
+            frames = self.codec_context.decode(packet)
+        except av.FFmpegError:
+            self.damaged.append(number)
+            return
+        self._take(frames)
+
+    def finish(self) -> None:
+        if not self.sampled:
+            return
+        try:
+            # Decoders may hold frames back (reordering); drain them.
+            self._take(self.codec_context.decode(None))
+        except av.FFmpegError:
+            logger.debug("draining the probe's decoder failed", exc_info=True)
+
+    def _take(self, frames: list[av.VideoFrame]) -> None:  # type: ignore[type-arg]
+        for frame in frames:
+            if frame.is_corrupt:
+                number = self._by_pts.get(frame.pts) if frame.pts is not None else None
+                if number is not None and number not in self.damaged:
+                    self.damaged.append(number)
+                continue
+            if self.decoded_size is None:
+                self.decoded_size = (frame.width, frame.height)
+
+
+def _damaged_stretches(
+    pts: array[int],
+    keyframes: array[int],
+    damaged: list[int],
+    duration: float,
+    time_base: float,
+) -> tuple[tuple[float, float], ...]:
+    """Each damaged keyframe's group of pictures as (start, end) seconds from the first pts:
+    a damaged keyframe spoils every picture up to the next keyframe. Neighbours merge."""
+    if not damaged:
+        return ()
+    stamps = np.frombuffer(pts, dtype=np.int64)
+    known = stamps[stamps != _NO_TS]
+    origin = int(known.min()) if known.size else 0
+    starts = []
+    for index in keyframes:
+        stamp = int(stamps[index])
+        starts.append(None if stamp == _NO_TS else max((stamp - origin) * time_base, 0.0))
+    stretches: list[tuple[float, float]] = []
+    for number in damaged:
+        start = starts[number]
+        if start is None:
+            continue
+        later = [s for s in starts[number + 1 :] if s is not None and s > start]
+        end = min(later[0] if later else duration, duration)
+        if end <= start:
+            end = duration
+        if stretches and start <= stretches[-1][1]:
+            stretches[-1] = (stretches[-1][0], max(end, stretches[-1][1]))
+        else:
+            stretches.append((round(start, 3), round(end, 3)))
+    return tuple(stretches)
 
 
 def _timestamp_span(pts: array[int], dts: array[int], durations: array[int]) -> int:
@@ -420,6 +567,56 @@ def _mp4_layout(path: Path) -> tuple[bool, bool]:
     except OSError:
         return False, False
     return True, False
+
+
+def _is_padding(path: Path, start: int, end: int) -> bool:
+    """Whether bytes ``start``..``end`` look like padding (one byte value repeated), judged
+    from a 64 KiB window in their middle and one at their end (the first bytes after the last
+    packet's start are still that packet's framing): a demuxer that chokes on zeros appended
+    to an MPEG-TS file has met padding, not damage."""
+    window = 64 * 1024
+    try:
+        with path.open("rb") as file:
+            for offset in {max(start, (start + end - window) // 2), max(start, end - window)}:
+                file.seek(offset)
+                chunk = file.read(min(window, end - offset))
+                if not chunk or chunk.count(chunk[:1]) != len(chunk):
+                    return False
+    except OSError:
+        return False
+    return True
+
+
+def _mp4_index_end(path: Path) -> int:
+    """Where the last top-level box that is neither media nor filler ends (0 if none).
+
+    The walk stops at the first header that is not a box (zeros, random bytes): padding appended
+    to a finished MP4 is not part of it, whatever its length."""
+    end = 0
+    try:
+        with path.open("rb") as file:
+            file_size = os.fstat(file.fileno()).st_size
+            offset = 0
+            for _ in range(_MAX_MP4_BOXES):
+                file.seek(offset)
+                header = file.read(16)
+                if len(header) < 8:
+                    break
+                size, kind = struct.unpack(">I4s", header[:8])
+                if size == 1 and len(header) == 16:
+                    size = struct.unpack(">Q", header[8:16])[0]
+                elif size == 0:
+                    size = file_size - offset
+                if size < 8 or not all(0x20 <= byte <= 0x7E for byte in kind):
+                    break
+                if offset + size > file_size:
+                    break
+                offset += size
+                if kind not in _MP4_FILLER_BOXES:
+                    end = offset
+    except OSError:
+        return 0
+    return end
 
 
 def _os_reason(exc: OSError) -> str:

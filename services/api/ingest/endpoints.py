@@ -28,6 +28,8 @@ from starlette.concurrency import run_in_threadpool
 from services.api.deps import CameraPusher, ServicesDep
 from services.api.errors import (
     MESSAGES_ZH,
+    QUARANTINE_KEPT_EN,
+    QUARANTINE_KEPT_ZH,
     ApiError,
     ErrorBody,
     error_response,
@@ -297,19 +299,30 @@ def _answer(result: IngestResult, camera_code: str, services: ServicesDep) -> JS
         status = 201 if result.outcome is Outcome.STORED else 200
         return JSONResponse(body.model_dump(), status_code=status)
     if result.outcome is Outcome.CONFLICT:
+        message, message_zh = _kept_wording(
+            "conflict", result.reason or "conflict", result.quarantine_kept
+        )
         return error_response(
             409,
             "conflict",
-            result.reason or "conflict",
+            message,
+            message_zh=message_zh,
             segment_id=result.segment.id if result.segment else None,
             quarantine_id=result.quarantine_id,
+            quarantine_kept=result.quarantine_kept,
         )
     if result.outcome is Outcome.REJECTED:
+        code = result.code or "not_a_video"
+        message, message_zh = _kept_wording(
+            code, result.reason or "rejected", result.quarantine_kept
+        )
         return error_response(
             422,
-            result.code or "not_a_video",
-            result.reason or "rejected",
+            code,
+            message,
+            message_zh=message_zh,
             quarantine_id=result.quarantine_id,
+            quarantine_kept=result.quarantine_kept,
         )
     return error_response(
         503,
@@ -317,3 +330,12 @@ def _answer(result: IngestResult, camera_code: str, services: ServicesDep) -> JS
         "this file is being ingested right now; retry shortly",
         headers={"Retry-After": "5"},
     )
+
+
+def _kept_wording(code: str, reason: str, kept: str | None) -> tuple[str, str | None]:
+    """(message, message_zh): when the quarantine was at its budget, both say the file was
+    not (all) kept, so the camera host knows its copy is the only whole one."""
+    if kept in (None, "whole"):
+        return reason, None
+    english = QUARANTINE_KEPT_EN[kept]
+    return f"{reason}; {english}", f"{MESSAGES_ZH.get(code, '')}{QUARANTINE_KEPT_ZH[kept]}"

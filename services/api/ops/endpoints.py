@@ -69,6 +69,11 @@ def _database_lines(services: ServicesDep) -> list[str]:
         segments = session.scalar(select(func.count()).select_from(Segment)) or 0
         stored_bytes = session.scalar(select(func.coalesce(func.sum(Segment.size_bytes), 0))) or 0
         quarantined = session.scalar(select(func.count()).select_from(QuarantineRecord)) or 0
+        quarantine_files, quarantine_bytes = session.execute(
+            select(func.count(), func.coalesce(func.sum(QuarantineRecord.kept_bytes), 0)).where(
+                QuarantineRecord.kept_bytes > 0
+            )
+        ).one()
         verdicts = dict(
             session.execute(
                 select(Sitting.coverage_status, func.count()).group_by(Sitting.coverage_status)
@@ -82,6 +87,13 @@ def _database_lines(services: ServicesDep) -> list[str]:
         f"examvault_segment_bytes {stored_bytes}",
         "# TYPE examvault_quarantined gauge",
         f"examvault_quarantined {quarantined}",
+        # Rejected files' bytes on disk against their budget (docs/ingest.md, "Quarantine").
+        "# TYPE examvault_quarantine_files gauge",
+        f"examvault_quarantine_files {quarantine_files}",
+        "# TYPE examvault_quarantine_bytes gauge",
+        f"examvault_quarantine_bytes {quarantine_bytes}",
+        "# TYPE examvault_quarantine_budget_bytes gauge",
+        f"examvault_quarantine_budget_bytes {services.settings.quarantine_budget_bytes}",
         # What the centre watches: sittings not proven covered, by verdict.
         "# TYPE examvault_sittings gauge",
         *(
