@@ -9,8 +9,9 @@ arrives, so idle sockets still pile up until file descriptors run out. `EdgeProt
   connection started waiting for it (accept, or the previous response), else the socket closes;
 - a linger deadline: a body still arriving after its request was answered (401, 413) is
   drained for at most `body_timeout`, then the socket closes;
-- a connection cap: over it, the longest-waiting connection that has no request in progress is
-  closed to make room; when every connection is busy, the newcomer gets a JSON 503;
+- a connection cap: over it, the connections that have waited longest with no request in
+  progress are closed to make room; when every connection is busy, the newcomer gets a JSON
+  503 `too_many_connections`;
 - malformed requests and over-long heads answer JSON (400 `bad_http_request`, 431
   `headers_too_large`) instead of uvicorn's plain text, without a log line each.
 
@@ -63,6 +64,7 @@ class EdgeState:
 
     limits: EdgeLimits
     waiting: OrderedDict[EdgeProtocol, None] = field(default_factory=OrderedDict)
+    enforcing: asyncio.TimerHandle | None = None
     closed: dict[str, int] = field(default_factory=dict)
 
     def count(self, reason: str) -> None:
@@ -99,7 +101,9 @@ class EdgeProtocol(H11Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        if len(self.connections) > self.edge.limits.max_connections and not self._make_room():
+        over_cap = len(self.connections) > self.edge.limits.max_connections
+        if over_cap and not self.edge.waiting:
+            # Every connection has a request in progress: no room can be made.
             self.edge.count("over the connection cap")
             self.connections.discard(self)
             transport.write(
@@ -115,6 +119,11 @@ class EdgeProtocol(H11Protocol):
             transport.close()
             return
         self._pace()
+        if over_cap and self.edge.enforcing is None:
+            # Not at once: a timer runs after the next poll of the sockets has read what the
+            # newest connections sent, so a client whose request is already there (/healthz)
+            # is busy, not waiting, by then and the silent ones go first.
+            self.edge.enforcing = self.loop.call_later(0, self._enforce_cap)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_waiting()
@@ -216,16 +225,16 @@ class EdgeProtocol(H11Protocol):
         if not self.transport.is_closing():
             self.transport.close()
 
-    def _make_room(self) -> bool:
-        """Close the connection that has waited longest without a request in progress."""
-        while self.edge.waiting:
+    def _enforce_cap(self) -> None:
+        """Close the connections that have waited longest without a request in progress until
+        the count is back under the cap."""
+        self.edge.enforcing = None
+        while len(self.connections) > self.edge.limits.max_connections and self.edge.waiting:
             oldest, _ = self.edge.waiting.popitem(last=False)
-            if oldest is self or oldest.transport is None or oldest.transport.is_closing():
+            if oldest.transport is None or oldest.transport.is_closing():
                 continue
             self.edge.count("made room for a newer connection")
             oldest._close()
-            return True
-        return False
 
 
 def edge_protocol(limits: EdgeLimits) -> type[EdgeProtocol]:
@@ -275,8 +284,10 @@ INVALID_REQUEST = "Invalid HTTP request received."
 def install_log_limits() -> None:
     """Rate-limit the lines any client can cause: asyncio's accept failure, uvicorn's warning
     for each malformed request (answered in JSON by `EdgeProtocol` all the same)."""
-    logging.getLogger("asyncio").addFilter(RateLimitedLines((ACCEPT_FAILURE,)))
-    logging.getLogger("uvicorn.error").addFilter(RateLimitedLines((INVALID_REQUEST,)))
+    for name, prefix in (("asyncio", ACCEPT_FAILURE), ("uvicorn.error", INVALID_REQUEST)):
+        source = logging.getLogger(name)
+        if not any(isinstance(f, RateLimitedLines) for f in source.filters):
+            source.addFilter(RateLimitedLines((prefix,)))
 
 
 def raise_descriptor_limit() -> int:

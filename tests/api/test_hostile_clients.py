@@ -16,13 +16,16 @@ import http.client
 import json
 import multiprocessing
 import os
+import resource
 import select
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event as EventType
@@ -35,7 +38,7 @@ from services.context import Services
 from services.registry import import_registry
 from services.settings import load_settings
 from tests.conftest import CAMERA_BACK, CAMERA_FRONT, REGISTRY, VideoFactory
-from tests.processes import examvault_env, free_port, spawn, wait_for_health
+from tests.processes import ROOT, examvault_env, free_port, spawn, wait_for_health
 from tests.reliability import Reliability
 
 HEADER_TIMEOUT = 1.0
@@ -73,9 +76,9 @@ class Server:
         return len(os.listdir(f"/proc/{self.process.pid}/fd"))
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("edge")
+@contextmanager
+def _serving(root: Path, *, open_files: int | None = None) -> Iterator[Server]:
+    """`examvault serve` with the short limits above; `open_files` sets its RLIMIT_NOFILE."""
     data_dir = root / "var"
     database_url = f"sqlite:///{root / 'examvault.sqlite3'}"
     services = Services.from_settings(load_settings(data_dir=data_dir, database_url=database_url))
@@ -103,13 +106,35 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     )
     port = free_port()
     log = root / "serve.log"
-    process = spawn(env, "serve", "--port", str(port), log=log)
+    if open_files is None:
+        process = spawn(env, "serve", "--port", str(port), log=log)
+    else:
+        limit = (open_files, open_files)
+        with log.open("ab") as sink:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "services.cli", "serve", "--port", str(port)],
+                cwd=ROOT,
+                env=env,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, limit),
+            )
     try:
         wait_for_health(f"http://127.0.0.1:{port}", process, log)
         yield Server(port, process, log, data_dir, host_token, admin_token)
     finally:
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with _serving(tmp_path_factory.mktemp("edge")) as started:
+        yield started
 
 
 def _waited_on_cpu(pid: int | str) -> float:
@@ -546,3 +571,60 @@ def test_a_client_gone_mid_upload_is_one_info_line_and_nothing_kept(
     assert staged == []
     assert "Traceback" not in new_lines and "ERROR" not in new_lines, new_lines
     assert len(said) == 1 and " INFO " in said[0], new_lines
+
+
+def test_the_open_file_limit_is_never_reached_by_an_idle_flood(
+    tmp_path: Path, reliability: Reliability
+) -> None:
+    # 400 descriptors: before, ~370 idle sockets made every accept fail (EMFILE), the log grew
+    # by a traceback per pending connection per second, and /healthz went unanswered.
+    with _serving(tmp_path, open_files=400) as limited:
+        log_lines = len(limited.log.read_text(errors="replace").splitlines())
+        flood: dict[socket.socket, float] = {}
+        peak = 0
+        with HealthWatch(limited) as watch:
+            for _ in range(600):
+                flood[_connect(limited.port)] = time.monotonic()
+                if len(flood) % 50 == 0:
+                    peak = max(peak, limited.descriptors())
+            time.sleep(0.5)
+            peak = max(peak, limited.descriptors())
+            closed = _wait_closed(flood, time.monotonic() + HEADER_TIMEOUT + SLACK + 3)
+        for sock in flood:
+            sock.close()
+        logged = limited.log.read_text(errors="replace").splitlines()[log_lines:]
+    reliability.record(
+        CATEGORY,
+        "idle flood: 600 silent sockets against 400 open files",
+        tries=len(flood),
+        answers={"closed by server": len(closed), "still open": len(flood) - len(closed)},
+    )
+    assert peak < 400, f"the server reached {peak} open files"
+    assert not [line for line in logged if "out of system resource" in line], logged[:5]
+    assert len(logged) < 20, f"{len(logged)} log lines during the flood"
+    assert len(closed) == len(flood)
+    watch.assert_kept_answering()
+
+
+def test_a_body_still_arriving_after_its_answer_is_cut_after_the_body_timeout(
+    server: Server, reliability: Reliability
+) -> None:
+    # No token: answered 401 before the body is read; the client keeps trickling it.
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+    sock.sendall(
+        f"PUT /api/v1/ingest/{CAMERA_FRONT}/{NAME} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        "Content-Length: 100000\r\n\r\n".encode()
+    )
+    status, body, _ = _read_answer(sock, timeout=10)
+    sock.setblocking(False)
+    answered = time.monotonic()
+    closed = _wait_closed({sock: answered}, answered + BODY_TIMEOUT + SLACK + 3, trickle=b"x")
+    sock.close()
+    reliability.record(
+        CATEGORY,
+        "body trickled after a 401",
+        tries=1,
+        answers={f"{status} {body.get('code')}, then {'closed' if closed else 'open'}": 1},
+    )
+    assert (status, body.get("code")) == (401, "unauthorized")
+    assert closed and max(closed.values()) < BODY_TIMEOUT + SLACK
