@@ -51,9 +51,8 @@ def _services(
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
-
     from services.api.app import create_app
+    from services.api.server import run as run_server
     from services.ingest.worker import IngestWorker
 
     # An unreachable store does not stop the server: it reports unready, keeps uploads in the
@@ -79,7 +78,8 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         args.port,
         settings.data_dir.resolve(),
     )
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=False)
+    # uvicorn with header/body deadlines and a connection cap (docs/operations.md).
+    run_server(app, settings, host=args.host, port=args.port)
     services.close()
     return EXIT_OK
 

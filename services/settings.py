@@ -87,6 +87,20 @@ class Settings(BaseSettings):
     # After an outage: the Retry-After of the 503, and how soon the worker retries a file.
     outage_retry_seconds: int = 30
 
+    # The HTTP edge against hostile clients (docs/operations.md "Connections and timeouts"):
+    # idle time between requests, time to send a request head, the body's pace (each window
+    # of HTTP_BODY_TIMEOUT_SECONDS spent waiting must bring HTTP_BODY_MIN_BYTES_PER_SECOND x
+    # window bytes, at least one), and how many connections serve holds at once.
+    http_keep_alive_seconds: float = 5.0
+    http_header_timeout_seconds: float = 10.0
+    http_body_timeout_seconds: float = 30.0
+    http_body_min_bytes_per_second: int = 1024
+    http_max_connections: int = 1000
+    # /metrics answers only this bearer token; unset, /metrics is off (404).
+    metrics_token: str | None = None
+    # Swagger UI at /docs, its assets served from the swagger-ui-bundle-v2 package (no CDN).
+    api_docs: bool = True
+
     @field_validator("retention_years")
     @classmethod
     def _at_least_three_years(cls, value: int) -> int:
@@ -150,6 +164,30 @@ class Settings(BaseSettings):
                 "it bounds what one segment may cost to decode"
             )
         return value
+
+    @field_validator(
+        "http_keep_alive_seconds",
+        "http_header_timeout_seconds",
+        "http_body_timeout_seconds",
+        "http_max_connections",
+    )
+    @classmethod
+    def _positive_edge_bound(cls, value: float, info: ValidationInfo) -> float:
+        if not 0 < value < float("inf"):
+            raise ValueError(
+                f"EXAMVAULT_{(info.field_name or '').upper()}={value} must be a positive number: "
+                "without it one client can hold a connection for ever"
+            )
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _strong_metrics_token(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        if len(value.strip()) < 16:
+            raise ValueError("EXAMVAULT_METRICS_TOKEN must be at least 16 characters")
+        return value.strip()
 
     @field_validator("fault_point")
     @classmethod

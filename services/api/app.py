@@ -7,6 +7,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
 
 from services.access.people import LoginThrottle
 from services.api.cameras.endpoints import router as cameras_router
@@ -21,6 +24,7 @@ from services.api.ingest.endpoints import router as ingest_router
 from services.api.ledger.endpoints import router as ledger_router
 from services.api.ops.endpoints import router as ops_router
 from services.api.ops.ingest_answers import IngestAnswers
+from services.api.pacing import BodyPacing
 from services.api.people.endpoints import router as people_router
 from services.api.sittings.endpoints import router as sittings_router
 from services.api.web.endpoints import router as web_router
@@ -63,6 +67,10 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
         dependencies=[Depends(refuse_nul_characters)],
+        # FastAPI's pages load their scripts from a CDN with no integrity check: /docs is
+        # served from a package below instead, and ReDoc not at all.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.services = services
     app.state.worker = worker
@@ -86,4 +94,29 @@ def create_app(
     app.include_router(findings_router, responses=errors)
     app.include_router(exports_router, responses=errors)
     app.include_router(web_router)
+    if services.settings.api_docs:
+        _serve_api_docs(app)
+    settings = services.settings
+    app.add_middleware(
+        BodyPacing,
+        window=settings.http_body_timeout_seconds,
+        min_rate=settings.http_body_min_bytes_per_second,
+    )
     return app
+
+
+def _serve_api_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs, every asset from the swagger-ui-bundle-v2 package."""
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/docs/assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def api_docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="examvault API",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon-32x32.png",
+        )

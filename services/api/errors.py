@@ -11,9 +11,12 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+
+logger = logging.getLogger(__name__)
 
 from services.operations.outages import Outage, outage_of
 from storage.blobs import StoreUnavailable
@@ -29,6 +32,7 @@ MESSAGES_ZH: dict[str, str] = {
     "method_not_allowed": "不支持该请求方法。",
     "invalid_request": "请求参数不合法。",
     "bad_file_name": "文件名不合法。",
+    "bad_camera_code": "摄像机编号不合法。",
     "bad_start_header": "X-Recording-Start 不是带时区偏移的 RFC 3339 时间。",
     "missing_start": "缺少录像开始时间：请在文件名或 X-Recording-Start 中提供。",
     "start_mismatch": "文件名中的开始时间与 X-Recording-Start 不一致。",
@@ -81,6 +85,12 @@ MESSAGES_ZH: dict[str, str] = {
     "outside_assignment": "请求的时间段不在您被分派的督导时段内。",
     "range_not_satisfiable": "请求的字节范围超出录像文件大小。",
     "blob_missing": "录像文件在存储中缺失，请联系管理员核查。",
+    # The HTTP edge (server.py, pacing.py).
+    "body_too_slow": "请求内容发送过慢或中断，连接已关闭，请重新上传。",
+    "headers_too_large": "请求头过大。",
+    "bad_http_request": "请求不是合法的 HTTP/1.1 请求。",
+    "too_many_connections": "服务器连接数已满，请稍后重试。",
+    "metrics_off": "监控指标未开启：请设置 EXAMVAULT_METRICS_TOKEN。",
 }
 
 # Said after a rejection's own wording when the quarantine was at its budget (docs/ingest.md).
@@ -204,5 +214,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _STATUS_CODES.get(exc.status_code, "http_error")
+        # Our own HTTPExceptions (pacing.BodyTooSlow) name their code.
+        code = getattr(exc, "code", None) or _STATUS_CODES.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, _exc: ClientDisconnect) -> Response:
+        # Nobody is left to answer; one line, not uvicorn's traceback at ERROR.
+        logger.info("client went away during %s %s", request.method, request.url.path)
+        return Response(status_code=499)

@@ -208,7 +208,8 @@ def test_metrics_count_sittings_by_verdict_and_ledger_entries(
     listed = client.get(
         "/api/v1/sittings", headers={"Authorization": f"Bearer {admin_token}"}
     ).json()["sittings"]
-    text = client.get("/metrics").text
+    services.settings.metrics_token = "scraper-0123456789abcdef"
+    text = client.get("/metrics", headers={"Authorization": "Bearer scraper-0123456789abcdef"}).text
     for status in ("pending", "complete", "incomplete", "missing"):
         count = sum(1 for sitting in listed if sitting["status"] == status)
         assert f'examvault_sittings{{status="{status}"}} {count}' in text

@@ -22,8 +22,9 @@ from typing import IO, Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Header, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 
 from services.api.deps import CameraPusher, ServicesDep
 from services.api.errors import (
@@ -40,6 +41,7 @@ from services.ingest.clock import StartError, name_carries_start, parse_name_sta
 from services.ingest.pipeline import Arrival, IngestResult, Outcome
 from services.ingest.quarantine import write_json_atomically
 from services.operations.outages import Outage, outage_of
+from services.registry import CODE as CAMERA_CODE
 from services.timefmt import rfc3339
 from storage.faults import fault_point
 
@@ -52,10 +54,11 @@ _WRITE_BATCH = 1024 * 1024
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in (
-        (400, "bad header or file name, or the body does not match X-Content-SHA256"),
+        (400, "bad header, camera code or file name, or the body does not match X-Content-SHA256"),
         (401, "no valid bearer token"),
         (403, "the token may not push for this camera"),
         (409, "the camera already has different bytes at this start (file quarantined)"),
+        (408, "the body stalled or came too slowly (nothing kept); send it again"),
         (413, "over the size limit"),
         (422, "not a usable video (file quarantined, reason given)"),
         (
@@ -177,7 +180,15 @@ async def push_segment(
     subject: CameraPusher,
     x_recording_start: Annotated[str | None, Header()] = None,
     x_content_sha256: Annotated[str | None, Header()] = None,
-) -> JSONResponse:
+) -> Response:
+    if not CAMERA_CODE.match(camera_code):
+        # Never a path, never a quarantine record for a camera that cannot exist.
+        raise ApiError(
+            400,
+            "bad_camera_code",
+            f"camera code {camera_code!r} must be 1-64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit",
+        )
     if subject.role == "camera_host" and camera_code not in subject.cameras:
         raise ApiError(403, "forbidden", f"this token may not push for camera {camera_code!r}")
     _check_file_name(file_name)
@@ -197,6 +208,16 @@ async def push_segment(
     upload = _Upload(services.settings.incoming_dir)
     try:
         await _receive(request, upload, limit)
+    except ClientDisconnect:
+        # The host will push again; a traceback at ERROR for it would only bury real faults.
+        upload.discard()
+        logger.info(
+            "push of %s/%s cut by the client after %d bytes; nothing kept",
+            camera_code,
+            file_name,
+            upload.size,
+        )
+        return Response(status_code=499)  # nobody is left to read it
     except BaseException:
         # Too large, client gone, or cancelled: nothing was acknowledged, so nothing is kept.
         upload.discard()

@@ -1,4 +1,5 @@
-"""Operations: liveness, readiness and Prometheus metrics (no auth: nothing here is evidence).
+"""Operations: liveness and readiness (no auth: nothing here is evidence), and Prometheus
+metrics behind their own bearer token (EXAMVAULT_METRICS_TOKEN; off without one).
 
 `/healthz` and `/readyz` are `async` and touch no dependency: they never wait for a thread of
 the pool that requests share, so they answer while the store or the database hangs.
@@ -7,13 +8,15 @@ the pool that requests share, so they answer while the store or the database han
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import func, select
 
 from services.api.deps import ServicesDep
+from services.api.errors import ApiError
 from storage.db import DatabaseUnavailable
 from storage.models import LedgerEntry, QuarantineRecord, Segment, Sitting
 
@@ -48,7 +51,27 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
-@router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus text format")
+def _metrics_reader(request: Request, services: ServicesDep) -> None:
+    # Counts of segments, rejections and verdicts tell an outsider how the centre is doing:
+    # only the scraper holding the configured token reads them, and none when none is set.
+    expected = services.settings.metrics_token
+    if expected is None:
+        raise ApiError(
+            404, "metrics_off", "metrics are off: set EXAMVAULT_METRICS_TOKEN and scrape with it"
+        )
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        presented.strip().encode(), expected.encode()
+    ):
+        raise ApiError(401, "unauthorized", "/metrics needs the bearer token of the scraper")
+
+
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    summary="Prometheus text format (bearer EXAMVAULT_METRICS_TOKEN)",
+    dependencies=[Depends(_metrics_reader)],
+)
 def metrics(request: Request, services: ServicesDep) -> str:
     try:
         lines = _database_lines(services)

@@ -1,0 +1,106 @@
+"""The pace of a request body: a client that stalls or trickles is cut, with a 408.
+
+Watched here rather than in the server's protocol because only time spent *waiting in
+receive()* is the client's fault: while the app writes to disk, uvicorn stops reading the
+socket and the client cannot send. Each window of `window` seconds of such waiting must bring at
+least `max(1, min_rate * window)` bytes; a window that does not ends the request with 408
+`body_too_slow` and `Connection: close`. The upload endpoint then discards its staged file
+(nothing was acknowledged, so nothing is kept).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger(__name__)
+
+
+class BodyTooSlow(HTTPException):
+    """Raised from `receive()`; an HTTPException so FastAPI's body parsing lets it through."""
+
+    code = "body_too_slow"
+
+    def __init__(self, received: int, window: float, needed: int) -> None:
+        super().__init__(
+            408,
+            f"the request body stalled: {received} bytes in {window:g} s of waiting, "
+            f"at least {needed} needed; send it again",
+        )
+
+
+class _PacedReceive:
+    def __init__(self, receive: Receive, window: float, min_rate: float) -> None:
+        self._receive = receive
+        self.window = window
+        self.needed = max(1, int(min_rate * window))
+        self.waited = 0.0
+        self.received = 0
+        self.body_complete = False
+        self.cut = False
+
+    async def __call__(self) -> Message:
+        if self.body_complete:
+            # Past the body (e.g. a streaming response listening for a disconnect): not paced.
+            return await self._receive()
+        while True:
+            started = time.monotonic()
+            message: Message | None
+            try:
+                async with asyncio.timeout(self.window - self.waited):
+                    message = await self._receive()
+            except TimeoutError:
+                message = None
+                self.waited = self.window
+            else:
+                self.waited += time.monotonic() - started
+                if message["type"] == "http.request":
+                    self.received += len(message.get("body", b""))
+                    self.body_complete = not message.get("more_body", False)
+                else:
+                    self.body_complete = True
+            if self.waited >= self.window and not self.body_complete:
+                if self.received < self.needed:
+                    self.cut = True
+                    raise BodyTooSlow(self.received, self.window, self.needed)
+                self.waited, self.received = 0.0, 0
+            if message is not None:
+                return message
+
+
+class BodyPacing:
+    """ASGI middleware applying `_PacedReceive` to every HTTP request."""
+
+    def __init__(self, app: ASGIApp, *, window: float, min_rate: float) -> None:
+        self.app = app
+        self.window = window
+        self.min_rate = min_rate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        paced = _PacedReceive(receive, self.window, self.min_rate)
+
+        async def send_closing(message: Message) -> None:
+            # A cut client may still be sending: the connection must not be reused.
+            if message["type"] == "http.response.start" and paced.cut:
+                headers = [*message.get("headers", []), (b"connection", b"close")]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, paced, send_closing)
+        if paced.cut:
+            client = scope.get("client")
+            logger.info(
+                "cut %s %s from %s: the body stalled (under %d bytes in %g s of waiting)",
+                scope["method"],
+                scope["path"],
+                f"{client[0]}:{client[1]}" if client else "?",
+                paced.needed,
+                self.window,
+            )
