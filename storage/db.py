@@ -11,8 +11,8 @@ tell an outage from a bad query by the class, not by parsing driver messages.
 
 from __future__ import annotations
 
-import math
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager

@@ -16,8 +16,6 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-logger = logging.getLogger(__name__)
-
 from services.operations.outages import Outage, outage_of
 from storage.blobs import StoreUnavailable
 from storage.db import DatabaseUnavailable
