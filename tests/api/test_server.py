@@ -21,7 +21,7 @@ from services.api.server import (
     edge_limits,
     install_log_limits,
 )
-from services.settings import load_settings
+from services.settings import SettingsError, load_settings
 from tests.processes import ROOT
 
 
@@ -98,3 +98,20 @@ def test_serve_raises_the_soft_open_file_limit_to_the_hard_one() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [str(hard), str(hard)]
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("http_header_timeout_seconds", 0),
+        ("http_body_timeout_seconds", -1),
+        ("http_keep_alive_seconds", float("inf")),
+        ("http_max_connections", 0),
+        ("http_body_min_bytes_per_second", -5),
+    ],
+)
+def test_edge_settings_that_would_let_a_client_hold_on_for_ever_are_refused(
+    setting: str, value: float
+) -> None:
+    with pytest.raises(SettingsError, match=f"EXAMVAULT_{setting.upper()}"):
+        load_settings(**{setting: value})
