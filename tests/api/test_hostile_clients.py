@@ -190,9 +190,12 @@ class HealthWatch:
         self._process.start()
         # The attack starts once the watch is measuring.
         assert self._results.poll(15) and self._results.recv() == "asked once"
+        self._entered = time.monotonic()
         return self
 
     def __exit__(self, *_: object) -> None:
+        # At least ten asks' worth, even when the attack itself was quick.
+        time.sleep(max(0.0, self._entered + 0.5 - time.monotonic()))
         self._stop.set()
         if self._results.poll(15):
             self.samples, self.failures = self._results.recv()
