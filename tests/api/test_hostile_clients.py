@@ -578,6 +578,7 @@ def test_a_client_gone_mid_upload_is_one_info_line_and_nothing_kept(
     assert len(said) == 1 and " INFO " in said[0], new_lines
 
 
+@pytest.mark.slow  # a server of its own: about 15 s on a busy 2-core machine
 def test_the_open_file_limit_is_never_reached_by_an_idle_flood(
     tmp_path: Path, reliability: Reliability
 ) -> None:
