@@ -180,6 +180,16 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("http_body_min_bytes_per_second")
+    @classmethod
+    def _not_negative_pace(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(
+                f"EXAMVAULT_HTTP_BODY_MIN_BYTES_PER_SECOND={value} must be 0 or more "
+                "(0: only a body with no byte for a whole window is cut)"
+            )
+        return value
+
     @field_validator("metrics_token")
     @classmethod
     def _strong_metrics_token(cls, value: str | None) -> str | None:

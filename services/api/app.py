@@ -94,9 +94,10 @@ def create_app(
     app.include_router(findings_router, responses=errors)
     app.include_router(exports_router, responses=errors)
     app.include_router(web_router)
-    if services.settings.api_docs:
-        _serve_api_docs(app)
     settings = services.settings
+    if settings.api_docs:
+        _serve_api_docs(app)
+    # A stalled or trickled body is cut with 408 (pacing.py; the head is bounded in server.py).
     app.add_middleware(
         BodyPacing,
         window=settings.http_body_timeout_seconds,

@@ -65,10 +65,6 @@ class EdgeState:
     limits: EdgeLimits
     waiting: OrderedDict[EdgeProtocol, None] = field(default_factory=OrderedDict)
     enforcing: asyncio.TimerHandle | None = None
-    closed: dict[str, int] = field(default_factory=dict)
-
-    def count(self, reason: str) -> None:
-        self.closed[reason] = self.closed.get(reason, 0) + 1
 
 
 def _raw_json_response(status: int, reason: bytes, body: dict[str, Any]) -> bytes:
@@ -104,7 +100,6 @@ class EdgeProtocol(H11Protocol):
         over_cap = len(self.connections) > self.edge.limits.max_connections
         if over_cap and not self.edge.waiting:
             # Every connection has a request in progress: no room can be made.
-            self.edge.count("over the connection cap")
             self.connections.discard(self)
             transport.write(
                 _raw_json_response(
@@ -143,7 +138,6 @@ class EdgeProtocol(H11Protocol):
         # repeat at will; this is the service's JSON error shape, and a debug line.
         too_long = len(self.conn.trailing_data[0]) > self.edge.limits.max_head_bytes
         if too_long:
-            self.edge.count("request head too large")
             status, reason, body = (
                 431,
                 b"Request Header Fields Too Large",
@@ -153,7 +147,6 @@ class EdgeProtocol(H11Protocol):
                 ),
             )
         else:
-            self.edge.count("malformed request")
             status, reason, body = (
                 400,
                 b"Bad Request",
@@ -209,13 +202,11 @@ class EdgeProtocol(H11Protocol):
 
     def _head_overdue(self) -> None:
         self._head_deadline = None
-        self.edge.count("no request head in time")
         logger.debug("closing %s: no complete request head within the header timeout", self.client)
         self._close()
 
     def _linger_over(self) -> None:
         self._linger_deadline = None
-        self.edge.count("unread body after the answer")
         self._close()
 
     def _close(self) -> None:
@@ -233,7 +224,6 @@ class EdgeProtocol(H11Protocol):
             oldest, _ = self.edge.waiting.popitem(last=False)
             if oldest.transport is None or oldest.transport.is_closing():
                 continue
-            self.edge.count("made room for a newer connection")
             oldest._close()
 
 

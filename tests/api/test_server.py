@@ -1,27 +1,34 @@
 """`examvault serve`'s server limits that need no running server: log lines a client can
-cause are rate-limited, and the connection cap fits the open-file limit."""
+cause are rate-limited, the connection cap fits the open-file limit, and the protocol's
+deadlines and cap on transports of its own (tests/api/test_hostile_clients.py: real sockets)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import resource
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
+from uvicorn.config import Config
+from uvicorn.server import ServerState
 
 from services.api.server import (
     ACCEPT_FAILURE,
     INVALID_REQUEST,
     RESERVED_DESCRIPTORS,
+    EdgeLimits,
+    EdgeProtocol,
     RateLimitedLines,
     edge_limits,
+    edge_protocol,
     install_log_limits,
 )
-from services.settings import load_settings
+from services.settings import SettingsError, load_settings
 from tests.processes import ROOT
 
 
@@ -98,3 +105,110 @@ def test_serve_raises_the_soft_open_file_limit_to_the_hard_one() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [str(hard), str(hard)]
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("http_header_timeout_seconds", 0),
+        ("http_body_timeout_seconds", -1),
+        ("http_keep_alive_seconds", float("inf")),
+        ("http_max_connections", 0),
+        ("http_body_min_bytes_per_second", -5),
+    ],
+)
+def test_edge_settings_that_would_let_a_client_hold_on_for_ever_are_refused(
+    setting: str, value: float
+) -> None:
+    with pytest.raises(SettingsError, match=f"EXAMVAULT_{setting.upper()}"):
+        load_settings(**{setting: value})
+
+
+class _Transport(asyncio.Transport):
+    """Just enough of a socket transport for the protocol: what was written, whether closed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = b""
+        self.closed = False
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 40000)}.get(
+            name, default
+        )
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.written += bytes(data)
+
+    def close(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def _slow_app(scope: dict, receive: object, send: object) -> None:
+    await asyncio.sleep(10)  # a request in progress for the whole test
+
+
+def _connections(max_connections: int) -> Callable[[], tuple[EdgeProtocol, _Transport]]:
+    config = Config(_slow_app, http="h11", log_level="warning")
+    config.load()
+    protocol_class = edge_protocol(
+        EdgeLimits(header_timeout=0.2, body_timeout=0.2, max_connections=max_connections)
+    )
+    state = ServerState()
+
+    def connect() -> tuple[EdgeProtocol, _Transport]:
+        protocol = protocol_class(config=config, server_state=state, app_state={})
+        transport = _Transport()
+        protocol.connection_made(transport)
+        return protocol, transport
+
+    return connect
+
+
+def test_a_silent_connection_is_closed_at_the_header_timeout() -> None:
+    async def scenario() -> tuple[bool, bool]:
+        connect = _connections(10)
+        _, silent = connect()
+        await asyncio.sleep(0.1)
+        early = silent.closed
+        await asyncio.sleep(0.2)
+        return early, silent.closed
+
+    assert asyncio.run(scenario()) == (False, True)
+
+
+def test_over_the_cap_the_longest_waiting_idle_connection_makes_room() -> None:
+    async def scenario() -> list[bool]:
+        connect = _connections(2)
+        _, oldest = connect()
+        busy, busy_transport = connect()
+        busy.data_received(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        _, newest = connect()
+        await asyncio.sleep(0.01)
+        return [oldest.closed, busy_transport.closed, newest.closed]
+
+    assert asyncio.run(scenario()) == [True, False, False]
+
+
+def test_when_every_connection_is_busy_a_newcomer_gets_503_too_many_connections() -> None:
+    async def scenario() -> _Transport:
+        connect = _connections(2)
+        for _ in range(2):
+            busy, _ = connect()
+            busy.data_received(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        _, refused = connect()
+        return refused
+
+    refused = asyncio.run(scenario())
+    head, _, body = refused.written.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503 ") and refused.closed
+    assert json.loads(body)["code"] == "too_many_connections"

@@ -57,8 +57,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (400, "bad header, camera code or file name, or the body does not match X-Content-SHA256"),
         (401, "no valid bearer token"),
         (403, "the token may not push for this camera"),
-        (409, "the camera already has different bytes at this start (file quarantined)"),
         (408, "the body stalled or came too slowly (nothing kept); send it again"),
+        (409, "the camera already has different bytes at this start (file quarantined)"),
         (413, "over the size limit"),
         (422, "not a usable video (file quarantined, reason given)"),
         (
@@ -219,7 +219,7 @@ async def push_segment(
         )
         return Response(status_code=499)  # nobody is left to read it
     except BaseException:
-        # Too large, client gone, or cancelled: nothing was acknowledged, so nothing is kept.
+        # Too large, too slow, or cancelled: nothing was acknowledged, so nothing is kept.
         upload.discard()
         raise
     sha256 = upload.digest.hexdigest()
