@@ -74,7 +74,7 @@ class Settings(BaseSettings):
     # Bounds on every call to a dependency (docs/operations.md): a store or database that does
     # not answer fails the call within seconds instead of holding a thread for minutes.
     s3_connect_timeout_seconds: float = 5.0
-    s3_read_timeout_seconds: float = 60.0
+    s3_read_timeout_seconds: float = 30.0
     s3_retries: int = 2
     database_connect_timeout_seconds: float = 5.0
     database_pool_timeout_seconds: float = 10.0

@@ -96,9 +96,20 @@ class Database:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
         parsed = make_url(url)
         connect_args: dict[str, Any] = {}
-        if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+        if parsed.get_backend_name() == "postgresql":
             # libpq takes whole seconds, at least 2.
             connect_args["connect_timeout"] = max(2, math.ceil(connect_timeout_seconds))
+            # A peer gone silent (a real partition, not a refusal) is noticed by the kernel:
+            # probes after 30 s idle, and data unacknowledged for 60 s breaks the connection.
+            connect_args.update(
+                keepalives=1,
+                keepalives_idle=30,
+                keepalives_interval=10,
+                keepalives_count=3,
+                tcp_user_timeout=60_000,
+            )
+            for name in parsed.query:
+                connect_args.pop(name, None)  # what the URL says wins
         self.engine = create_engine(
             _session_in_utc(url),
             echo=echo,

@@ -63,7 +63,7 @@ class Timeouts:
 
     connect_seconds: float = 5.0
     # Per socket read: the wait for a response after a part went up counts, so not too short.
-    read_seconds: float = 60.0
+    read_seconds: float = 30.0
     retries: int = 2
 
 

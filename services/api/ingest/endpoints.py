@@ -274,9 +274,14 @@ async def push_segment(
         if worker is not None:
             worker.submit(data_path, time.time() + services.settings.outage_retry_seconds)
         logger.warning("upload %s of %s kept for later: %s", data_path.name, camera_code, exc)
+        kept = Outage(
+            outage.code,
+            f"{outage.message}; the upload arrived whole and is kept: it is stored when the "
+            "dependency is back, and a retry is then answered 200 with the same SHA-256",
+        )
         return outage_response(
             request,
-            outage,
+            kept,
             kept=True,
             sha256=sha256,
             message_zh=f"{MESSAGES_ZH[outage.code]}上传内容已完整接收并暂存，恢复后自动入库。",
