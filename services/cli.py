@@ -338,7 +338,7 @@ def cmd_hold_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_retention_purge(args: argparse.Namespace, settings: Settings) -> int:
-    from services.retention.purge import execute_purge, plan_purge
+    from services.retention.purge import COMPLETED, describe_result, execute_purge, plan_purge
 
     if args.as_of and args.execute:
         raise CommandError(
@@ -357,8 +357,17 @@ def cmd_retention_purge(args: argparse.Namespace, settings: Settings) -> int:
                 print(_describe_plan(plan, settings))
             return EXIT_OK
         bar = _ProgressBar() if sys.stderr.isatty() else None
+        # Ctrl-C or a TERM stops the run between two blobs, closed and summed up truthfully.
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
         result = execute_purge(
-            services.db, services.store, settings, actor="cli:retention-purge", progress=bar
+            services.db,
+            services.store,
+            settings,
+            actor="cli:retention-purge",
+            progress=bar,
+            stop=stop,
         )
         if bar is not None:
             bar.close()
@@ -366,23 +375,25 @@ def cmd_retention_purge(args: argparse.Namespace, settings: Settings) -> int:
         services.close()
     summary = {
         "run": result.run_id,
+        "status": result.status,
+        "stop_reason": result.stop_reason,
         "planned": result.planned,
         "purged": result.purged,
         "bytes": result.bytes,
         "skipped": result.skipped,
         "finished_from_earlier_runs": result.finished_leftovers,
+        "finished_bytes": result.finished_bytes,
         "blobs_left_for_next_run": result.blobs_left,
+        "remaining": result.remaining,
+        "closed_runs": result.closed_runs,
     }
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(
-            f"purged {result.purged} of {result.planned} planned segment(s), "
-            f"{result.bytes} bytes deleted; {result.skipped} skipped on re-check; "
-            f"{result.finished_leftovers} finished from earlier runs; "
-            f"{result.blobs_left} blob(s) the store refused, left for the next run; "
-            f"run {result.run_id}"
-        )
+        print(describe_result(result))
+    if result.status != COMPLETED:
+        print(f"examvault: {result.stop_reason}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 
