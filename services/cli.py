@@ -54,6 +54,12 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from services.ingest.worker import IngestWorker
 
     services = _services(settings)
+    # What a killed predecessor left open is closed as interrupted, in the ledger too.
+    from services.evidence.exports import close_interrupted_exports
+    from services.retention.purge import close_abandoned_runs
+
+    close_abandoned_runs(services.db)
+    close_interrupted_exports(services.db)
     # Only when asked: demo footage and ledger entries in a production database (on S3 under a
     # three-year COMPLIANCE lock) could never be removed.
     if args.demo:
