@@ -235,6 +235,26 @@ def cmd_health_reflag(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_health_resample(args: argparse.Namespace, settings: Settings) -> int:
+    since = _instant_arg(args.since, "--since", settings)
+    services = _services(settings)
+    try:
+        tried, unreadable = services.health.resample(
+            camera_code=args.camera, since=since, every=args.all
+        )
+    finally:
+        services.close()
+    print(f"re-sampled {tried - unreadable} of {tried} segment(s)")
+    if unreadable:
+        print(
+            f"examvault: the footage of {unreadable} segment(s) could not be read; "
+            "they stay flagged check_failed and are retried automatically",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def _instant_arg(value: str | None, name: str, settings: Settings) -> datetime | None:
     """RFC 3339, or a bare date or naive time read in the configured zone."""
     if value is None:
@@ -819,6 +839,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reflag.add_argument("--camera", help="only this camera")
     reflag.set_defaults(handler=cmd_health_reflag)
+    resample = health_actions.add_parser(
+        "resample",
+        help="check again (decoding) segments whose check could not read the footage",
+    )
+    resample.add_argument("--camera", help="only this camera")
+    resample.add_argument("--since", help="only footage ending after this date or instant")
+    resample.add_argument(
+        "--all", action="store_true", help="every matching segment, not only failed checks"
+    )
+    resample.set_defaults(handler=cmd_health_resample)
 
     hold = commands.add_parser("hold", help="legal holds (保全)")
     hold_actions = hold.add_subparsers(dest="hold_command", required=True, metavar="ACTION")

@@ -3,14 +3,12 @@
 not hammer a store that is down, and a run asked to stop (SIGTERM) is closed and summed up
 truthfully. Afterwards nothing is lost, nothing is tombstoned twice, and the ledger verifies.
 
-The store is moto's S3 server, in this process, stopped for the outage and started again on
-the same port (moto keeps its objects in the process, so they are all still there)."""
+The store is moto's S3 server, stopped for the outage and started again (tests/s3outage.py)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import signal
 import time
@@ -21,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from moto.server import ThreadedMotoServer
 from sqlalchemy import func, select
 
 from services.context import Services
@@ -45,59 +42,12 @@ from tests.processes import examvault_env, run_cli, spawn, wait_until
 from tests.reliability import Reliability
 from tests.retention.test_purge import SLOT, SegmentSpec, make_segments
 from tests.retention.test_purge_crash import _seed
+from tests.s3outage import SwitchableS3
 from tests.s3server import ACCESS_KEY, SECRET_KEY
 
 T0 = datetime(2022, 3, 1, 1, tzinfo=UTC)
 # Two batches: a SIGTERM after the first tombstones lands with work done and work left.
 SEGMENTS = 2 * BATCH
-
-
-class SwitchableS3:
-    """moto's S3 server on one port, which the test stops (an outage: connection refused)
-    and starts again."""
-
-    def __init__(self) -> None:
-        self._saved = {
-            name: os.environ.get(name)
-            for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
-        }
-        os.environ.update(
-            AWS_ACCESS_KEY_ID=ACCESS_KEY,
-            AWS_SECRET_ACCESS_KEY=SECRET_KEY,
-            AWS_DEFAULT_REGION="us-east-1",
-        )
-        self._server: ThreadedMotoServer | None = ThreadedMotoServer(
-            ip_address="127.0.0.1", port=0, verbose=False
-        )
-        self._server.start()
-        host, self.port = self._server.get_host_and_port()
-        self.endpoint = f"{host}:{self.port}"
-
-    def down(self) -> None:
-        assert self._server is not None
-        self._server.stop()
-        self._server = None
-
-    def up(self) -> None:
-        assert self._server is None
-        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
-        self._server.start()
-
-    def close(self) -> None:
-        if self._server is not None:
-            self._server.stop()
-        for name, value in self._saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-@pytest.fixture
-def switchable_s3() -> Iterator[SwitchableS3]:
-    s3 = SwitchableS3()
-    yield s3
-    s3.close()
 
 
 @pytest.fixture
