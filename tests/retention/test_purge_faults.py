@@ -123,8 +123,8 @@ def test_purge_stops_after_a_few_store_failures_and_a_rerun_finishes(
     took = time.monotonic() - started
 
     # Stopped by the breaker: a few failing calls, not one (or two) per key.
-    assert result.status == STOPPED, result
     assert took < (STORE_FAILURES + 1) * per_call, (took, per_call)
+    assert result.status == STOPPED, result
     assert "blob store failed 3 times in a row" in (result.stop_reason or "")
     assert "Connection refused" in (result.stop_reason or ""), result.stop_reason
     # Nothing tombstoned while the store was down: no blob is left behind for later.
@@ -177,7 +177,7 @@ def test_purge_keeps_what_it_did_when_the_store_fails_mid_run(
     services = s3_down_services
     segments = _expired(services, 6, tmp_path / "blobs")
     store = services.store
-    original = store.delete_deferred
+    original = store.delete
     calls = 0
 
     def delete_then_fail(key: str) -> None:
@@ -187,7 +187,7 @@ def test_purge_keeps_what_it_did_when_the_store_fails_mid_run(
             switchable_s3.down()
         original(key)
 
-    monkeypatch.setattr(store, "delete_deferred", delete_then_fail)
+    monkeypatch.setattr(store, "delete", delete_then_fail)
     result = execute_purge(services.db, store, services.settings, actor="test")
     assert result.status == STOPPED and result.purged == len(segments)
     # Two deleted and recorded; the other four stay tombstoned, for the next run.
