@@ -53,11 +53,16 @@ def _services(
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from services.api.app import create_app
     from services.api.server import run as run_server
+    from services.evidence.exports import close_interrupted_exports
     from services.ingest.worker import IngestWorker
+    from services.retention.purge import close_abandoned_runs
 
     # An unreachable store does not stop the server: it reports unready, keeps uploads in the
     # spool and stores them once the store answers again.
     services = _services(settings, store_may_be_down=True)
+    # What a killed predecessor left open is closed as interrupted, in the ledger too.
+    close_abandoned_runs(services.db)
+    close_interrupted_exports(services.db)
     # Only when asked: demo footage and ledger entries in a production database (on S3 under a
     # three-year COMPLIANCE lock) could never be removed.
     if args.demo:
@@ -236,6 +241,26 @@ def cmd_health_reflag(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_health_resample(args: argparse.Namespace, settings: Settings) -> int:
+    since = _instant_arg(args.since, "--since", settings)
+    services = _services(settings)
+    try:
+        tried, unreadable = services.health.resample(
+            camera_code=args.camera, since=since, every=args.all
+        )
+    finally:
+        services.close()
+    print(f"re-sampled {tried - unreadable} of {tried} segment(s)")
+    if unreadable:
+        print(
+            f"examvault: the footage of {unreadable} segment(s) could not be read; "
+            "they stay flagged check_failed and are retried automatically",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    return EXIT_OK
+
+
 def _instant_arg(value: str | None, name: str, settings: Settings) -> datetime | None:
     """RFC 3339, or a bare date or naive time read in the configured zone."""
     if value is None:
@@ -345,7 +370,7 @@ def cmd_hold_list(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_retention_purge(args: argparse.Namespace, settings: Settings) -> int:
-    from services.retention.purge import execute_purge, plan_purge
+    from services.retention.purge import COMPLETED, describe_result, execute_purge, plan_purge
 
     if args.as_of and args.execute:
         raise CommandError(
@@ -364,8 +389,17 @@ def cmd_retention_purge(args: argparse.Namespace, settings: Settings) -> int:
                 print(_describe_plan(plan, settings))
             return EXIT_OK
         bar = _ProgressBar() if sys.stderr.isatty() else None
+        # Ctrl-C or a TERM stops the run between two blobs, closed and summed up truthfully.
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
         result = execute_purge(
-            services.db, services.store, settings, actor="cli:retention-purge", progress=bar
+            services.db,
+            services.store,
+            settings,
+            actor="cli:retention-purge",
+            progress=bar,
+            stop=stop,
         )
         if bar is not None:
             bar.close()
@@ -373,23 +407,25 @@ def cmd_retention_purge(args: argparse.Namespace, settings: Settings) -> int:
         services.close()
     summary = {
         "run": result.run_id,
+        "status": result.status,
+        "stop_reason": result.stop_reason,
         "planned": result.planned,
         "purged": result.purged,
         "bytes": result.bytes,
         "skipped": result.skipped,
         "finished_from_earlier_runs": result.finished_leftovers,
+        "finished_bytes": result.finished_bytes,
         "blobs_left_for_next_run": result.blobs_left,
+        "remaining": result.remaining,
+        "closed_runs": result.closed_runs,
     }
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
-        print(
-            f"purged {result.purged} of {result.planned} planned segment(s), "
-            f"{result.bytes} bytes deleted; {result.skipped} skipped on re-check; "
-            f"{result.finished_leftovers} finished from earlier runs; "
-            f"{result.blobs_left} blob(s) the store refused, left for the next run; "
-            f"run {result.run_id}"
-        )
+        print(describe_result(result))
+    if result.status != COMPLETED:
+        print(f"examvault: {result.stop_reason}", file=sys.stderr)
+        return EXIT_FAILED
     return EXIT_OK
 
 
@@ -946,6 +982,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reflag.add_argument("--camera", help="only this camera")
     reflag.set_defaults(handler=cmd_health_reflag)
+    resample = health_actions.add_parser(
+        "resample",
+        help="check again (decoding) segments whose check could not read the footage",
+    )
+    resample.add_argument("--camera", help="only this camera")
+    resample.add_argument("--since", help="only footage ending after this date or instant")
+    resample.add_argument(
+        "--all", action="store_true", help="every matching segment, not only failed checks"
+    )
+    resample.set_defaults(handler=cmd_health_resample)
 
     hold = commands.add_parser("hold", help="legal holds (保全)")
     hold_actions = hold.add_subparsers(dest="hold_command", required=True, metavar="ACTION")

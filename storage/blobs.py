@@ -133,6 +133,17 @@ class BlobStore(ABC):
         for key in keys:
             self.delete(key)
 
+    def delete_deferred(self, key: str) -> None:
+        """Remove an object, where the store allows without waiting for the removal to be
+        durable until `flush_deletions()`: the purge deletes (and records) objects one at a
+        time, and a sync per object would cost more than the deletions themselves."""
+        self.delete(key)
+
+    def flush_deletions(self) -> None:
+        """Make every `delete_deferred` so far durable."""
+        # Here delete_deferred is delete, durable on return: nothing is left to do.
+        return None
+
     @abstractmethod
     def set_legal_hold(self, key: str, on: bool) -> None:
         """Mirror a legal hold onto the object, where the store supports one."""
@@ -228,6 +239,8 @@ class LocalBlobStore(BlobStore):
         # This process's staging files and the open files whose locks hold them.
         self._held: dict[Path, IO[bytes]] = {}
         self._held_lock = threading.Lock()
+        # Directories whose deletions (delete_deferred) are not yet fsynced.
+        self._unsynced_dirs: set[Path] = set()
 
     def _path(self, key: str) -> Path:
         return self.root / check_key(key)
@@ -308,6 +321,19 @@ class LocalBlobStore(BlobStore):
             path = self._path(key)
             path.unlink(missing_ok=True)
             parents.add(path.parent)
+        for parent in parents:
+            if parent.exists():
+                _fsync_dir(parent)
+
+    def delete_deferred(self, key: str) -> None:
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        with self._held_lock:
+            self._unsynced_dirs.add(path.parent)
+
+    def flush_deletions(self) -> None:
+        with self._held_lock:
+            parents, self._unsynced_dirs = self._unsynced_dirs, set()
         for parent in parents:
             if parent.exists():
                 _fsync_dir(parent)

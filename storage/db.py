@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, ExceptionContext, make_url
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -124,6 +124,7 @@ class Database:
             writer = self.engine.execution_options(sqlite_begin="IMMEDIATE")
         else:
             writer = self.engine
+        self._writer_bind = writer
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
         self._writer = sessionmaker(writer, expire_on_commit=False)
 
@@ -136,6 +137,30 @@ class Database:
     def write(self) -> Iterator[Session]:
         with _pool_outage(), self._writer() as session, session.begin():
             yield session
+
+    @contextmanager
+    def progress_write(self) -> Iterator[Session]:
+        """A write transaction whose commit survives the death of this process but not
+        necessarily a power cut: for progress marks whose loss only makes a later run redo
+        idempotent work (the purge's per-blob marks). It spares the fsync per commit that
+        would make marking thousands of small steps slower than the steps themselves
+        (SQLite in WAL: synchronous=NORMAL for this transaction; PostgreSQL:
+        synchronous_commit off for this transaction)."""
+        if not self.is_sqlite:
+            with self.write() as session:
+                session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+                yield session
+            return
+        with self._writer_bind.connect() as connection:
+            raw = connection.connection.dbapi_connection
+            assert raw is not None
+            # Outside any transaction, straight to the driver: SQLAlchemy would begin one.
+            raw.execute("PRAGMA synchronous=NORMAL")
+            try:
+                with Session(bind=connection, expire_on_commit=False) as session, session.begin():
+                    yield session
+            finally:
+                raw.execute("PRAGMA synchronous=FULL")
 
     def run_write(self, work: Callable[[Session], T], *, attempts: int = 5) -> T:
         """Run `work` in a write transaction, retrying when another writer won a race.

@@ -196,6 +196,11 @@ class Segment(Base):
     expires_at: Mapped[datetime]
     purged_at: Mapped[datetime | None]
     health_checked_at: Mapped[datetime | None]
+    # A check that could not read the footage (the store was down) is tried again later, with
+    # backoff: how many times it failed, when it is next due, and why it last failed.
+    health_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    health_retry_at: Mapped[datetime | None]
+    health_error: Mapped[str | None] = mapped_column(Text)
 
     camera: Mapped[Camera] = relationship()
 
@@ -380,6 +385,34 @@ class PurgeRun(Base):
     planned: Mapped[int] = mapped_column(Integer)
     planned_bytes: Mapped[int] = mapped_column(BigInteger)
     purged: Mapped[int] = mapped_column(Integer, default=0)
+    purged_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # running, completed, stopped (the store failed), interrupted (asked to stop, or killed and
+    # closed by a later run); a killed run is told apart from a live one by `owner`.
+    status: Mapped[str] = mapped_column(String(16), default="running", server_default="completed")
+    stop_reason: Mapped[str | None] = mapped_column(Text)
+    owner: Mapped[str | None] = mapped_column(String(200))  # services/liveness.py
+    heartbeat_at: Mapped[datetime | None]
+
+
+class ExportStream(Base):
+    """An export being streamed, or how its stream ended: lets a later start-up find an export
+    whose process died mid-stream and ledger it as interrupted. Operational state, not
+    evidence: the ledger entries (export.created, .delivered, .interrupted) are the record."""
+
+    __tablename__ = "export_streams"
+
+    export_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    sitting_code: Mapped[str] = mapped_column(String(200))
+    actor: Mapped[str] = mapped_column(String(200))
+    owner: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+    bytes_sent: Mapped[int] = mapped_column(BigInteger)
+    total_bytes: Mapped[int] = mapped_column(BigInteger)
+    ended_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(String(16))
+
+    __table_args__ = (Index("ix_export_streams_open", "ended_at"),)
 
 
 class Tombstone(Base):

@@ -13,6 +13,8 @@ import hashlib
 import json
 import logging
 import re
+import threading
+import time
 import uuid
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -47,6 +49,7 @@ from services.ledger.checkpoints import (
     make_checkpoint,
 )
 from services.ledger.keys import CheckpointSigner
+from services.liveness import owner_is_gone, process_owner
 from services.settings import Settings
 from services.timefmt import rfc3339, rfc3339_or_none
 from storage import ledger
@@ -55,6 +58,7 @@ from storage.db import Database
 from storage.ledger import format_instant
 from storage.models import (
     Camera,
+    ExportStream,
     Finding,
     Institution,
     LedgerEntry,
@@ -68,6 +72,12 @@ from storage.models import (
 logger = logging.getLogger(__name__)
 
 MAX_REASON_LENGTH = 500
+DELIVERED_ACTION = "export.delivered"
+INTERRUPTED_ACTION = "export.interrupted"
+# How often a stream records its progress (bytes handed to the server) while it runs, and how
+# long an export of another host may go without that before a start-up takes it for dead.
+PROGRESS_SECONDS = 10.0
+STALE_STREAM = timedelta(minutes=10)
 # Bound on one SQL IN list; a sitting has at most a few hundred segments.
 _IN_BATCH = 500
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._+-]+")
@@ -462,6 +472,20 @@ def prepare_export(
             },
             recorded_at=now,
         )
+        # The stream's own record, in the same transaction: if this process dies while
+        # streaming, the next start-up finds the export open and ledgers it as interrupted.
+        session.add(
+            ExportStream(
+                export_id=export_id,
+                sitting_code=sitting_code,
+                actor=subject.actor,
+                owner=process_owner(),
+                started_at=now,
+                heartbeat_at=now,
+                bytes_sent=0,
+                total_bytes=sum(file.size for file in gathered.files),
+            )
+        )
         return _entry_fields(entry)
 
     export_entry = db.run_write(record)
@@ -688,3 +712,143 @@ def _record_abort(
         )
     except Exception:
         logger.exception("could not record the aborted export %s in the ledger", prepared.export_id)
+
+
+class ExportDelivery:
+    """One export's stream, and the ledger entry that says how it ended: `export.delivered`
+    once the last byte was handed to the server, `export.interrupted` (with the bytes sent)
+    when the client went away or the stream failed. Exactly one of the two, whichever thread
+    notices first (`settle`)."""
+
+    def __init__(self, prepared: PreparedExport, db: Database, store: BlobStore) -> None:
+        self.prepared, self.db, self.store = prepared, db, store
+        self.bytes_sent = 0
+        self.completed = False
+        self._settled = False
+        self._lock = threading.Lock()
+
+    def chunks(self) -> Iterator[bytes]:
+        """The package's bytes. A chunk counts as sent once the server asks for the next one
+        (it has taken the previous); after the last, the stream is complete."""
+        last_progress = time.monotonic()
+        for chunk in stream_export(self.prepared, self.db, self.store):
+            if not chunk:
+                continue
+            yield chunk
+            self.bytes_sent += len(chunk)
+            if time.monotonic() - last_progress > PROGRESS_SECONDS:
+                self._record_progress()
+                last_progress = time.monotonic()
+        self.completed = True
+
+    def settle(self, cause: str | None = None) -> str:
+        """Record how the stream ended, once; returns the action recorded (or already
+        recorded). `cause` says why an incomplete stream ended."""
+        with self._lock:
+            if self._settled:
+                return DELIVERED_ACTION if self.completed else INTERRUPTED_ACTION
+            self._settled = True
+        action = DELIVERED_ACTION if self.completed and cause is None else INTERRUPTED_ACTION
+        details: dict[str, Any] = {
+            "export_id": self.prepared.export_id,
+            "sitting": self.prepared.sitting_code,
+            "export_seq": self.prepared.ledger_seq,
+            "bytes_sent": self.bytes_sent,
+            "footage_bytes": self.prepared.total_bytes,
+        }
+        if action == INTERRUPTED_ACTION:
+            details["cause"] = cause or "the client went away before the last byte"
+            logger.warning(
+                "export %s of %s interrupted after %d bytes: %s",
+                self.prepared.export_id,
+                self.prepared.sitting_code,
+                self.bytes_sent,
+                details["cause"],
+            )
+        try:
+            self.db.run_write(
+                lambda session: _record_outcome(
+                    session, self.prepared.export_id, self.prepared.actor, action, details
+                )
+            )
+        except Exception:
+            logger.exception(
+                "could not record %s of export %s in the ledger", action, self.prepared.export_id
+            )
+        return action
+
+    def _record_progress(self) -> None:
+        try:
+            with self.db.write() as session:
+                row = session.get(ExportStream, self.prepared.export_id)
+                if row is not None and row.ended_at is None:
+                    row.bytes_sent, row.heartbeat_at = self.bytes_sent, datetime.now(UTC)
+        except Exception:
+            # Progress is a hint for a later start-up; the stream itself must go on.
+            logger.warning("could not record the progress of export %s", self.prepared.export_id)
+
+
+def _record_outcome(
+    session: Session, export_id: str, actor: str, action: str, details: dict[str, Any]
+) -> None:
+    """The outcome entry and the stream row's end, in one transaction; a stream already ended
+    (by a concurrent start-up that took it for dead) gets no second outcome."""
+    row = session.get(ExportStream, export_id, with_for_update=True)
+    if row is not None:
+        if row.ended_at is not None:
+            return
+        row.ended_at, row.outcome = datetime.now(UTC), action.removeprefix("export.")
+        row.bytes_sent = details["bytes_sent"]
+    ledger.append(
+        session,
+        actor=actor,
+        action=action,
+        subject_type="sitting",
+        subject_id=details["sitting"],
+        details=details,
+    )
+
+
+def close_interrupted_exports(db: Database, *, now: datetime | None = None) -> list[str]:
+    """At start-up: every export whose stream was left open by a process that is gone (killed
+    mid-stream) is ledgered as `export.interrupted`, with the bytes it had recorded as sent
+    by then (at least that many went out). Returns their export ids."""
+    now = now or datetime.now(UTC)
+    with db.read() as session:
+        open_streams = session.scalars(
+            select(ExportStream).where(ExportStream.ended_at.is_(None))
+        ).all()
+    closed = []
+    for stream in open_streams:
+        if not owner_is_gone(stream.owner, stream.heartbeat_at, now=now, stale=STALE_STREAM):
+            continue
+        with db.read() as session:
+            created = session.scalar(
+                select(LedgerEntry.seq).where(
+                    LedgerEntry.action == EXPORT_ACTION,
+                    LedgerEntry.subject_type == "sitting",
+                    LedgerEntry.subject_id == stream.sitting_code,
+                    LedgerEntry.details.contains(stream.export_id),
+                )
+            )
+        details = {
+            "export_id": stream.export_id,
+            "sitting": stream.sitting_code,
+            "export_seq": created,
+            "bytes_sent": stream.bytes_sent,
+            "footage_bytes": stream.total_bytes,
+            "cause": f"the server process ({stream.owner}) ended during the stream; found at "
+            "a later start-up (bytes_sent is what it had recorded, at least that many went out)",
+        }
+        db.run_write(
+            lambda session, s=stream, d=details: _record_outcome(
+                session, s.export_id, s.actor, INTERRUPTED_ACTION, d
+            )
+        )
+        logger.warning(
+            "export %s of %s was interrupted with its process: ledgered",
+            stream.export_id,
+            stream.sitting_code,
+        )
+        closed.append(stream.export_id)
+    return closed

@@ -5,6 +5,11 @@ Runs after ingest, off the ingest path (a thread in `serve` and `worker`), and c
 any segment never checked, so a restart or a crash only delays it. Each segment's decode has a
 time budget (EXAMVAULT_HEALTH_CHECK_BUDGET_SECONDS); footage past the point where it ran out is
 flagged `unchecked`, so a report shows the stretch nobody looked at instead of calling it fine.
+
+A check that cannot read the footage (the blob store is down) is not a verdict on the
+picture: the segment is flagged `check_failed` (coverage shows it), and tried again later
+with backoff, the schedule kept in the database so a restart does not forget it. After
+RETRY_ATTEMPTS it stays flagged until `examvault health resample` asks again.
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ from services.health.sampling import (
 from services.health.sampling import HealthSample as SampledFrame
 from services.settings import Settings
 from storage import ledger
-from storage.blobs import BlobStore
+from storage.blobs import BlobStore, BlobStoreError
 from storage.db import Database
 from storage.models import Camera, HealthFlag, HealthSample, ReferenceImage, Segment
 
@@ -48,6 +53,14 @@ logger = logging.getLogger(__name__)
 # The flag of footage the health check did not reach (its budget ran out). Not derived from
 # samples, so re-deriving flags from retuned thresholds keeps it.
 UNCHECKED = "unchecked"
+# The flag of a segment whose check could not run at all (its footage could not be read):
+# unlike `unchecked`, nobody looked at any of it. Not derived from samples either.
+CHECK_FAILED = "check_failed"
+# Retries of a check that could not read the footage: 1, 2, 4 ... minutes, at most an hour
+# apart, RETRY_ATTEMPTS times in all (about 8 hours), then left to `health resample`.
+RETRY_FIRST = timedelta(minutes=1)
+RETRY_MAX = timedelta(hours=1)
+RETRY_ATTEMPTS = 12
 # How much one segment's healthy samples move the camera's sharpness baseline: slow enough
 # that a lens covered for a whole sitting does not become the new normal.
 _BASELINE_WEIGHT = 0.1
@@ -111,7 +124,8 @@ class HealthChecker:
         samples = sampling.samples
 
         def record(session: Session) -> int:
-            fresh = session.get(Segment, segment_id)
+            # Locked: a resample in another process may be checking the same segment.
+            fresh = session.get(Segment, segment_id, with_for_update=True)
             if fresh is None or fresh.health_checked_at is not None:
                 return 0
             owner = session.get(Camera, fresh.camera_id)
@@ -145,7 +159,13 @@ class HealthChecker:
                         )
                     )
             self._store_damage(session, fresh, sampling.damaged)
+            session.execute(
+                delete(HealthFlag).where(
+                    HealthFlag.segment_id == segment_id, HealthFlag.kind == CHECK_FAILED
+                )
+            )
             fresh.health_checked_at = datetime.now(UTC)
+            fresh.health_retry_at, fresh.health_error = None, None
             owner.sharpness_baseline = self._next_baseline(
                 owner.sharpness_baseline, [s.sharpness for s in samples if not self._dark(s)]
             )
@@ -225,7 +245,7 @@ class HealthChecker:
             session.execute(
                 delete(HealthFlag).where(
                     HealthFlag.segment_id == segment_id,
-                    HealthFlag.kind.not_in((UNCHECKED, DAMAGED)),
+                    HealthFlag.kind.not_in((UNCHECKED, DAMAGED, CHECK_FAILED)),
                 )
             )
             rows = list(
@@ -256,28 +276,42 @@ class HealthChecker:
         return (1 - _BASELINE_WEIGHT) * current + _BASELINE_WEIGHT * observed
 
     def unchecked(self, limit: int = 100) -> list[int]:
+        """Segments never checked, and those whose retry (after a store outage) is due."""
+        now = datetime.now(UTC)
         with self.db.read() as session:
             return list(
                 session.scalars(
                     select(Segment.id)
-                    .where(Segment.health_checked_at.is_(None), Segment.purged_at.is_(None))
+                    .where(
+                        Segment.health_checked_at.is_(None),
+                        Segment.purged_at.is_(None),
+                        or_(Segment.health_retry_at.is_(None), Segment.health_retry_at <= now),
+                    )
                     .order_by(Segment.id)
                     .limit(limit)
                 )
             )
 
     def check_unchecked(self) -> int:
-        """Catch up on every segment not yet checked; returns how many were checked."""
+        """Catch up on every segment not yet checked (or due for a retry); returns how many
+        were tried. A round in which the footage cannot be read ends early: the rest waits
+        for the next catch-up rather than each costing the store client's retries."""
         done = 0
         while ids := self.unchecked():
             for segment_id in ids:
-                self.check_logged(segment_id)
                 done += 1
+                if not self.check_logged(segment_id):
+                    return done
         return done
 
-    def check_logged(self, segment_id: int) -> None:
+    def check_logged(self, segment_id: int) -> bool:
+        """Check one segment, never raising for it; False when its footage could not be read
+        (it is then flagged and scheduled for a retry)."""
         try:
             self.check_segment(segment_id)
+        except BlobStoreError as exc:
+            self._defer(segment_id, exc)
+            return False
         except Exception:
             # A picture that cannot be sampled is logged, never fatal; mark it so the
             # catch-up loop does not spin on it, and the report shows no health for it.
@@ -286,6 +320,82 @@ class HealthChecker:
                 segment = session.get(Segment, segment_id)
                 if segment is not None and segment.health_checked_at is None:
                     segment.health_checked_at = datetime.now(UTC)
+        return True
+
+    def _defer(self, segment_id: int, exc: BlobStoreError) -> None:
+        """The footage could not be read: say so in coverage and try again later. The count
+        and the next attempt are in the segment's row, so a restart keeps the schedule."""
+        now = datetime.now(UTC)
+        with self.db.write() as session:
+            segment = session.get(Segment, segment_id, with_for_update=True)
+            if segment is None or segment.health_checked_at is not None:
+                return
+            segment.health_attempts = (segment.health_attempts or 0) + 1
+            segment.health_error = str(exc)[:1000]
+            if segment.health_attempts >= RETRY_ATTEMPTS:
+                # Done trying by itself; the flag stays until a resample succeeds.
+                segment.health_checked_at, segment.health_retry_at = now, None
+            else:
+                segment.health_retry_at = now + retry_delay(segment.health_attempts)
+            flagged = session.scalar(
+                select(HealthFlag.id).where(
+                    HealthFlag.segment_id == segment_id, HealthFlag.kind == CHECK_FAILED
+                )
+            )
+            if flagged is None:
+                session.add(
+                    HealthFlag(
+                        segment_id=segment_id,
+                        camera_id=segment.camera_id,
+                        starts_at=segment.starts_at,
+                        ends_at=segment.ends_at,
+                        kind=CHECK_FAILED,
+                    )
+                )
+            attempts, retry_at = segment.health_attempts, segment.health_retry_at
+        logger.warning(
+            "health check of segment %s could not read its footage (attempt %d of %d), %s: %s",
+            segment_id,
+            attempts,
+            RETRY_ATTEMPTS,
+            f"next try at {retry_at.isoformat()}" if retry_at else "giving up until a resample",
+            exc,
+        )
+
+    def resample(
+        self,
+        *,
+        camera_code: str | None = None,
+        since: datetime | None = None,
+        every: bool = False,
+    ) -> tuple[int, int]:
+        """`examvault health resample`: check again the segments whose check could not run
+        (flag `check_failed`), or with `every` all matching ones (their samples and flags
+        are replaced). Returns (segments tried, of which still unreadable)."""
+        query = select(Segment.id).where(Segment.purged_at.is_(None))
+        if camera_code is not None:
+            query = query.join(Camera, Camera.id == Segment.camera_id).where(
+                Camera.code == camera_code
+            )
+        if since is not None:
+            query = query.where(Segment.ends_at > since)
+        if not every:
+            failed = select(HealthFlag.segment_id).where(HealthFlag.kind == CHECK_FAILED)
+            query = query.where(or_(Segment.id.in_(failed), Segment.health_retry_at.is_not(None)))
+        with self.db.read() as session:
+            ids = list(session.scalars(query.order_by(Segment.id)))
+        unreadable = 0
+        for segment_id in ids:
+            with self.db.write() as session:
+                segment = session.get(Segment, segment_id, with_for_update=True)
+                assert segment is not None
+                session.execute(delete(HealthSample).where(HealthSample.segment_id == segment_id))
+                session.execute(delete(HealthFlag).where(HealthFlag.segment_id == segment_id))
+                segment.health_checked_at = segment.health_retry_at = None
+                segment.health_attempts, segment.health_error = 0, None
+            if not self.check_logged(segment_id):
+                unreadable += 1
+        return len(ids), unreadable
 
     # Reference images -------------------------------------------------------------------
 
@@ -340,6 +450,11 @@ class HealthChecker:
         with self._local_copy(segment.blob_key) as path:
             frame = frame_at(path, (at - segment.starts_at).total_seconds())
         return encode_jpeg(frame)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """How long to wait after the `attempts`-th failure to read the footage."""
+    return min(RETRY_FIRST * 2 ** (attempts - 1), RETRY_MAX)
 
 
 class HealthWorker(BackgroundThread):

@@ -4,23 +4,33 @@ only when asked, delete it, leaving a tombstone and a ledger entry per segment.
 Crash safety: a batch's tombstones, `purged_at` marks and ledger entries commit in one
 transaction *before* its blobs are deleted, and `blob_deleted_at` is set after. A kill leaves
 every segment either untouched or tombstoned; a tombstone whose blob is not yet deleted is
-finished by the next run (and reported by reconcile meanwhile).
+finished by the next run (and reported by reconcile meanwhile). Each deleted blob is recorded
+at once, so a kill loses at most the deletion in flight.
+
+Faults: a store that fails STORE_FAILURES times in a row stops the run (a circuit breaker),
+instead of costing the client's retries for every key; SIGINT/SIGTERM stop it between two
+blobs. Either way the run is closed with its status and reason. A run whose process was
+killed is closed as `interrupted` by the next run or at `serve` start-up.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta, tzinfo
+from time import monotonic
 from typing import Any
 
-from sqlalchemy import insert, select, update
+import pybreaker
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from services.background import BackgroundThread
 from services.coverage.spans import required_interval, sittings_touching
+from services.liveness import owner_is_gone, process_owner
 from services.retention.expiry import (
     PurgeDecision,
     SegmentFacts,
@@ -32,7 +42,7 @@ from services.retention.holds import active_scopes
 from services.settings import Settings
 from services.timefmt import rfc3339
 from storage import ledger
-from storage.blobs import BlobStore, BlobStoreError
+from storage.blobs import BlobStore, BlobStoreError, WormViolation
 from storage.db import Database
 from storage.keys import CHECKPOINT_PREFIX, DERIVED_PREFIX
 from storage.models import Camera, PurgeRun, Segment, Sitting, Tombstone
@@ -40,6 +50,13 @@ from storage.models import Camera, PurgeRun, Segment, Sitting, Tombstone
 logger = logging.getLogger(__name__)
 
 BATCH = 500
+# Consecutive store failures after which a run stops (docs/retention.md).
+STORE_FAILURES = 3
+# How often a run records that it is alive, and after how long without a sign of life a run
+# of another host is taken for dead (a run on this host is checked by its process).
+HEARTBEAT_SECONDS = 10.0
+STALE_RUN = timedelta(minutes=30)
+RUNNING, COMPLETED, STOPPED, INTERRUPTED = "running", "completed", "stopped", "interrupted"
 RETENTION_RULE = (
     "that is the retention period in calendar years after the latest of the segment's own end "
     "and the end of the required interval of every sitting it touches"
@@ -138,49 +155,206 @@ class PurgeResult:
     bytes: int = 0  # of this run's purged segments whose blobs are deleted
     skipped: int = 0  # changed between plan and deletion (held, moved later, gone)
     finished_leftovers: int = 0  # earlier runs' tombstones whose blob this run deleted
+    finished_bytes: int = 0  # ... and their bytes
     blobs_left: int = 0  # tombstoned (now or before) with the blob still stored: next run
     derived_dropped: int = 0  # cached thumbnail objects removed with the footage
+    status: str = RUNNING  # completed, stopped (store failing) or interrupted (asked to stop)
+    stop_reason: str | None = None
+    remaining: int = 0  # planned segments this run did not reach: still expired, untouched
+    closed_runs: list[str] = field(default_factory=list)  # killed runs this one closed
 
 
-def _delete_blobs(store: BlobStore, keys: list[str]) -> set[str]:
-    """Delete what can be deleted; a blob the store refuses (a legal hold, a lock running late
-    on a clock behind ours) is logged and left for the next run, never blocking the rest."""
+class PurgeStopped(Exception):
+    """The run stops before it is done; the message says why, in one sentence."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _StoreBreaker:
+    """Stops the run after STORE_FAILURES consecutive store failures: during an outage every
+    call costs the client's own retries (about 6 s each with minio's defaults), so going on
+    key after key would take hours and delete nothing. A refusal of a locked object
+    (WormViolation) is the store answering, not failing: it resets the count."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.last_error: BaseException | None = None
+        self._breaker = pybreaker.CircuitBreaker(
+            fail_max=failures,
+            # A run never waits for the breaker to close again: the next run starts afresh.
+            reset_timeout=24 * 3600,
+            exclude=[WormViolation],
+        )
+
+    def call(self, work: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return self._breaker.call(work, *args)
+        except pybreaker.CircuitBreakerError as exc:
+            # The failure that tripped the breaker is the one being handled when it raised.
+            last = exc.__context__ if isinstance(exc.__context__, Exception) else self.last_error
+            raise PurgeStopped(
+                STOPPED,
+                f"the blob store failed {self.failures} times in a row "
+                f"(last: {last or exc}); the purge stopped",
+            ) from exc
+        except Exception as exc:
+            if not isinstance(exc, WormViolation):
+                self.last_error = exc
+            raise
+
+
+def _check_stop(stop: threading.Event | None) -> None:
+    if stop is not None and stop.is_set():
+        raise PurgeStopped(INTERRUPTED, "the purge was asked to stop (SIGINT or SIGTERM)")
+
+
+@dataclass
+class _Tally:
+    """Blobs deleted and recorded so far, and their bytes: kept up to date blob by blob, so a
+    run that stops half-way still reports what it did."""
+
+    blobs: int = 0
+    bytes: int = 0
+
+
+def _delete_and_mark(
+    db: Database,
+    breaker: _StoreBreaker,
+    store: BlobStore,
+    pending: list[tuple[int, str, int]],
+    *,
+    run_id: str,
+    stop: threading.Event | None,
+    tally: _Tally,
+) -> None:
+    """Delete each (tombstone id, key, size) and record it at once, one blob at a time: a kill
+    loses at most the deletion in flight (redone by the next run; deleting an absent blob is a
+    no-op). A blob the store refuses (a legal hold, a lock running late on a clock behind ours)
+    is logged and left for the next run."""
+    last_beat = monotonic()
     try:
-        store.delete_many(keys)
-        return set(keys)
-    except BlobStoreError:
-        deleted = set()
-        for key in keys:
+        for tombstone_id, key, size in pending:
+            _check_stop(stop)
             try:
-                store.delete(key)
-                deleted.add(key)
+                breaker.call(store.delete_deferred, key)
             except BlobStoreError as exc:
                 logger.error("purge: %s stays for now: %s", key, exc)
-        return deleted
+                continue
+            now = datetime.now(UTC)
+            # Neither the mark nor (on a local disk) the unlink is synced one by one: both
+            # survive a kill of this process, and the directories are synced at the end of
+            # the list. A power cut in between can at worst leave a marked tombstone whose
+            # blob came back, which reconcile reports (tombstoned_blob_present).
+            with db.progress_write() as session:
+                session.execute(
+                    update(Tombstone)
+                    # Only unmarked ones: a concurrent run may have marked it (the database
+                    # refuses a second mark, migration 0006).
+                    .where(Tombstone.id == tombstone_id, Tombstone.blob_deleted_at.is_(None))
+                    .values(blob_deleted_at=now)
+                )
+                if monotonic() - last_beat > HEARTBEAT_SECONDS:
+                    _beat(session, run_id, now)
+                    last_beat = monotonic()
+            tally.blobs += 1
+            tally.bytes += size
+    finally:
+        store.flush_deletions()
 
 
-def finish_leftovers(db: Database, store: BlobStore) -> tuple[int, int]:
+def _until_store_answers(
+    breaker: _StoreBreaker, store: BlobStore, stop: threading.Event | None
+) -> None:
+    """No more tombstones while the store does not answer: they would only add blobs for the
+    next run to finish. Each failed probe counts towards the breaker, which ends the wait."""
+    while True:
+        _check_stop(stop)
+        try:
+            breaker.call(store.check_ready)
+            return
+        except BlobStoreError as exc:
+            logger.warning("purge: the blob store does not answer: %s", exc)
+
+
+def _beat(session: Session, run_id: str, now: datetime) -> None:
+    session.execute(update(PurgeRun).where(PurgeRun.id == run_id).values(heartbeat_at=now))
+
+
+def _pending_blobs(db: Database) -> list[tuple[int, str, int]]:
+    with db.read() as session:
+        return [
+            (row.id, row.blob_key, row.size_bytes)
+            for row in session.execute(
+                select(Tombstone.id, Tombstone.blob_key, Tombstone.size_bytes)
+                .where(Tombstone.blob_deleted_at.is_(None))
+                .order_by(Tombstone.id)
+            )
+        ]
+
+
+def close_abandoned_runs(db: Database, *, now: datetime | None = None) -> list[str]:
+    """Close the runs whose process died without finishing them (SIGKILL, a power cut): each
+    is marked `interrupted` with a finish time and what it had tombstoned. Called by every
+    run and at `serve` start-up; a run still alive (in this or another process) is left."""
+    now = now or datetime.now(UTC)
+    with db.write() as session:
+        open_runs = session.scalars(
+            select(PurgeRun).where(PurgeRun.finished_at.is_(None)).with_for_update()
+        ).all()
+        closed = []
+        for run in open_runs:
+            if not owner_is_gone(
+                run.owner, run.heartbeat_at or run.started_at, now=now, stale=STALE_RUN
+            ):
+                continue
+            tombstoned, gone_bytes = session.execute(
+                select(
+                    func.count(Tombstone.id),
+                    func.coalesce(
+                        func.sum(Tombstone.size_bytes).filter(
+                            Tombstone.blob_deleted_at.is_not(None)
+                        ),
+                        0,
+                    ),
+                ).where(Tombstone.run_id == run.id)
+            ).one()
+            run.finished_at, run.status = now, INTERRUPTED
+            run.purged, run.purged_bytes = int(tombstoned), int(gone_bytes)
+            run.stop_reason = (
+                f"the process running it ({run.owner or 'unknown'}) ended before it finished; "
+                f"closed by a later run, which finishes the blobs it left"
+            )
+            closed.append(run.id)
+    for run_id in closed:
+        logger.warning("purge run %s was interrupted (its process is gone): closed", run_id)
+    return closed
+
+
+def finish_leftovers(
+    db: Database,
+    store: BlobStore,
+    *,
+    breaker: _StoreBreaker | None = None,
+    run_id: str = "",
+    stop: threading.Event | None = None,
+    tally: _Tally | None = None,
+) -> tuple[int, int]:
     """Delete the blobs of tombstones an interrupted (or refused) run left behind. Returns how
     many were deleted now and how many the store still refused."""
-    with db.read() as session:
-        pending = session.execute(
-            select(Tombstone.id, Tombstone.blob_key).where(Tombstone.blob_deleted_at.is_(None))
-        ).all()
-    finished = 0
-    for start in range(0, len(pending), BATCH):
-        chunk = pending[start : start + BATCH]
-        deleted = _delete_blobs(store, [key for _, key in chunk])
-        done = [tid for tid, key in chunk if key in deleted]
-        with db.write() as session:
-            session.execute(
-                update(Tombstone)
-                # Only unmarked ones: a concurrent run may have marked some (the database
-                # refuses a second mark, migration 0006).
-                .where(Tombstone.id.in_(done), Tombstone.blob_deleted_at.is_(None))
-                .values(blob_deleted_at=datetime.now(UTC))
-            )
-        finished += len(done)
-    return finished, len(pending) - finished
+    pending = _pending_blobs(db)
+    tally = tally if tally is not None else _Tally()
+    _delete_and_mark(
+        db,
+        breaker or _StoreBreaker(STORE_FAILURES),
+        store,
+        pending,
+        run_id=run_id,
+        stop=stop,
+        tally=tally,
+    )
+    return tally.blobs, len(pending) - tally.blobs
 
 
 def execute_purge(
@@ -191,17 +365,14 @@ def execute_purge(
     actor: str,
     progress: Progress | None = None,
     reason: str = "retention expired",
+    stop: threading.Event | None = None,
+    store_failures: int = STORE_FAILURES,
 ) -> PurgeResult:
-    finished, refused = finish_leftovers(db, store)
+    """Run the purge; never raises for a failing store or a stop request: the result (and the
+    run's row) says how far it got and why it stopped (`status`, `stop_reason`)."""
+    closed = close_abandoned_runs(db)
     as_of = datetime.now(UTC)
-    with db.read() as session:
-        plan = plan_purge(session, settings, as_of)
-    result = PurgeResult(
-        run_id=str(uuid.uuid4()),
-        planned=len(plan.items),
-        finished_leftovers=finished,
-        blobs_left=refused,
-    )
+    result = PurgeResult(run_id=str(uuid.uuid4()), planned=0, closed_runs=closed)
     with db.write() as session:
         session.add(
             PurgeRun(
@@ -210,40 +381,117 @@ def execute_purge(
                 started_at=as_of,
                 finished_at=None,
                 actor=actor,
-                planned=len(plan.items),
-                planned_bytes=plan.bytes,
+                planned=0,
+                planned_bytes=0,
+                status=RUNNING,
+                owner=process_owner(),
+                heartbeat_at=as_of,
             )
         )
-    for batch in _batches(plan.items):
-        done = db.run_write(
-            lambda session, b=batch: _tombstone_batch(
-                session, settings, b, run_id=result.run_id, actor=actor, reason=reason
-            )
+    breaker = _StoreBreaker(store_failures)
+    plan: PurgePlan | None = None
+    reached = 0
+    leftovers, deleted = _Tally(), _Tally()
+    try:
+        finish_leftovers(
+            db, store, breaker=breaker, run_id=result.run_id, stop=stop, tally=leftovers
         )
-        deleted = _delete_blobs(store, [item.blob_key for item in done])
-        gone = [item for item in done if item.blob_key in deleted]
+        with db.read() as session:
+            plan = plan_purge(session, settings, as_of)
+        result.planned = len(plan.items)
         with db.write() as session:
-            session.execute(
-                update(Tombstone)
-                .where(
-                    Tombstone.segment_id.in_([item.segment_id for item in gone]),
-                    Tombstone.blob_deleted_at.is_(None),
+            run = session.get_one(PurgeRun, result.run_id)
+            run.planned, run.planned_bytes = len(plan.items), plan.bytes
+        for batch in _batches(plan.items):
+            _check_stop(stop)
+            _until_store_answers(breaker, store, stop)
+            done = db.run_write(
+                lambda session, b=batch: _tombstone_batch(
+                    session, settings, b, run_id=result.run_id, actor=actor, reason=reason
                 )
-                .values(blob_deleted_at=datetime.now(UTC))
             )
-        result.purged += len(done)
-        result.bytes += sum(item.size_bytes for item in gone)
-        result.blobs_left += len(done) - len(gone)
-        result.skipped += len(batch) - len(done)
-        if progress is not None:
-            progress(result.purged + result.skipped, result.planned)
+            reached += len(batch)
+            result.purged += len(done)
+            result.skipped += len(batch) - len(done)
+            with db.read() as session:
+                tombstones = {
+                    row.segment_id: row.id
+                    for row in session.execute(
+                        select(Tombstone.id, Tombstone.segment_id).where(
+                            Tombstone.run_id == result.run_id,
+                            Tombstone.segment_id.in_([item.segment_id for item in done]),
+                        )
+                    )
+                }
+            _delete_and_mark(
+                db,
+                breaker,
+                store,
+                [(tombstones[item.segment_id], item.blob_key, item.size_bytes) for item in done],
+                run_id=result.run_id,
+                stop=stop,
+                tally=deleted,
+            )
+            if progress is not None:
+                progress(result.purged + result.skipped, result.planned)
+        result.status = COMPLETED
+    except PurgeStopped as exc:
+        result.status, result.stop_reason = exc.status, str(exc)
+        logger.error("purge run %s: %s", result.run_id, exc)
+    result.finished_leftovers, result.finished_bytes = leftovers.blobs, leftovers.bytes
+    result.bytes = deleted.bytes
+    if plan is None:
+        # Stopped before planning (while finishing earlier runs' blobs): what is due anyway.
+        with db.read() as session:
+            result.remaining = len(plan_purge(session, settings, as_of).items)
+    else:
+        result.remaining = result.planned - reached
+    result.blobs_left = len(_pending_blobs(db))
     with db.write() as session:
-        run = session.get(PurgeRun, result.run_id)
-        assert run is not None
-        run.finished_at, run.purged = datetime.now(UTC), result.purged
-    if result.purged:
-        result.derived_dropped = drop_derived(store)
+        run = session.get_one(PurgeRun, result.run_id)
+        run.finished_at, run.purged, run.purged_bytes = (
+            datetime.now(UTC),
+            result.purged,
+            result.bytes,
+        )
+        run.status, run.stop_reason = result.status, result.stop_reason
+    if result.purged and result.status == COMPLETED:
+        try:
+            result.derived_dropped = drop_derived(store)
+        except BlobStoreError as exc:
+            # The footage is gone and recorded; the cache goes with the next run.
+            logger.warning("purge: derived pictures not dropped this time: %s", exc)
     return result
+
+
+def describe_result(result: PurgeResult) -> str:
+    """The run's summary in words: what was done, what remains, and why it stopped."""
+    lines = []
+    if result.closed_runs:
+        lines.append(
+            f"closed {len(result.closed_runs)} earlier run(s) whose process had died "
+            f"({', '.join(result.closed_runs)}) as interrupted"
+        )
+    head = {
+        COMPLETED: "purge run completed",
+        STOPPED: "purge run STOPPED before it was done",
+        INTERRUPTED: "purge run INTERRUPTED before it was done",
+    }.get(result.status, f"purge run {result.status}")
+    lines.append(f"{head}: run {result.run_id}")
+    if result.stop_reason:
+        lines.append(f"  why: {result.stop_reason}")
+    lines.append(
+        f"  done: {result.purged} of {result.planned} planned segment(s) tombstoned, "
+        f"{result.bytes} bytes deleted; {result.skipped} skipped on re-check; "
+        f"{result.finished_leftovers} blob(s) of earlier runs finished "
+        f"({result.finished_bytes} bytes)"
+    )
+    lines.append(
+        f"  remaining: {result.remaining} expired segment(s) not reached (untouched); "
+        f"{result.blobs_left} blob(s) of tombstoned segments still stored"
+        + (", for the next run" if result.blobs_left or result.remaining else "")
+    )
+    return "\n".join(lines)
 
 
 def drop_derived(store: BlobStore) -> int:
@@ -251,7 +499,14 @@ def drop_derived(store: BlobStore) -> int:
     they came from, so none may outlive footage the purge just removed; the cache rebuilds
     itself from what remains when next asked. Returns how many objects went."""
     # On S3 a strip is locked for minutes after it is made: what is refused goes next time.
-    return len(_delete_blobs(store, list(store.keys(DERIVED_PREFIX))))
+    dropped = 0
+    for key in list(store.keys(DERIVED_PREFIX)):
+        try:
+            store.delete(key)
+            dropped += 1
+        except BlobStoreError as exc:
+            logger.warning("purge: derived picture %s stays for now: %s", key, exc)
+    return dropped
 
 
 def _batches(items: list[PlanItem]) -> Iterator[list[PlanItem]]:
@@ -484,9 +739,15 @@ def next_daily_run(after: datetime, at: str, zone: tzinfo) -> datetime:
 
 
 class PurgeScheduler(BackgroundThread):
-    """Runs the purge daily at EXAMVAULT_PURGE_SCHEDULE (local time) inside `serve`."""
+    """Runs the purge daily at EXAMVAULT_PURGE_SCHEDULE (local time) inside `serve`.
+
+    A run the store stopped is tried again after RETRY_FIRST, doubling up to RETRY_MAX (and
+    never later than the next daily run): during an outage the job neither spins nor waits a
+    whole day once the store is back."""
 
     name = "purge-schedule"
+    RETRY_FIRST = timedelta(minutes=5)
+    RETRY_MAX = timedelta(hours=2)
 
     def __init__(self, db: Database, store: BlobStore, settings: Settings) -> None:
         super().__init__()
@@ -494,21 +755,30 @@ class PurgeScheduler(BackgroundThread):
         self.db, self.store, self.settings = db, store, settings
         self.at = settings.purge_schedule
         self._due: datetime | None = None
+        self._retry: timedelta | None = None
+        self.last_result: PurgeResult | None = None
 
     def run_once(self) -> float:
         now = datetime.now(UTC)
+        if self._due is None and self._retry is None:
+            # Start-up: a run killed with the previous process is closed now, not next day.
+            close_abandoned_runs(self.db)
         if self._due is not None and now >= self._due:
-            result = execute_purge(self.db, self.store, self.settings, actor="schedule")
-            logger.info(
-                "scheduled purge: %d of %d segment(s) purged, %d bytes deleted, "
-                "%d blob(s) left for the next run",
-                result.purged,
-                result.planned,
-                result.bytes,
-                result.blobs_left,
+            result = execute_purge(
+                self.db, self.store, self.settings, actor="schedule", stop=self.stop_event
             )
+            self.last_result = result
+            logger.info("scheduled purge: %s", describe_result(result).replace("\n", ";"))
             self._due = None
+            if result.status == STOPPED:
+                self._retry = min(self._retry * 2, self.RETRY_MAX) if self._retry else None
+                self._retry = self._retry or self.RETRY_FIRST
+                daily = next_daily_run(now, self.at, self.settings.zone)
+                self._due = min(datetime.now(UTC) + self._retry, daily)
+                logger.warning("scheduled purge stopped; trying again at %s", self._due.isoformat())
+            else:
+                self._retry = None
         if self._due is None:
             self._due = next_daily_run(now, self.at, self.settings.zone)
             logger.info("next scheduled purge at %s", self._due.isoformat())
-        return max(1.0, (self._due - now).total_seconds())
+        return max(1.0, (self._due - datetime.now(UTC)).total_seconds())

@@ -177,7 +177,7 @@ def test_damaged_bytes_cut_the_stream(registered: Services, footage: Footage) ->
         zipfile.ZipFile(io.BytesIO(response.content))
     with registered.db.read() as session:
         actions = list(session.scalars(select(LedgerEntry.action).order_by(LedgerEntry.seq)))
-    assert actions[-2:] == ["export.created", "export.aborted"]
+    assert actions[-3:] == ["export.created", "export.aborted", "export.interrupted"]
 
 
 class _GatedStore:

@@ -15,6 +15,7 @@ from services.registry import import_registry
 from services.settings import Settings
 from storage.stores import init_blob_store
 from tests.conftest import REGISTRY
+from tests.s3outage import switchable_s3  # noqa: F401  (fixture)
 from tests.s3server import ACCESS_KEY, SECRET_KEY
 
 

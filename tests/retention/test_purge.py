@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import threading
 import time
 import uuid
@@ -63,17 +64,20 @@ def camera_ids(services: Services) -> dict[str, int]:
         return {code: id_ for code, id_ in session.execute(select(Camera.code, Camera.id))}
 
 
-def make_segments(services: Services, specs: list[SegmentSpec], scratch: Path) -> list[MadeSegment]:
+def make_segments(
+    services: Services, specs: list[SegmentSpec], scratch: Path, *, size: int = 0
+) -> list[MadeSegment]:
     """Blobs first, then their rows: the same order as ingest, so a row always has its bytes.
 
-    Each blob is distinct (its key is in it), so no two segments share a hash."""
+    Each blob is distinct (its key is in it, or `size` random bytes), so no two segments share
+    a hash."""
     ids = camera_ids(services)
     scratch.mkdir(parents=True, exist_ok=True)
     stored = []
     for spec in specs:
         key = f"{spec.camera}/purge-test/{uuid.uuid4().hex}.bin"
         source = scratch / f"{uuid.uuid4().hex}.bin"
-        source.write_bytes(f"evidence {key} ".encode() * 4)
+        source.write_bytes(os.urandom(size) if size else f"evidence {key} ".encode() * 4)
         blob = services.store.put_file(source, lambda _sha, k=key: k, retain_until=spec.expires_at)
         source.unlink()
         stored.append((spec, blob))

@@ -3,10 +3,13 @@ the blob store (docs/exports.md)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import logging
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from services.access.scopes import NO_FOOTAGE_ZH, Subject
 from services.api.deps import ServicesDep, SittingReader
@@ -15,17 +18,48 @@ from services.api.exports.schemas import ExportIn
 from services.evidence.exports import (
     MAX_REASON_LENGTH,
     EvidenceMissing,
+    ExportDelivery,
     FootageNotAllowed,
     InvalidReason,
     SittingNotVisible,
     StoreUnavailable,
     prepare_export,
-    stream_export,
 )
 from services.ledger.checkpoints import LedgerBroken, LedgerRewritten
 from services.ledger.keys import load_or_create_signer
 
+logger = logging.getLogger(__name__)
+
 router = APIRouter(tags=["exports"])
+
+
+class _LedgeredStream(StreamingResponse):
+    """The package, streamed, and ledgered by how it ended (ExportDelivery).
+
+    A stream that fails (damaged bytes, a store that stops answering) ends without its
+    terminating chunk: the connection is closed after the last good chunk, so curl and httpx
+    report an incomplete transfer rather than a clean end (docs/exports.md). A client that goes
+    away ends the response early; either way the outcome is `export.interrupted`."""
+
+    def __init__(self, delivery: ExportDelivery, **kwargs: Any) -> None:
+        super().__init__(delivery.chunks(), **kwargs)
+        self.delivery = delivery
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except Exception as exc:
+            # Already logged and ledgered where it happened (export.aborted); not raised on:
+            # the server then closes the connection without the terminating chunk, with one
+            # log line instead of a traceback.
+            await run_in_threadpool(self.delivery.settle, f"the stream failed: {exc}")
+            return
+        if self.delivery.completed:
+            await run_in_threadpool(self.delivery.settle)
+        else:
+            await run_in_threadpool(
+                self.delivery.settle, "the client went away before the last byte"
+            )
 
 
 @router.post(
@@ -91,8 +125,8 @@ def _export(code: str, reason: str, services: ServicesDep, subject: Subject) -> 
         ) from exc
     except LedgerBroken as exc:
         raise ApiError(500, "ledger_broken", f"the ledger cannot be signed over: {exc}") from exc
-    return StreamingResponse(
-        stream_export(prepared, services.db, services.store),
+    return _LedgeredStream(
+        ExportDelivery(prepared, services.db, services.store),
         media_type="application/zip",
         headers={
             "Content-Disposition": f'attachment; filename="{prepared.file_name}"',
