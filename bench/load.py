@@ -542,19 +542,26 @@ def serving(env: dict[str, str], log: Path) -> Iterator[tuple[str, int]]:
             process.wait()
 
 
-def _scheduler_seconds(pid: int) -> tuple[float, float]:
-    """A live process's threads' time on a CPU and time runnable but waiting for one (the run
-    queue: what other work on a shared machine costs it), from /proc/PID/task/*/schedstat.
-    Threads that ended meanwhile are not counted; (0, 0) where there is no /proc."""
-    running = waiting = 0
+def _cpu_seconds_of(pid: int) -> float:
+    """A live process's utime + stime, ended threads included, from /proc (0 without it)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _run_queue_seconds(pid: int) -> float:
+    """How long a live process's threads were runnable but waiting for a CPU (what other work
+    on a shared machine costs it), from /proc/PID/task/*/schedstat. A lower bound: threads that
+    ended meanwhile (idle pool threads do) are not counted; 0 where there is no /proc."""
+    waiting = 0
     for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
         try:
-            on_cpu, run_delay, _ = stat.read_text().split()
-        except (OSError, ValueError):
+            waiting += int(stat.read_text().split()[1])
+        except (OSError, ValueError, IndexError):
             continue
-        running += int(on_cpu)
-        waiting += int(run_delay)
-    return running / 1e9, waiting / 1e9
+    return waiting / 1e9
 
 
 @dataclass
@@ -717,14 +724,14 @@ def run_load(database_url: str, work: Path, config: LoadConfig) -> LoadReport:
         plan.base_url = base
         plan_path, out_path = work / "plan.json", work / "outcome.json"
         plan_path.write_text(json.dumps(asdict(plan)), encoding="utf-8")
-        cpu_before, queued_before = _scheduler_seconds(pid)
+        cpu_before, queued_before = _cpu_seconds_of(pid), _run_queue_seconds(pid)
         generator = subprocess.run(
             [sys.executable, "-m", "bench.load", "generate", str(plan_path), str(out_path)],
             cwd=ROOT,
             env=env,
             timeout=config.seconds + 10 * REQUEST_TIMEOUT,
         )
-        cpu_after, queued_after = _scheduler_seconds(pid)
+        cpu_after, queued_after = _cpu_seconds_of(pid), _run_queue_seconds(pid)
         load_after = list(os.getloadavg())
     if generator.returncode != 0:
         raise RuntimeError(f"the load generator failed with exit {generator.returncode}")
@@ -740,7 +747,7 @@ def run_load(database_url: str, work: Path, config: LoadConfig) -> LoadReport:
         answer_mismatches=outcome["answer_mismatches"],
         client_cpu_seconds=round(outcome["client_cpu_seconds"], 1),
         server_cpu_seconds=round(cpu_after - cpu_before, 1),
-        server_run_queue_seconds=round(queued_after - queued_before, 1),
+        server_run_queue_seconds=round(max(0.0, queued_after - queued_before), 1),
         load_average={
             "before_1_5_15m": [round(v, 2) for v in load_before],
             "after_1_5_15m": [round(v, 2) for v in load_after],
@@ -808,9 +815,10 @@ def results(report: LoadReport, scratch: Path, database: str) -> dict[str, Any]:
             "supervisor_loop": "list sittings, coverage, segments, a random range (<= 64 KiB)",
             "load_average": report.load_average,
             "server_cpu_seconds": report.server_cpu_seconds,
-            # Summed over the server's threads: seconds they were ready to run but every core
-            # was busy (with other threads of it, the generator, PostgreSQL or other work).
-            "server_run_queue_seconds": report.server_run_queue_seconds,
+            # Summed over the server's threads (those alive at the end: a lower bound): seconds
+            # they were ready to run but every core was busy (with other threads of it, the
+            # generator, PostgreSQL or other work on the machine).
+            "server_run_queue_seconds_at_least": report.server_run_queue_seconds,
             "generator_cpu_seconds": report.client_cpu_seconds,
         },
         "workload": report.workload,
@@ -876,7 +884,7 @@ def print_report(document: dict[str, Any]) -> None:
     setup = document["setup"]
     print(
         f"server threads: {setup['server_cpu_seconds']} s on a CPU, "
-        f"{setup['server_run_queue_seconds']} s waiting for one; generator "
+        f"at least {setup['server_run_queue_seconds_at_least']} s waiting for one; generator "
         f"{setup['generator_cpu_seconds']} s CPU; load average {setup['load_average']}"
     )
 
