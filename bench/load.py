@@ -176,7 +176,9 @@ class _Generator:
         ) as client:
             for index, (name, _, sha256) in enumerate(host.segments):
                 due = self.outcome.started + offset + index * self.plan.push_interval
-                if due >= self.deadline:
+                # Bounded in time: a host that fell behind does not push its backlog after the
+                # end (it would stretch the run and measure a drain, not the load).
+                if due >= self.deadline or time.perf_counter() >= self.deadline:
                     return
                 await asyncio.sleep(max(0.0, due - time.perf_counter()))
                 data = self.content[sha256]
@@ -551,6 +553,22 @@ def _cpu_seconds_of(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _pressure() -> dict[str, int]:
+    """The kernel's stall totals (PSI, microseconds): time some task waited for a CPU, and some
+    or every task waited for I/O; empty where the kernel has none."""
+    totals: dict[str, int] = {}
+    for resource_name in ("cpu", "io"):
+        try:
+            lines = Path(f"/proc/pressure/{resource_name}").read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            kind, *fields = line.split()
+            total = dict(field.split("=") for field in fields)["total"]
+            totals[f"{resource_name}_{kind}"] = int(total)
+    return totals
+
+
 def _run_queue_seconds(pid: int) -> float:
     """How long a live process's threads were runnable but waiting for a CPU (what other work
     on a shared machine costs it), from /proc/PID/task/*/schedstat. A lower bound: threads that
@@ -691,6 +709,9 @@ class LoadReport:
     client_cpu_seconds: float
     server_cpu_seconds: float
     server_run_queue_seconds: float
+    # Share of the run's wall time in which some task on the machine waited for a CPU, and
+    # some / every task waited for I/O (PSI): how busy the shared machine was meanwhile.
+    stalled_share: dict[str, float]
     load_average: dict[str, list[float]]
 
     @property
@@ -725,6 +746,7 @@ def run_load(database_url: str, work: Path, config: LoadConfig) -> LoadReport:
         plan_path, out_path = work / "plan.json", work / "outcome.json"
         plan_path.write_text(json.dumps(asdict(plan)), encoding="utf-8")
         cpu_before, queued_before = _cpu_seconds_of(pid), _run_queue_seconds(pid)
+        pressure_before, wall_before = _pressure(), time.monotonic()
         generator = subprocess.run(
             [sys.executable, "-m", "bench.load", "generate", str(plan_path), str(out_path)],
             cwd=ROOT,
@@ -732,6 +754,7 @@ def run_load(database_url: str, work: Path, config: LoadConfig) -> LoadReport:
             timeout=config.seconds + 10 * REQUEST_TIMEOUT,
         )
         cpu_after, queued_after = _cpu_seconds_of(pid), _run_queue_seconds(pid)
+        pressure_after, wall = _pressure(), time.monotonic() - wall_before
         load_after = list(os.getloadavg())
     if generator.returncode != 0:
         raise RuntimeError(f"the load generator failed with exit {generator.returncode}")
@@ -748,6 +771,11 @@ def run_load(database_url: str, work: Path, config: LoadConfig) -> LoadReport:
         client_cpu_seconds=round(outcome["client_cpu_seconds"], 1),
         server_cpu_seconds=round(cpu_after - cpu_before, 1),
         server_run_queue_seconds=round(max(0.0, queued_after - queued_before), 1),
+        stalled_share={
+            name: round((pressure_after[name] - pressure_before[name]) / 1e6 / wall, 3)
+            for name in pressure_after
+            if name in pressure_before and not name.startswith("cpu_full")
+        },
         load_average={
             "before_1_5_15m": [round(v, 2) for v in load_before],
             "after_1_5_15m": [round(v, 2) for v in load_after],
@@ -819,6 +847,7 @@ def results(report: LoadReport, scratch: Path, database: str) -> dict[str, Any]:
             # they were ready to run but every core was busy (with other threads of it, the
             # generator, PostgreSQL or other work on the machine).
             "server_run_queue_seconds_at_least": report.server_run_queue_seconds,
+            "machine_stalled_share": report.stalled_share,
             "generator_cpu_seconds": report.client_cpu_seconds,
         },
         "workload": report.workload,
@@ -885,7 +914,8 @@ def print_report(document: dict[str, Any]) -> None:
     print(
         f"server threads: {setup['server_cpu_seconds']} s on a CPU, "
         f"at least {setup['server_run_queue_seconds_at_least']} s waiting for one; generator "
-        f"{setup['generator_cpu_seconds']} s CPU; load average {setup['load_average']}"
+        f"{setup['generator_cpu_seconds']} s CPU; load average {setup['load_average']}; "
+        f"machine stalled share (PSI) {setup['machine_stalled_share']}"
     )
 
 
