@@ -10,9 +10,10 @@ background jobs on) on 127.0.0.1, and the load generator in a separate process:
 
 - camera hosts: each pushes its segments in order, one every `--push-interval` seconds (spread
   over the interval), `PUT /api/v1/ingest/{camera}/{name}` with `X-Content-SHA256`; a 503 is
-  retried after its Retry-After, as the camera-host client does;
-- supervisors: log in once, then loop with a think time: list sittings, read one's coverage,
-  list its segments, read a random byte range of one (206), checked against the bytes pushed;
+  retried after its Retry-After (at most 3 times), as a camera host should;
+- supervisors: log in once (arriving over the first 10 s), then loop with a think time: list
+  sittings, read one's coverage, list its segments, read a random byte range of one (206),
+  checked against the bytes pushed;
 - a monitor polls `/healthz` every 0.2 s (the liveness an orchestrator would watch).
 
 Bounded in time (`--seconds`) and count (each host pushes at most its encoded segments). Then
@@ -74,6 +75,7 @@ SEGMENT_TEXT = "2 s 160x120 H.264 5 fps MP4, keyframe every 1 s, distinct bytes 
 HEALTHZ_INTERVAL = 0.2
 REQUEST_TIMEOUT = 60.0
 RETRIES_AFTER_503 = 3
+LOGIN_SPREAD_SECONDS = 10.0
 ENDPOINTS = ("push", "login", "sittings", "coverage", "segments", "range", "healthz")
 
 
@@ -174,7 +176,9 @@ class _Generator:
         ) as client:
             for index, (name, _, sha256) in enumerate(host.segments):
                 due = self.outcome.started + offset + index * self.plan.push_interval
-                if due >= self.deadline:
+                # Bounded in time: a host that fell behind does not push its backlog after the
+                # end (it would stretch the run and measure a drain, not the load).
+                if due >= self.deadline or time.perf_counter() >= self.deadline:
                     return
                 await asyncio.sleep(max(0.0, due - time.perf_counter()))
                 data = self.content[sha256]
@@ -199,6 +203,9 @@ class _Generator:
                         self.outcome.answer_mismatches.append(f"{host.camera}/{name}")
 
     async def supervisor(self, supervisor: SupervisorPlan) -> None:
+        # People arrive over the first seconds, not all in the same instant: twenty argon2
+        # checks at once would be a start-up burst, not the steady state this measures.
+        await asyncio.sleep(self.rng.uniform(0, min(LOGIN_SPREAD_SECONDS, self.plan.seconds / 4)))
         async with httpx.AsyncClient(
             base_url=self.plan.base_url, timeout=REQUEST_TIMEOUT
         ) as client:
@@ -537,13 +544,42 @@ def serving(env: dict[str, str], log: Path) -> Iterator[tuple[str, int]]:
             process.wait()
 
 
-def _process_cpu_seconds(pid: int) -> float:
-    """utime + stime of a live process, from /proc (0 where there is no /proc)."""
+def _cpu_seconds_of(pid: int) -> float:
+    """A live process's utime + stime, ended threads included, from /proc (0 without it)."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _pressure() -> dict[str, int]:
+    """The kernel's stall totals (PSI, microseconds): time some task waited for a CPU, and some
+    or every task waited for I/O; empty where the kernel has none."""
+    totals: dict[str, int] = {}
+    for resource_name in ("cpu", "io"):
+        try:
+            lines = Path(f"/proc/pressure/{resource_name}").read_text().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            kind, *fields = line.split()
+            total = dict(field.split("=") for field in fields)["total"]
+            totals[f"{resource_name}_{kind}"] = int(total)
+    return totals
+
+
+def _run_queue_seconds(pid: int) -> float:
+    """How long a live process's threads were runnable but waiting for a CPU (what other work
+    on a shared machine costs it), from /proc/PID/task/*/schedstat. A lower bound: threads that
+    ended meanwhile (idle pool threads do) are not counted; 0 where there is no /proc."""
+    waiting = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            waiting += int(stat.read_text().split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return waiting / 1e9
 
 
 @dataclass
@@ -672,6 +708,10 @@ class LoadReport:
     answer_mismatches: list[str]
     client_cpu_seconds: float
     server_cpu_seconds: float
+    server_run_queue_seconds: float
+    # Share of the run's wall time in which some task on the machine waited for a CPU, and
+    # some / every task waited for I/O (PSI): how busy the shared machine was meanwhile.
+    stalled_share: dict[str, float]
     load_average: dict[str, list[float]]
 
     @property
@@ -705,14 +745,16 @@ def run_load(database_url: str, work: Path, config: LoadConfig) -> LoadReport:
         plan.base_url = base
         plan_path, out_path = work / "plan.json", work / "outcome.json"
         plan_path.write_text(json.dumps(asdict(plan)), encoding="utf-8")
-        server_cpu = _process_cpu_seconds(pid)
+        cpu_before, queued_before = _cpu_seconds_of(pid), _run_queue_seconds(pid)
+        pressure_before, wall_before = _pressure(), time.monotonic()
         generator = subprocess.run(
             [sys.executable, "-m", "bench.load", "generate", str(plan_path), str(out_path)],
             cwd=ROOT,
             env=env,
             timeout=config.seconds + 10 * REQUEST_TIMEOUT,
         )
-        server_cpu = _process_cpu_seconds(pid) - server_cpu
+        cpu_after, queued_after = _cpu_seconds_of(pid), _run_queue_seconds(pid)
+        pressure_after, wall = _pressure(), time.monotonic() - wall_before
         load_after = list(os.getloadavg())
     if generator.returncode != 0:
         raise RuntimeError(f"the load generator failed with exit {generator.returncode}")
@@ -727,7 +769,13 @@ def run_load(database_url: str, work: Path, config: LoadConfig) -> LoadReport:
         range_mismatches=outcome["range_mismatches"],
         answer_mismatches=outcome["answer_mismatches"],
         client_cpu_seconds=round(outcome["client_cpu_seconds"], 1),
-        server_cpu_seconds=round(server_cpu, 1),
+        server_cpu_seconds=round(cpu_after - cpu_before, 1),
+        server_run_queue_seconds=round(max(0.0, queued_after - queued_before), 1),
+        stalled_share={
+            name: round((pressure_after[name] - pressure_before[name]) / 1e6 / wall, 3)
+            for name in pressure_after
+            if name in pressure_before and not name.startswith("cpu_full")
+        },
         load_average={
             "before_1_5_15m": [round(v, 2) for v in load_before],
             "after_1_5_15m": [round(v, 2) for v in load_after],
@@ -795,6 +843,11 @@ def results(report: LoadReport, scratch: Path, database: str) -> dict[str, Any]:
             "supervisor_loop": "list sittings, coverage, segments, a random range (<= 64 KiB)",
             "load_average": report.load_average,
             "server_cpu_seconds": report.server_cpu_seconds,
+            # Summed over the server's threads (those alive at the end: a lower bound): seconds
+            # they were ready to run but every core was busy (with other threads of it, the
+            # generator, PostgreSQL or other work on the machine).
+            "server_run_queue_seconds_at_least": report.server_run_queue_seconds,
+            "machine_stalled_share": report.stalled_share,
             "generator_cpu_seconds": report.client_cpu_seconds,
         },
         "workload": report.workload,
@@ -857,7 +910,13 @@ def print_report(document: dict[str, Any]) -> None:
     )
     for name, target in document["targets"].items():
         print(f"target {name}: {'met' if target['met'] else 'NOT met'} ({target['measured']})")
-    print(f"load average {document['setup']['load_average']}")
+    setup = document["setup"]
+    print(
+        f"server threads: {setup['server_cpu_seconds']} s on a CPU, "
+        f"at least {setup['server_run_queue_seconds_at_least']} s waiting for one; generator "
+        f"{setup['generator_cpu_seconds']} s CPU; load average {setup['load_average']}; "
+        f"machine stalled share (PSI) {setup['machine_stalled_share']}"
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

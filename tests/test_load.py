@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bench.load import LoadConfig, run_load
+from bench.load import LoadConfig, run_load, summarise
 from tests.reliability import Reliability
 
 SOAK = os.environ.get("EXAMVAULT_SOAK") == "1"
@@ -50,3 +50,24 @@ def test_load_answers_no_5xx_and_loses_no_acknowledged_segment(
     assert report.range_reads_checked > 0, figures["endpoints"]
     assert report.range_mismatches == [], report.range_mismatches[:10]
     assert report.verification.ledger_verify_exit == 0, report.verification.ledger_verify_output
+
+
+def test_the_summary_counts_5xx_and_unanswered_requests_and_ranks_percentiles() -> None:
+    """What the load test asserts on is counted, not assumed: a 503 and a timeout show up."""
+    figures = summarise(
+        {
+            "started": 0.0,
+            "finished": 10.0,
+            "samples": {"push": [float(ms) for ms in range(1, 101)], "coverage": [5.0]},
+            "answers": {
+                "push": {"201": 97, "503": 2, "error:ReadTimeout": 1},
+                "coverage": {"200": 1},
+            },
+        }
+    )
+    assert figures["server_errors_5xx"] == 2
+    assert figures["transport_errors"] == 1
+    assert figures["requests"] == 101
+    assert figures["requests_per_s"] == 10.1
+    push = figures["endpoints"]["push"]
+    assert (push["p50_ms"], push["p95_ms"], push["p99_ms"], push["max_ms"]) == (50, 95, 99, 100)
