@@ -186,6 +186,8 @@ def _refuse_large_picture(url: str, limits: PictureLimits) -> None:
             if video is None:
                 return
             parameters = video.codec_context
+            if parameters is None:  # no decoder for the codec: the real open says so
+                return
             width, height = parameters.width or 0, parameters.height or 0
             # Not guessed_rate: without frames FFmpeg guesses one from the time base (10240/s).
             rate = video.average_rate
@@ -591,8 +593,11 @@ def _mp4_index_end(path: Path) -> int:
     """Where the last top-level box that is neither media nor filler ends (0 if none).
 
     The walk stops at the first header that is not a box (zeros, random bytes): padding appended
-    to a finished MP4 is not part of it, whatever its length."""
+    to a finished MP4 is not part of it, whatever its length. It also stops at a second
+    ``ftyp`` or ``moov``: a file with another whole MP4 appended is one recording and its tail.
+    """
     end = 0
+    seen: set[bytes] = set()
     try:
         with path.open("rb") as file:
             file_size = os.fstat(file.fileno()).st_size
@@ -609,8 +614,9 @@ def _mp4_index_end(path: Path) -> int:
                     size = file_size - offset
                 if size < 8 or not all(0x20 <= byte <= 0x7E for byte in kind):
                     break
-                if offset + size > file_size:
+                if offset + size > file_size or kind in seen & {b"ftyp", b"moov"}:
                     break
+                seen.add(kind)
                 offset += size
                 if kind not in _MP4_FILLER_BOXES:
                     end = offset
