@@ -14,6 +14,7 @@ HEALTH_ZH = {
     "covered": "遮挡/失焦",
     "scene_mismatch": "场景不符",
     "unchecked": "未完成检查",
+    "damaged": "数据损坏",
 }
 
 
