@@ -30,6 +30,7 @@ from services.ingest.probe import PROBE_ERROR_CODES
 from storage.models import HealthFlag, QuarantineRecord, Segment
 from tests.conftest import CAMERA_FRONT
 from tests.hostile_corpus import build_corpus
+from tests.reliability import Reliability
 
 # Generous: a 320x240 corpus file probes in well under a second and 20 MiB; decoding one
 # 8192x8192 picture (what the probe did before picture limits) costs ~0.5 GB, and a hang is
@@ -130,7 +131,7 @@ def host(registered: Services) -> Iterator[TestClient]:
 
 
 def test_every_hostile_file_pushed_over_http_is_stored_or_quarantined_with_its_reason(
-    corpus: dict[str, list[Path]], registered: Services, host: TestClient, reliability: object
+    corpus: dict[str, list[Path]], registered: Services, host: TestClient, reliability: Reliability
 ) -> None:
     index = 0
     for group, files in corpus.items():
@@ -161,7 +162,7 @@ def test_every_hostile_file_pushed_over_http_is_stored_or_quarantined_with_its_r
                 lost += not _intact(registered, body["segment_id"], data)
             answers[label] += 1
         assert list(registered.settings.incoming_dir.iterdir()) == []
-        reliability.record(  # type: ignore[attr-defined]
+        reliability.record(
             "hostile files",
             f"{group}, over HTTP",
             tries=len(files),
@@ -173,7 +174,7 @@ def test_every_hostile_file_pushed_over_http_is_stored_or_quarantined_with_its_r
 
 
 def test_every_hostile_file_dropped_in_the_spool_is_stored_or_quarantined_with_its_reason(
-    corpus: dict[str, list[Path]], registered: Services, reliability: object
+    corpus: dict[str, list[Path]], registered: Services, reliability: Reliability
 ) -> None:
     folder = registered.settings.resolved_spool_dir / CAMERA_FRONT
     folder.mkdir(parents=True, exist_ok=True)
@@ -208,7 +209,7 @@ def test_every_hostile_file_dropped_in_the_spool_is_stored_or_quarantined_with_i
                 label = _label(422, {"code": result.code}, False)
             _check_answer(group, label, path)
             answers[label] += 1
-        reliability.record(  # type: ignore[attr-defined]
+        reliability.record(
             "hostile files",
             f"{group}, dropped in the spool",
             tries=len(files),
@@ -220,7 +221,7 @@ def test_every_hostile_file_dropped_in_the_spool_is_stored_or_quarantined_with_i
 
 
 def test_probing_any_hostile_file_is_bounded_in_time_and_memory(
-    corpus: dict[str, list[Path]], reliability: object
+    corpus: dict[str, list[Path]], reliability: Reliability
 ) -> None:
     paths = [path for files in corpus.values() for path in files]
     measured = subprocess.run(
@@ -248,7 +249,7 @@ def test_probing_any_hostile_file_is_bounded_in_time_and_memory(
         slowest = max(costs[str(p)]["seconds"] for p in files)
         largest = max(costs[str(p)]["peak_mib"] for p in files)
         print(f"{group}: slowest probe {slowest:.3f} s, largest peak +{largest:.1f} MiB")
-        reliability.record(  # type: ignore[attr-defined]
+        reliability.record(
             "hostile files",
             f"{group}, probed within {PROBE_SECONDS_BOUND:g} s and "
             f"{PROBE_MEMORY_BOUND_MIB:g} MiB each",
