@@ -295,7 +295,10 @@ def _probe_container(
         raise ProbeError(
             "undecodable", "The video track has no keyframe, so no picture can be decoded."
         )
+    if sampler.decoded_size is None and not sampler.concealed:
+        raise ProbeError("undecodable", "The video track is damaged: not a single picture decodes.")
     if mostly_damaged(sampler.sampled, len(sampler.damaged)):
+        # Pictures came out, but FFmpeg had to patch most of them: garbage in a video's shape.
         raise ProbeError(
             "damaged_recording",
             f"The video track is mostly damaged: {len(sampler.damaged)} of the "
@@ -387,6 +390,7 @@ class _KeyframeSampler:
         self.sampled = 0
         self.damaged: list[int] = []  # keyframe numbers
         self.decoded_size: tuple[int, int] | None = None
+        self.concealed = 0  # pictures that came out patched by error concealment
         self._by_pts: dict[int, int] = {}
 
     def offer(self, packet: av.Packet, number: int) -> None:
@@ -421,6 +425,7 @@ class _KeyframeSampler:
     def _take(self, frames: list[av.VideoFrame]) -> None:  # type: ignore[type-arg]
         for frame in frames:
             if frame.is_corrupt:
+                self.concealed += 1
                 number = self._by_pts.get(frame.pts) if frame.pts is not None else None
                 if number is not None and number not in self.damaged:
                     self.damaged.append(number)
