@@ -15,6 +15,7 @@ HEALTH_ZH = {
     "scene_mismatch": "场景不符",
     "unchecked": "未完成检查",
     "check_failed": "无法检查",
+    "damaged": "数据损坏",
 }
 
 

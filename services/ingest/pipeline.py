@@ -86,6 +86,8 @@ class IngestResult:
     camera_code: str | None = None
     # The wall-clock time the file stood for (stored, or claimed by a rejected file), if known.
     span: tuple[datetime, datetime] | None = None
+    # Stretches of a stored file the probe found damaged (stored as `damaged` health flags).
+    damaged: tuple[tuple[datetime, datetime], ...] = ()
 
 
 # Called after a file became evidence or was quarantined: coverage and health listen here.
@@ -351,6 +353,10 @@ class IngestPipeline:
             segment=segment,
             camera_code=camera.code,
             span=(segment.starts_at, segment.ends_at),
+            damaged=tuple(
+                (start + timedelta(seconds=a), min(start + timedelta(seconds=b), end))
+                for a, b in probe.damaged
+            ),
         )
 
     def _record(

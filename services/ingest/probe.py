@@ -186,6 +186,8 @@ def _refuse_large_picture(url: str, limits: PictureLimits) -> None:
             if video is None:
                 return
             parameters = video.codec_context
+            if parameters is None:  # no decoder for the codec: the real open says so
+                return
             width, height = parameters.width or 0, parameters.height or 0
             # Not guessed_rate: without frames FFmpeg guesses one from the time base (10240/s).
             rate = video.average_rate
@@ -293,7 +295,10 @@ def _probe_container(
         raise ProbeError(
             "undecodable", "The video track has no keyframe, so no picture can be decoded."
         )
+    if sampler.decoded_size is None and not sampler.concealed:
+        raise ProbeError("undecodable", "The video track is damaged: not a single picture decodes.")
     if mostly_damaged(sampler.sampled, len(sampler.damaged)):
+        # Pictures came out, but FFmpeg had to patch most of them: garbage in a video's shape.
         raise ProbeError(
             "damaged_recording",
             f"The video track is mostly damaged: {len(sampler.damaged)} of the "
@@ -385,6 +390,7 @@ class _KeyframeSampler:
         self.sampled = 0
         self.damaged: list[int] = []  # keyframe numbers
         self.decoded_size: tuple[int, int] | None = None
+        self.concealed = 0  # pictures that came out patched by error concealment
         self._by_pts: dict[int, int] = {}
 
     def offer(self, packet: av.Packet, number: int) -> None:
@@ -419,6 +425,7 @@ class _KeyframeSampler:
     def _take(self, frames: list[av.VideoFrame]) -> None:  # type: ignore[type-arg]
         for frame in frames:
             if frame.is_corrupt:
+                self.concealed += 1
                 number = self._by_pts.get(frame.pts) if frame.pts is not None else None
                 if number is not None and number not in self.damaged:
                     self.damaged.append(number)
@@ -591,8 +598,11 @@ def _mp4_index_end(path: Path) -> int:
     """Where the last top-level box that is neither media nor filler ends (0 if none).
 
     The walk stops at the first header that is not a box (zeros, random bytes): padding appended
-    to a finished MP4 is not part of it, whatever its length."""
+    to a finished MP4 is not part of it, whatever its length. It also stops at a second
+    ``ftyp`` or ``moov``: a file with another whole MP4 appended is one recording and its tail.
+    """
     end = 0
+    seen: set[bytes] = set()
     try:
         with path.open("rb") as file:
             file_size = os.fstat(file.fileno()).st_size
@@ -609,8 +619,9 @@ def _mp4_index_end(path: Path) -> int:
                     size = file_size - offset
                 if size < 8 or not all(0x20 <= byte <= 0x7E for byte in kind):
                     break
-                if offset + size > file_size:
+                if offset + size > file_size or kind in seen & {b"ftyp", b"moov"}:
                     break
+                seen.add(kind)
                 offset += size
                 if kind not in _MP4_FILLER_BOXES:
                     end = offset

@@ -45,6 +45,8 @@ _CHUNK = 1024 * 1024
 # How often keeping a file also removes bytes past their retention (one cheap query when none
 # are due), so retention holds without a scheduler; `examvault quarantine prune` does it too.
 _PRUNE_EVERY_SECONDS = 3600.0
+# A staging copy this old was left by a killed process (copying 8 GiB takes minutes, not a day).
+_STALE_STAGING = timedelta(days=1)
 
 
 class Kept(StrEnum):
@@ -132,6 +134,19 @@ class Quarantine:
         # both take the last room; between processes the overshoot is at most one file each.
         self._lock = threading.Lock()
         self._next_prune = 0.0
+        self._staging = self.root / ".tmp"
+        self._remove_stale_staging()
+
+    def _remove_stale_staging(self) -> None:
+        if not self._staging.is_dir():
+            return
+        cutoff = time.time() - _STALE_STAGING.total_seconds()
+        for leftover in self._staging.iterdir():
+            try:
+                if leftover.lstat().st_mtime < cutoff:
+                    leftover.unlink()
+            except OSError:
+                logger.warning("cannot remove the stale quarantine copy %s", leftover)
 
     def used_bytes(self, session: Session) -> int:
         return int(session.scalar(select(func.coalesce(func.sum(QuarantineRecord.kept_bytes), 0))))
@@ -147,7 +162,8 @@ class Quarantine:
                 used = self.used_bytes(session)
             if used + size > self.bounds.budget_bytes or time.monotonic() >= self._next_prune:
                 self._next_prune = time.monotonic() + _PRUNE_EVERY_SECONDS
-                if self.prune(now=now, actor=actor):
+                # The retention's work, not the uploader's: ledgered as the quarantine's own.
+                if self.prune(now=now):
                     with self.db.read() as session:
                         used = self.used_bytes(session)
             kept, limit = bytes_to_keep(size, used, self.bounds)
@@ -242,8 +258,8 @@ class Quarantine:
     ) -> tuple[str, str, int]:
         """Hash all of `source` and copy its first `limit` bytes durably; (sha256, key, kept)."""
         digest = hashlib.sha256()
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".{uuid.uuid4().hex}.tmp"
+        self._staging.mkdir(parents=True, exist_ok=True)
+        tmp = self._staging / f"{uuid.uuid4().hex}.tmp"
         written = 0
         try:
             with source.open("rb") as reader, tmp.open("wb") as writer:

@@ -321,6 +321,10 @@ def _answer(result: IngestResult, camera_code: str, services: ServicesDep) -> JS
             duration_seconds=segment.duration_seconds,
             expires_at=rfc3339(segment.expires_at, zone),
             clock_flags=segment.clock_flags,
+            damaged=[
+                {"start": rfc3339(start, zone), "end": rfc3339(end, zone)}
+                for start, end in result.damaged
+            ],
         )
         status = 201 if result.outcome is Outcome.STORED else 200
         return JSONResponse(body.model_dump(), status_code=status)

@@ -16,3 +16,8 @@ class StoredSegment(BaseModel):
     duration_seconds: float
     expires_at: str
     clock_flags: list[str]
+    damaged: list[dict[str, str]] = Field(
+        default_factory=list,
+        description="stretches (start, end, RFC 3339) whose keyframe the probe found damaged; "
+        "the footage is stored and flagged `damaged`",
+    )
