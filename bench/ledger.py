@@ -418,6 +418,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--linear-max", type=int, default=LINEAR_MAX)
     parser.add_argument("--output", type=Path, default=RESULTS_DIR / "ledger.json")
     parser.add_argument("--fresh", action="store_true", help="drop the cached ledgers first")
+    parser.add_argument(
+        "--grow-only",
+        action="store_true",
+        help="only grow the cached ledgers to the largest size (untimed; e.g. one process per "
+        "database beside a run), measure nothing",
+    )
     return parser.parse_args(argv)
 
 
@@ -427,6 +433,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.fresh:
         drop_cache(args.postgres_url if "postgresql" in args.databases else None)
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    if args.grow_only:
+        for kind in args.databases.split(","):
+            db, _home = _open(kind, args.postgres_url)
+            log("%s: grown to %s in %.0f s", kind, f"{sizes[-1]:,}", grow(db, sizes[-1]))
+            db.dispose()
+        return 0
     load_before = os.getloadavg()[0]
     report: dict[str, Any] = {
         "benchmark": "ledger",
