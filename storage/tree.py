@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import ColumnElement, and_, func, insert, or_, select
+from sqlalchemy import ColumnElement, ScalarSelect, and_, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from storage import merkle
@@ -29,10 +29,21 @@ class TreeIncomplete(LookupError):
     or rows removed behind the triggers)."""
 
 
+def _last_leaf() -> ScalarSelect[int | None]:
+    return select(func.max(LedgerNode.position)).where(LedgerNode.level == 0).scalar_subquery()
+
+
 def stored_size(session: Session) -> int:
     """How many leaves the stored tree holds (one indexed lookup)."""
-    last = session.scalar(select(func.max(LedgerNode.position)).where(LedgerNode.level == 0))
+    last = session.scalar(select(_last_leaf()))
     return 0 if last is None else last + 1
+
+
+def sizes(session: Session, last_entry: ScalarSelect[int | None]) -> tuple[int, int]:
+    """The stored tree's size and the value of `last_entry` (the ledger's last seq), read in
+    one round trip."""
+    last, entries = session.execute(select(_last_leaf(), last_entry)).one()
+    return (0 if last is None else last + 1), entries or 0
 
 
 def _where_keys(keys: Iterable[Key]) -> ColumnElement[bool]:
@@ -76,8 +87,9 @@ def read_range(session: Session, ranges: dict[int, tuple[int, int]]) -> dict[Key
     return {(level, position): bytes(digest) for level, position, digest in rows}
 
 
-def _range_hashes(session: Session, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
-    """MTH of each (start, size) leaf range, from the stored nodes that make it up."""
+def range_hashes(session: Session, ranges: Sequence[tuple[int, int]]) -> list[bytes]:
+    """MTH of each (start, size) leaf range, from the stored nodes that make them up, read in
+    one query: a root and a proof together cost one round trip."""
     parts = [merkle.perfect_subtrees(start, size) for start, size in ranges]
     nodes = read_nodes(session, (key for part in parts for key in part))
     hashes = []
@@ -97,7 +109,7 @@ def root(session: Session, size: int) -> bytes:
     """MTH of the first `size` leaves: at most log2(size) + 1 stored hashes."""
     if size == 0:
         return merkle.EMPTY_ROOT
-    return _range_hashes(session, [(0, size)])[0]
+    return range_hashes(session, [(0, size)])[0]
 
 
 def leaf_hash(session: Session, index: int) -> bytes | None:
@@ -106,12 +118,12 @@ def leaf_hash(session: Session, index: int) -> bytes | None:
 
 def inclusion_proof(session: Session, index: int, size: int) -> list[bytes]:
     """PATH(index, D[size]) of RFC 9162 §2.1.3.1, bottom to top."""
-    return _range_hashes(session, merkle.inclusion_ranges(index, size))
+    return range_hashes(session, merkle.inclusion_ranges(index, size))
 
 
 def consistency_proof(session: Session, old_size: int, size: int) -> list[bytes]:
     """PROOF(old_size, D[size]) of RFC 9162 §2.1.4.1 (empty when the sizes are equal)."""
-    return _range_hashes(session, merkle.consistency_ranges(old_size, size))
+    return range_hashes(session, merkle.consistency_ranges(old_size, size))
 
 
 def extend(session: Session, size: int, leaves: Sequence[bytes]) -> list[merkle.Node]:

@@ -18,11 +18,11 @@ import logging
 import tempfile
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -42,7 +42,6 @@ from storage.ledger import canonical_json
 from storage.models import LedgerCheckpointRecord, LedgerEntry
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 ORIGIN = "examvault"
 # Ledger rows are never deleted, so the checkpoints that vouch for them should outlive any
@@ -217,8 +216,7 @@ def linear_root(leaves: list[bytes], claims: list[tuple[str, int, str]]) -> byte
 
 def _tree_size(session: Session) -> int:
     """The ledger's size, when its entries and its stored tree agree on it."""
-    size = ledger_size(session)
-    stored = tree.stored_size(session)
+    stored, size = tree.sizes(session, select(func.max(LedgerEntry.seq)).scalar_subquery())
     if stored < size:
         raise LedgerBroken(
             f"the stored tree holds {stored} of the ledger's {size} entries; "
@@ -305,8 +303,12 @@ def make_checkpoint(
                     "were removed; run `examvault ledger verify`"
                 )
         size = _tree_size(session)
-        for what, claimed, claimed_root in claims:
-            if tree.root(session, claimed).hex() != claimed_root:
+        # The claimed roots and the new one, from one read of the stored tree.
+        *claimed_roots, root = _stored_hashes(
+            session, [*((0, claimed) for _, claimed, _ in claims), (0, size)]
+        )
+        for (what, claimed, claimed_root), stored_root in zip(claims, claimed_roots, strict=True):
+            if stored_root.hex() != claimed_root:
                 raise LedgerRewritten(
                     f"entries 1..{claimed} no longer give the root of {what}: the stored tree "
                     "was changed; run `examvault ledger verify`"
@@ -315,7 +317,6 @@ def make_checkpoint(
         _check_entries_since(
             session, newest[1] if newest else 0, size, newest[0] if newest else None
         )
-        root = tree.root(session, size)
     checkpoint = sign_checkpoint(signer, size, root, now=now)
     if checkpoint.size > 0:
         store_checkpoint(store, checkpoint, datetime.now(UTC) + retain_for)
@@ -388,9 +389,9 @@ def _proof_size(session: Session, size: int | None, what: str = "size") -> int:
     return size
 
 
-def _entry_leaf(session: Session, seq: int) -> bytes:
-    """Entry `seq`'s leaf bytes, checked against its leaf in the stored tree: a proof of an
-    entry the table no longer holds as it was committed would not verify anyway."""
+def _entry_leaf(session: Session, seq: int, stored_leaf: bytes) -> bytes:
+    """Entry `seq`'s leaf bytes, checked against its leaf hash in the stored tree: a proof of
+    an entry the table no longer holds as it was committed would not verify anyway."""
     digest = session.scalar(select(LedgerEntry.entry_hash).where(LedgerEntry.seq == seq))
     if digest is None:
         raise LedgerBroken(f"ledger entry {seq} is missing; run `examvault ledger verify`")
@@ -398,7 +399,7 @@ def _entry_leaf(session: Session, seq: int) -> bytes:
         leaf = _leaf(digest)
     except ValueError as exc:
         raise LedgerBroken(f"ledger entry {seq} has a malformed entry_hash") from exc
-    if tree.leaf_hash(session, seq - 1) != merkle.leaf_hash(leaf):
+    if stored_leaf != merkle.leaf_hash(leaf):
         raise LedgerBroken(
             f"ledger entry {seq} differs from its leaf in the stored tree; "
             "run `examvault ledger verify`"
@@ -406,29 +407,32 @@ def _entry_leaf(session: Session, seq: int) -> bytes:
     return leaf
 
 
-def _stored(work: Callable[[], T]) -> T:
+def _stored_hashes(session: Session, ranges: list[tuple[int, int]]) -> list[bytes]:
     try:
-        return work()
+        return tree.range_hashes(session, ranges)
     except tree.TreeIncomplete as exc:
         raise LedgerBroken(f"{exc}; run `examvault ledger verify`") from exc
 
 
 def inclusion_proof_for(session: Session, seq: int, size: int | None = None) -> InclusionProof:
     """Proof that entry `seq` is leaf seq-1 of the tree of the first `size` entries (the whole
-    ledger when None), from O(log n) stored nodes."""
+    ledger when None), from O(log n) stored nodes read in one query."""
     if seq < 1:
         raise ProofRequestError(f"seq {seq} is not an entry; entries start at 1")
     size = _proof_size(session, size)
     if seq > size:
         raise EntryNotInTree(f"entry {seq} is not in the tree of the first {size} entries")
-    leaf = _entry_leaf(session, seq)
-    path = _stored(lambda: tree.inclusion_proof(session, seq - 1, size))
+    # The leaf's own hash, the root and the path, in one read of the tree.
+    stored_leaf, root, *path = _stored_hashes(
+        session, [(seq - 1, 1), (0, size), *merkle.inclusion_ranges(seq - 1, size)]
+    )
+    leaf = _entry_leaf(session, seq, stored_leaf)
     return InclusionProof(
         seq=seq,
         size=size,
         leaf=leaf.hex(),
-        leaf_hash=merkle.leaf_hash(leaf).hex(),
-        root=_stored(lambda: tree.root(session, size)).hex(),
+        leaf_hash=stored_leaf.hex(),
+        root=root.hex(),
         proof=[item.hex() for item in path],
     )
 
@@ -440,16 +444,19 @@ def inclusion_proofs_in(session: Session, seqs: Iterable[int], size: int) -> lis
 
 def consistency_proof_for(session: Session, old: int, new: int | None = None) -> ConsistencyProof:
     """Proof that the tree of the first `old` entries is a prefix of the tree of the first
-    `new` (the whole ledger when None), from O(log n) stored nodes."""
+    `new` (the whole ledger when None), from O(log n) stored nodes read in one query."""
     new = _proof_size(session, new, "new size")
     if not 1 <= old <= new:
         raise ProofRequestError(f"old size {old} must be between 1 and the new size {new}")
+    old_root, new_root, *proof = _stored_hashes(
+        session, [(0, old), (0, new), *merkle.consistency_ranges(old, new)]
+    )
     return ConsistencyProof(
         old_size=old,
         new_size=new,
-        old_root=_stored(lambda: tree.root(session, old)).hex(),
-        new_root=_stored(lambda: tree.root(session, new)).hex(),
-        proof=[item.hex() for item in _stored(lambda: tree.consistency_proof(session, old, new))],
+        old_root=old_root.hex(),
+        new_root=new_root.hex(),
+        proof=[item.hex() for item in proof],
     )
 
 
