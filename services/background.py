@@ -8,7 +8,7 @@ import threading
 from abc import ABC, abstractmethod
 from typing import Protocol
 
-from services.operations.outages import outage_of
+from storage.outages import outage_of
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from services.operations.outages import Outage, outage_of
 from storage.blobs import StoreUnavailable
 from storage.db import DatabaseUnavailable
+from storage.outages import Outage, outage_of
 
 logger = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from services.ingest.spool import (
     spool_entry_problem,
     sweep_incoming,
 )
-from services.operations.outages import outage_of
+from storage.outages import outage_of
 
 logger = logging.getLogger(__name__)
 

@@ -40,10 +40,10 @@ from services.api.ingest.schemas import StoredSegment
 from services.ingest.clock import StartError, name_carries_start, parse_name_start, parse_rfc3339
 from services.ingest.pipeline import Arrival, IngestResult, Outcome
 from services.ingest.quarantine import write_json_atomically
-from services.operations.outages import Outage, outage_of
 from services.registry import CODE as CAMERA_CODE
 from services.timefmt import rfc3339
 from storage.faults import fault_point
+from storage.outages import Outage, outage_of
 
 router = APIRouter(tags=["ingest"])
 
