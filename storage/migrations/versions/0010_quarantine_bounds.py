@@ -1,7 +1,7 @@
 """quarantine within bounds: how many of a rejected file's bytes are kept, and when they went
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-04 17:30:00
 
 Rejected files were kept byte for byte forever. The record stays; the bytes are now kept
@@ -14,8 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
