@@ -893,6 +893,10 @@ def _push_token(args: argparse.Namespace, config: dict[str, object]) -> str:
 def cmd_push(args: argparse.Namespace, _settings: Settings | None) -> int:
     from services.ingest.pushd import ConfigError
 
+    # main() lets SIGPIPE end the process quietly (for `| head`); for push, a server that dies
+    # mid-upload would then kill the client silently on its next write, without a line or a
+    # retry. Ignored, the write raises BrokenPipeError, which is an ordinary network failure.
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     try:
         if args.watch or args.config:
             if args.files:

@@ -23,8 +23,8 @@ from tests.processes import run_cli
 
 @contextmanager
 def raw_server(behaviour: str) -> Iterator[tuple[str, list[float]]]:
-    """A TCP server that reads the request head, then resets the connection (`reset`) or
-    never answers (`silent`). Yields its URL and the time of each connection."""
+    """A TCP server that reads the request head, then resets the connection (`reset`), closes
+    it (`close`) or never answers (`silent`). Yields its URL and the time of each connection."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(16)
@@ -43,7 +43,9 @@ def raw_server(behaviour: str) -> Iterator[tuple[str, list[float]]]:
             connection.settimeout(2)
             with suppress(OSError):
                 connection.recv(4096)
-            if behaviour == "reset":
+            if behaviour == "close":
+                connection.close()  # FIN with the body unread: the client's writes get EPIPE
+            elif behaviour == "reset":
                 # SO_LINGER 0: close() sends RST, what a crashed proxy or NAT does.
                 connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 connection.close()
@@ -170,3 +172,19 @@ def test_push_waits_as_long_as_retry_after_says(make_video: VideoFactory) -> Non
     assert _BusyOnce.arrivals[1] - _BusyOnce.arrivals[0] >= 2.9
     assert json.loads(out.splitlines()[-1])["removed_local_copy"] is True
     assert not path.exists()
+
+
+def test_push_survives_a_server_that_closes_mid_body(tmp_path: Path) -> None:
+    # Writing on a connection the server closed raises EPIPE; with SIGPIPE at its default
+    # the client would die silently (exit -13) in the middle of the batch.
+    files = []
+    for minute in range(2):
+        path = tmp_path / f"20261124T09{minute:02d}00+0800.mp4"
+        path.write_bytes(os.urandom(8 * 1024 * 1024))
+        files.append(path)
+    with raw_server("close") as (url, accepted):
+        code, _out, err = _push(url, files, "--retries", "0")
+    assert code == 1, err
+    assert "Traceback" not in err
+    assert [line.split(":")[0] for line in err.strip().splitlines()] == list(map(str, files))
+    assert len(accepted) == 2
