@@ -360,6 +360,7 @@ class PushDaemon:
             if not self._push_one(item):
                 left += 1
             self._set_backlog(ready)
+            self.write_status()
         self.write_status()
         return left
 
