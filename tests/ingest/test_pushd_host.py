@@ -170,3 +170,62 @@ def test_disk_guard_warns_prunes_sent_copies_and_never_removes_unsent(
     assert (folder / held_name).exists()  # an unsent one never does
     status = (tmp_path / "status.json").read_text(encoding="utf-8")
     assert '"disk_low": true' in status
+
+
+def _daemon_output(url: str, token: str, folder: Path, *, terminal: bool) -> str:
+    """Run `push --watch --once` with stderr on a pseudo-terminal or a pipe; what it wrote."""
+    import pty
+    import subprocess
+    import sys
+
+    from tests.processes import ROOT
+
+    env = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+        "EXAMVAULT_PUSH_TOKEN": token,
+        "TERM": "xterm",
+        "COLUMNS": "120",
+    }
+    # Paced to about a second, so the bar is drawn at least once.
+    rate = sum(path.stat().st_size for path in folder.iterdir())
+    command = [
+        sys.executable, "-m", "services.cli", "push", "--watch", str(folder), "--server", url,
+        "--camera", CAMERA_FRONT, "--once", "--settle-seconds", "0",
+        "--max-bytes-per-second", str(rate),
+    ]  # fmt: skip
+    if not terminal:
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stderr.decode()
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=follower, stderr=follower)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # EIO: the process closed its end
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    assert process.wait(timeout=60) == 0
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_progress_bar_on_a_terminal_plain_lines_otherwise(
+    pushed_to: tuple[str, str], make_video: VideoFactory, tmp_path: Path
+) -> None:
+    url, token = pushed_to
+    on_terminal = tmp_path / "tty"
+    _place(on_terminal, "20261124T090000+0800.mp4", make_video, 1)
+    shown = _daemon_output(url, token, on_terminal, terminal=True)
+    assert "━" in shown and "20261124T090000+0800.mp4" in shown  # rich's bar and the file
+
+    in_pipe = tmp_path / "pipe"
+    _place(in_pipe, "20261124T090100+0800.mp4", make_video, 2)
+    logged = _daemon_output(url, token, in_pipe, terminal=False)
+    assert "━" not in logged and "\r" not in logged
+    assert [line for line in logged.splitlines() if " sent " in line]
