@@ -868,22 +868,22 @@ def cmd_verify_export(args: argparse.Namespace, _settings: Settings | None) -> i
 
 
 def _push_token(args: argparse.Namespace, config: dict[str, object]) -> str:
-    """The bearer token: --token-file, EXAMVAULT_PUSH_TOKEN, the config's `token_file` or
-    `token`, and last --token (visible in `ps`, so only for a quick manual push)."""
+    """The bearer token: --token-file, --token (visible in `ps`, so only for a quick manual
+    push), EXAMVAULT_PUSH_TOKEN, then the config's `token_file` or `token`."""
     import os
 
     from services.ingest.pushd import read_token_file
 
     if args.token_file:
         return read_token_file(Path(args.token_file))
-    if os.environ.get("EXAMVAULT_PUSH_TOKEN"):
+    if args.token:
+        return str(args.token)
+    if os.environ.get("EXAMVAULT_PUSH_TOKEN", "").strip():
         return os.environ["EXAMVAULT_PUSH_TOKEN"].strip()
     if isinstance(config.get("token_file"), Path):
         return read_token_file(config["token_file"])  # type: ignore[arg-type]
     if isinstance(config.get("token"), str) and config["token"]:
         return str(config["token"])
-    if args.token:
-        return str(args.token)
     raise CommandError(
         "no token: give --token-file FILE, set EXAMVAULT_PUSH_TOKEN, or put token_file in the "
         "config file"

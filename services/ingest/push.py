@@ -224,7 +224,11 @@ def upload(
         headers["X-Recording-Start"] = start
     url = f"{server.rstrip('/')}/api/v1/ingest/{quote(camera, safe='')}/{quote(path.name, safe='')}"
     try:
-        with path.open("rb") as handle:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise PushError(f"cannot read the file: {exc.strerror}") from exc
+    try:
+        with handle:
             body = _BodyReader(
                 handle,
                 size=digest.size,
@@ -242,8 +246,6 @@ def upload(
         raise
     except (OSError, http.client.HTTPException) as exc:
         # URLError, refused, reset, time-out, a connection closed mid-answer: all transient.
-        if isinstance(exc, FileNotFoundError) and exc.filename:
-            raise PushError("the file is gone") from exc
         raise _network_error(exc, timeout) from exc
     try:
         answer: dict[str, Any] = json.loads(raw or b"{}")
