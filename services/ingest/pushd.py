@@ -25,7 +25,6 @@ import sqlite3
 import threading
 import time
 import tomllib
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -223,7 +222,7 @@ class PushState:
     def held(self) -> list[dict[str, Any]]:
         cursor = self.connection.execute(
             "SELECT path, state, reason, updated_at FROM segment_file"
-            " WHERE state IN ('conflict', 'refused', 'changed') ORDER BY path"
+            " WHERE state IN ('conflict', 'refused') ORDER BY path"
         )
         return [dict(zip(("file", "state", "reason", "at"), row, strict=True)) for row in cursor]
 
@@ -260,6 +259,7 @@ class Waiting:
 class _Status:
     backlog_files: int = 0
     backlog_bytes: int = 0
+    unfinished_files: int = 0  # `.part` or still changing: the recorder is writing them
     in_flight: dict[str, Any] | None = None
     disk: dict[str, int] = field(default_factory=dict)
     disk_low: bool = False
@@ -326,7 +326,6 @@ class PushDaemon:
         self.status = _Status()
         self.progress = progress  # a rich Progress on a terminal, else None
         self._last_disk_warning = 0.0
-        self._session_answers: Counter[str] = Counter()
 
     def run(self) -> int:
         """0 when stopped or idle after `once`; 1 when `once` left files unsent."""
@@ -350,7 +349,8 @@ class PushDaemon:
     def run_pass(self) -> int:
         """Push every finished file once through; how many stay unsent."""
         self.state.forget_missing()
-        ready, _unfinished = finished_segments(self.config, time.time())
+        ready, unfinished = finished_segments(self.config, time.time())
+        self.status.unfinished_files = unfinished
         self._guard_disk(ready)
         self._set_backlog(ready)
         left = 0
@@ -385,8 +385,8 @@ class PushDaemon:
             if row["state"] == "confirmed" and row["sha256"] == digest.sha256:
                 # Confirmed before a crash or restart, not yet removed: no need to send again.
                 return self._remove_confirmed(item, digest, int(row.get("attempts") or 0))
-            if row["state"] in ("conflict", "changed"):
-                return False  # kept and said why; a changed file gets a fresh try
+            if row["state"] == "conflict":
+                return False  # kept and said why; once the file changes it gets a fresh try
             if row["state"] == "refused" and not _older_than(row["at"], REFUSED_RETRY_SECONDS):
                 return False
         self.state.put(item.path, item.camera, digest, "waiting")
@@ -418,7 +418,6 @@ class PushDaemon:
             self.status.in_flight = None
         status = str(answer["http_status"])
         self.state.count(status)
-        self._session_answers[status] += 1
         # Recorded before anything is removed: a crash from here on removes, never resends.
         self.state.put(item.path, item.camera, digest, "confirmed", attempts=attempts)
         return self._remove_confirmed(item, digest, attempts, answer)
@@ -449,7 +448,6 @@ class PushDaemon:
         except PushError as exc:
             if not isinstance(exc, PushInterrupted):
                 self.state.count(exc.answer_key)
-                self._session_answers[exc.answer_key] += 1
             raise
         finally:
             if task is not None:
@@ -580,6 +578,7 @@ class PushDaemon:
             "server": self.config.server,
             "backlog_files": self.status.backlog_files,
             "backlog_bytes": self.status.backlog_bytes,
+            "unfinished_files": self.status.unfinished_files,
             "in_flight": self.status.in_flight,
             "last_success": events.get("success"),
             "last_error": events.get("error"),

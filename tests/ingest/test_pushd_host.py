@@ -5,6 +5,7 @@ server confirmed before a restart."""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import time
@@ -114,6 +115,8 @@ def test_a_file_still_being_written_is_not_sent(
     config = _config(url, token, tmp_path, [CameraFolder(tmp_path / "watch")])
     assert PushDaemon(config).run() == 0
     assert (folder / "20261124T090000+0800.mp4").exists() and sha not in _stored(registered)
+    status = json.loads((tmp_path / "status.json").read_text(encoding="utf-8"))
+    assert (status["backlog_files"], status["unfinished_files"]) == (0, 1)
 
 
 def test_a_file_confirmed_before_a_restart_is_removed_without_sending_it_again(
