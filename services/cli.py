@@ -929,7 +929,7 @@ def _push_once(args: argparse.Namespace) -> int:
                 camera=args.camera,
                 start=args.start,
                 remove_when_confirmed=args.remove,
-                timeout=args.timeout,
+                timeout=args.timeout or 300.0,
                 retries=args.retries,
                 before_sleep=before_sleep,
             )
@@ -990,7 +990,7 @@ def _push_daemon(args: argparse.Namespace) -> int:
         after_send=str(setting("after_send", "after_send", "delete")),  # type: ignore[arg-type]
         settle_seconds=number("settle_seconds", "settle_seconds", 10.0) or 0.0,
         scan_seconds=number("scan_seconds", "scan_seconds", 5.0) or 5.0,
-        timeout_seconds=float(args.timeout),
+        timeout_seconds=number("timeout", "timeout_seconds", 300.0) or 300.0,
         initial_backoff_seconds=min(1.0, max_backoff),
         max_backoff_seconds=max_backoff,
         bytes_per_second=number("max_bytes_per_second", "max_bytes_per_second", None),
@@ -1241,7 +1241,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="delete each local file once the server confirmed its SHA-256",
     )
-    push.add_argument("--timeout", type=float, default=300.0, help="seconds per answer")
+    push.add_argument("--timeout", type=float, help="seconds to wait for an answer (300)")
     push.add_argument(
         "--retries", type=int, default=2, help="retries of a transient failure, one-shot only"
     )
