@@ -1023,6 +1023,13 @@ def _push_daemon(args: argparse.Namespace) -> int:
             TransferSpeedColumn(),
             transient=True,
         ) as progress:
+            from rich.logging import RichHandler
+
+            # Log lines printed above the bar rather than through it.
+            root = logging.getLogger()
+            for handler in list(root.handlers):
+                root.removeHandler(handler)
+            root.addHandler(RichHandler(console=progress.console, show_path=False))
             return PushDaemon(daemon_config, stop=stop, progress=progress).run()
     return PushDaemon(daemon_config, stop=stop).run()
 
