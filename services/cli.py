@@ -903,8 +903,57 @@ def cmd_verify_export(args: argparse.Namespace, _settings: Settings | None) -> i
     return exit_code
 
 
-def cmd_push(args: argparse.Namespace, _settings: Settings) -> int:
+def _push_token(args: argparse.Namespace, config: dict[str, object]) -> str:
+    """The bearer token: --token-file, --token (visible in `ps`, so only for a quick manual
+    push), EXAMVAULT_PUSH_TOKEN, then the config's `token_file` or `token`."""
+    import os
+
+    from services.ingest.pushd import read_token_file
+
+    if args.token_file:
+        return read_token_file(Path(args.token_file))
+    if args.token:
+        return str(args.token)
+    if os.environ.get("EXAMVAULT_PUSH_TOKEN", "").strip():
+        return os.environ["EXAMVAULT_PUSH_TOKEN"].strip()
+    if isinstance(config.get("token_file"), Path):
+        return read_token_file(config["token_file"])  # type: ignore[arg-type]
+    if isinstance(config.get("token"), str) and config["token"]:
+        return str(config["token"])
+    raise CommandError(
+        "no token: give --token-file FILE, set EXAMVAULT_PUSH_TOKEN, or put token_file in the "
+        "config file"
+    )
+
+
+def cmd_push(args: argparse.Namespace, _settings: Settings | None) -> int:
+    from services.ingest.pushd import ConfigError
+
+    # main() lets SIGPIPE end the process quietly (for `| head`); for push, a server that dies
+    # mid-upload would then kill the client silently on its next write, without a line or a
+    # retry. Ignored, the write raises BrokenPipeError, which is an ordinary network failure.
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    try:
+        if args.watch or args.config:
+            if args.files:
+                raise CommandError("give files to push once, or --watch/--config, not both")
+            return _push_daemon(args)
+        return _push_once(args)
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _push_once(args: argparse.Namespace) -> int:
     from services.ingest.push import PushError, push_file
+
+    if not args.files:
+        raise CommandError("nothing to push: name the files, or give --watch DIR or --config")
+    if not args.server or not args.camera:
+        raise CommandError("push FILE... needs --server and --camera")
+    token = _push_token(args, {})
+
+    def before_sleep(error: PushError, pause: float) -> None:
+        print(f"{name}: {error}; trying again in {pause:.1f} s", file=sys.stderr)
 
     failures = 0
     for name in args.files:
@@ -912,17 +961,113 @@ def cmd_push(args: argparse.Namespace, _settings: Settings) -> int:
             answer = push_file(
                 Path(name),
                 server=args.server,
-                token=args.token,
+                token=token,
                 camera=args.camera,
                 start=args.start,
                 remove_when_confirmed=args.remove,
+                timeout=args.timeout or 300.0,
+                retries=args.retries,
+                before_sleep=before_sleep,
             )
         except PushError as exc:
+            # One line per file, and the rest of the batch is still tried.
             print(f"{name}: {exc}", file=sys.stderr)
             failures += 1
             continue
-        print(json.dumps({"file": name, **answer}, ensure_ascii=False))
+        print(json.dumps({"file": name, **answer}, ensure_ascii=False), flush=True)
     return EXIT_FAILED if failures else EXIT_OK
+
+
+def _push_daemon(args: argparse.Namespace) -> int:
+    from services.ingest.pushd import (
+        CameraFolder,
+        DaemonConfig,
+        PushDaemon,
+        read_config_file,
+        validate,
+    )
+
+    config: dict[str, object] = read_config_file(Path(args.config)) if args.config else {}
+    folders: list[CameraFolder] = list(config.get("folders", []))  # type: ignore[call-overload]
+    if args.watch:
+        if args.camera and len(args.watch) > 1:
+            raise CommandError("--camera names the camera of one --watch folder, not several")
+        folders += [CameraFolder(Path(folder), args.camera) for folder in args.watch]
+    server = args.server or config.get("server")
+    if not isinstance(server, str) or not server:
+        raise CommandError("no server: give --server URL or `server` in the config file")
+    if not folders:
+        raise CommandError("nothing to watch: give --watch DIR or [[camera]] entries")
+
+    def setting(name: str, key: str, default: object) -> object:
+        given = getattr(args, name)
+        return given if given is not None else config.get(key, default)
+
+    def number(name: str, key: str, default: float | None) -> float | None:
+        value = setting(name, key, default)
+        if value is None:
+            return None
+        if not isinstance(value, int | float | str):
+            raise CommandError(f"{key} must be a number")
+        try:
+            return float(value)
+        except ValueError as exc:
+            raise CommandError(f"{key} must be a number, not {value!r}") from exc
+
+    state = setting("state", "state", folders[0].path / ".examvault-push" / "state.sqlite3")
+    status = setting("status_file", "status_file", None)
+    max_backoff = number("max_backoff", "max_backoff_seconds", 300.0) or 300.0
+    daemon_config = DaemonConfig(
+        server=server,
+        token=_push_token(args, config),
+        folders=folders,
+        state_path=Path(str(state)),
+        status_path=Path(str(status)) if status else None,
+        after_send=str(setting("after_send", "after_send", "delete")),  # type: ignore[arg-type]
+        settle_seconds=number("settle_seconds", "settle_seconds", 10.0) or 0.0,
+        scan_seconds=number("scan_seconds", "scan_seconds", 5.0) or 5.0,
+        timeout_seconds=number("timeout", "timeout_seconds", 300.0) or 300.0,
+        initial_backoff_seconds=min(1.0, max_backoff),
+        max_backoff_seconds=max_backoff,
+        bytes_per_second=number("max_bytes_per_second", "max_bytes_per_second", None),
+        min_free_bytes=int(number("min_free_bytes", "min_free_bytes", 2 * 1024**3) or 0),
+        once=args.once,
+    )
+    validate(daemon_config)
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: object) -> None:
+        logger.info("signal %d: stopping after the current step", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    # A bar for a technician at a terminal; plain log lines under systemd or in a pipe.
+    if sys.stderr.isatty():
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TransferSpeedColumn,
+        )
+
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            transient=True,
+        ) as progress:
+            from rich.logging import RichHandler
+
+            # Log lines printed above the bar rather than through it.
+            root = logging.getLogger()
+            for handler in list(root.handlers):
+                root.removeHandler(handler)
+            root.addHandler(RichHandler(console=progress.console, show_path=False))
+            return PushDaemon(daemon_config, stop=stop, progress=progress).run()
+    return PushDaemon(daemon_config, stop=stop).run()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1132,18 +1277,57 @@ def build_parser() -> argparse.ArgumentParser:
     verify_export.add_argument("--json", action="store_true", help="machine-readable")
     verify_export.set_defaults(handler=cmd_verify_export, offline=True)
 
-    push = commands.add_parser("push", help="camera-host client: upload segment files")
-    push.add_argument("--server", required=True, help="e.g. http://127.0.0.1:8000")
-    push.add_argument("--token", required=True)
-    push.add_argument("--camera", required=True)
+    push = commands.add_parser(
+        "push",
+        help="camera-host client: upload segment files once, or watch folders (daemon)",
+        description="Upload FILE... once, or with --watch/--config run as the camera host's "
+        "daemon. The token comes from --token-file, EXAMVAULT_PUSH_TOKEN or the config file "
+        "(--token shows in `ps`).",
+    )
+    push.add_argument("--server", help="e.g. https://examvault.example.cn")
+    push.add_argument("--token", help="bearer token (visible in `ps`; prefer --token-file)")
+    push.add_argument("--token-file", metavar="FILE", help="file holding the bearer token")
+    push.add_argument("--camera", help="camera code of the files, or of the one --watch folder")
     push.add_argument("--start", help="RFC 3339 start, when the file name does not carry it")
     push.add_argument(
         "--remove",
         action="store_true",
         help="delete each local file once the server confirmed its SHA-256",
     )
-    push.add_argument("files", nargs="+")
-    push.set_defaults(handler=cmd_push)
+    push.add_argument("--timeout", type=float, help="seconds to wait for an answer (300)")
+    push.add_argument(
+        "--retries", type=int, default=2, help="retries of a transient failure, one-shot only"
+    )
+    daemon = push.add_argument_group("daemon")
+    daemon.add_argument(
+        "--watch",
+        action="append",
+        metavar="DIR",
+        help="folder of finished segments: DIR/<camera_code>/<file>, or DIR/<file> with "
+        "--camera; repeatable",
+    )
+    daemon.add_argument("--config", metavar="FILE", help="TOML config for several cameras")
+    daemon.add_argument("--state", metavar="FILE", help="local state database (SQLite)")
+    daemon.add_argument("--status-file", metavar="FILE", help="JSON status for monitoring")
+    daemon.add_argument(
+        "--after-send",
+        choices=["delete", "move"],
+        help="what to do with a confirmed file: delete it (default) or move it to sent/",
+    )
+    daemon.add_argument("--settle-seconds", type=float, help="unchanged this long = finished (10)")
+    daemon.add_argument("--scan-seconds", type=float, help="pause between scans (5)")
+    daemon.add_argument("--max-backoff", type=float, help="longest pause between retries (300)")
+    daemon.add_argument(
+        "--max-bytes-per-second", type=float, help="pace uploads to spare the site's uplink"
+    )
+    daemon.add_argument(
+        "--min-free-bytes", type=int, help="warn and prune sent/ below this (2 GiB)"
+    )
+    daemon.add_argument(
+        "--once", action="store_true", help="one pass over the finished files, then exit"
+    )
+    push.add_argument("files", nargs="*")
+    push.set_defaults(handler=cmd_push, offline=True)
     return parser
 
 
