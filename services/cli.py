@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from services.context import Services
     from services.coverage.reports import CoverageReport
-    from services.evidence.package import TrustedKey
+    from services.evidence.package import TrustedKey, WitnessQuorum
     from services.retention.purge import PurgePlan
 
 logger = logging.getLogger("examvault")
@@ -841,6 +841,65 @@ def cmd_ledger_key(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def _witness_data_dir(args: argparse.Namespace) -> Path:
+    if args.data_dir is None:
+        raise CommandError("--data-dir is required: the witness's own key and state live there")
+    return Path(args.data_dir)
+
+
+def cmd_witness_serve(args: argparse.Namespace, _settings: Settings | None) -> int:
+    import uvicorn
+    from cryptography.exceptions import UnsupportedAlgorithm
+
+    from services.ledger.keys import public_key_from_pem
+    from services.witness.cosignatures import witness_key_text
+    from services.witness.server import (
+        Witness,
+        create_witness_app,
+        load_or_create_witness_signer,
+        log_keys_by_id,
+    )
+    from services.witness.state import WitnessState, WitnessStateCorrupt
+
+    data_dir = _witness_data_dir(args)
+    log_keys = []
+    for path in args.log_key:
+        try:
+            log_keys.append(public_key_from_pem(Path(path).read_bytes()))
+        except OSError as exc:
+            raise CommandError(f"{path}: {exc.strerror or exc}") from exc
+        except (ValueError, UnsupportedAlgorithm) as exc:
+            raise CommandError(f"{path}: not an Ed25519 public key in PEM ({exc})") from exc
+    signer = load_or_create_witness_signer(data_dir)
+    state = WitnessState(data_dir)
+    try:
+        state.latest()
+    except WitnessStateCorrupt as exc:
+        raise CommandError(str(exc), EXIT_FAILED) from exc
+    witness = Witness(signer, state, log_keys_by_id(log_keys))
+    logger.info(
+        "witness %s (key %s) on http://%s:%d for log keys %s",
+        signer.key_id,
+        witness_key_text(signer.public_key),
+        args.host,
+        args.port,
+        ", ".join(sorted(witness.log_keys)),
+    )
+    uvicorn.run(create_witness_app(witness), host=args.host, port=args.port, log_level="warning")
+    return EXIT_OK
+
+
+def cmd_witness_key(args: argparse.Namespace, _settings: Settings | None) -> int:
+    from services.witness.cosignatures import witness_key_text
+    from services.witness.server import load_or_create_witness_signer
+
+    signer = load_or_create_witness_signer(_witness_data_dir(args))
+    # One line: what the centre puts after the URL in EXAMVAULT_WITNESSES and a verifier
+    # passes to `verify-export --witness-key`.
+    print(witness_key_text(signer.public_key))
+    return EXIT_OK
+
+
 def _trusted_key(args: argparse.Namespace) -> TrustedKey | None:
     from cryptography.exceptions import UnsupportedAlgorithm
 
@@ -862,6 +921,22 @@ def _trusted_key(args: argparse.Namespace) -> TrustedKey | None:
         raise CommandError(f"{args.key}: not an Ed25519 public key in PEM ({exc})") from exc
 
 
+def _witness_quorum(args: argparse.Namespace) -> WitnessQuorum | None:
+    from services.evidence.package import WitnessQuorum
+    from services.witness.cosignatures import witness_key_from_text
+
+    if not args.witness_key:
+        if args.witnesses_required is not None:
+            raise CommandError("--witnesses-required needs at least one --witness-key")
+        return None
+    try:
+        keys = tuple(witness_key_from_text(text) for text in args.witness_key)
+        required = len(keys) if args.witnesses_required is None else args.witnesses_required
+        return WitnessQuorum(keys, required)
+    except ValueError as exc:
+        raise CommandError(f"--witness-key: {exc}") from exc
+
+
 def cmd_verify_export(args: argparse.Namespace, _settings: Settings | None) -> int:
     from services.evidence.package import (
         INTACT_ORIGIN_NOT_VERIFIED,
@@ -871,8 +946,9 @@ def cmd_verify_export(args: argparse.Namespace, _settings: Settings | None) -> i
     )
 
     trusted = _trusted_key(args)
+    witnesses = _witness_quorum(args)
     try:
-        verdict = verify_package(Path(args.file), trusted)
+        verdict = verify_package(Path(args.file), trusted, witnesses)
     except PackageUnreadable as exc:
         raise CommandError(str(exc)) from exc
     exit_code = {VERIFIED: EXIT_OK, INTACT_ORIGIN_NOT_VERIFIED: EXIT_ORIGIN_NOT_VERIFIED}.get(
@@ -1276,6 +1352,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify_export.add_argument("--json", action="store_true", help="machine-readable")
     verify_export.set_defaults(handler=cmd_verify_export, offline=True)
+    verify_export.add_argument(
+        "--witness-key",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="a witness's public key (`examvault witness key`); repeat for each witness known",
+    )
+    verify_export.add_argument(
+        "--witnesses-required",
+        type=int,
+        metavar="K",
+        help="how many of the --witness-key witnesses must have cosigned (default: all)",
+    )
+
+    witness = commands.add_parser(
+        "witness", help="run a witness that cosigns another centre's ledger checkpoints"
+    )
+    witness_actions = witness.add_subparsers(
+        dest="witness_command", required=True, metavar="ACTION"
+    )
+    witness_serve = witness_actions.add_parser(
+        "serve", help="answer POST /add-checkpoint (docs/ledger.md)"
+    )
+    witness_serve.add_argument("--data-dir", help="the witness's own key and state")
+    witness_serve.add_argument("--host", default="127.0.0.1")
+    witness_serve.add_argument("--port", type=int, default=8090)
+    witness_serve.add_argument(
+        "--log-key",
+        action="append",
+        required=True,
+        metavar="PEM_FILE",
+        help="a centre's public key (`examvault ledger key`) whose checkpoints it cosigns",
+    )
+    witness_serve.set_defaults(handler=cmd_witness_serve, offline=True)
+    witness_key = witness_actions.add_parser(
+        "key", help="print the witness's public key (made on first use)"
+    )
+    witness_key.add_argument("--data-dir", help="the witness's own key and state")
+    witness_key.set_defaults(handler=cmd_witness_key, offline=True)
 
     push = commands.add_parser(
         "push",

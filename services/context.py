@@ -17,6 +17,8 @@ from services.operations.readiness import Readiness
 from services.retention.holds import hold_new_segment, widen_for_moved_sitting
 from services.retention.purge import PurgeScheduler, extend_expiries
 from services.settings import Settings
+from services.witness.cosignatures import parse_witnesses
+from services.witness.cosigning import WitnessCosigner
 from storage.blobs import BlobStore
 from storage.db import Database
 from storage.models import Sitting
@@ -66,6 +68,17 @@ class Services:
                 every_seconds=self.settings.ledger_checkpoint_seconds,
             ),
         ]
+        witnesses = parse_witnesses(self.settings.witnesses)
+        if witnesses:
+            jobs.append(
+                WitnessCosigner(
+                    self.db,
+                    self.store,
+                    witnesses,
+                    timeout=self.settings.witness_timeout_seconds,
+                    retry_seconds=self.settings.witness_retry_seconds,
+                )
+            )
         if scheduled_purge and self.settings.purge_schedule:
             jobs.append(PurgeScheduler(self.db, self.store, self.settings))
         if self.settings.health_checks:

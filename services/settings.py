@@ -71,6 +71,12 @@ class Settings(BaseSettings):
     # the bound on the newest entries no signed checkpoint vouches for (docs/ledger.md).
     ledger_checkpoint_entries: int = 1000
     ledger_checkpoint_seconds: float = 60.0
+    # Witnesses that cosign each checkpoint: comma-separated `URL KEY` pairs, KEY as
+    # `examvault witness key` prints it (docs/ledger.md). Asked in the background, never on
+    # ingest's path: each request waits this long at most, and is tried again this much later.
+    witnesses: str | None = None
+    witness_timeout_seconds: float = 2.0
+    witness_retry_seconds: float = 5.0
     # Bounds on every call to a dependency (docs/operations.md): a store or database that does
     # not answer fails the call within seconds instead of holding a thread for minutes.
     s3_connect_timeout_seconds: float = 5.0
@@ -112,6 +118,14 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("witnesses")
+    @classmethod
+    def _witnesses_readable(cls, value: str | None) -> str | None:
+        from services.witness.cosignatures import parse_witnesses
+
+        parse_witnesses(value)  # a CosignatureFormatError is a ValueError: names the entry
+        return value
+
     @field_validator("ledger_checkpoint_entries", "ledger_checkpoint_seconds")
     @classmethod
     def _positive_cadence(cls, value: float, info: ValidationInfo) -> float:
@@ -129,6 +143,8 @@ class Settings(BaseSettings):
         "database_pool_timeout_seconds",
         "readiness_interval_seconds",
         "outage_retry_seconds",
+        "witness_timeout_seconds",
+        "witness_retry_seconds",
     )
     @classmethod
     def _positive_wait(cls, value: float, info: ValidationInfo) -> float:

@@ -487,6 +487,20 @@ class LedgerCheckpointRecord(Base):
     recorded_at: Mapped[datetime]
 
 
+class LedgerCosignature(Base):
+    """A witness's cosignature of a recorded checkpoint: the witness's key_id, when it signed
+    (its own clock) and the signature, as it answered. One per checkpoint and witness."""
+
+    __tablename__ = "ledger_cosignatures"
+
+    checkpoint_size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    witness_key_id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    checkpoint_root: Mapped[str] = mapped_column(String(64))
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+    signature: Mapped[str] = mapped_column(String(128))
+    recorded_at: Mapped[datetime]
+
+
 class User(Base):
     """A person who logs in: the centre's admins, district officers, supervisors, institutions."""
 

@@ -30,6 +30,7 @@ from services.coverage.reports import coverage_report
 from services.coverage.spans import required_interval
 from services.evidence.package import (
     CHECKPOINT,
+    COSIGNATURES,
     ENTRIES,
     EXPORT_ACTION,
     FORMAT,
@@ -52,6 +53,8 @@ from services.ledger.keys import CheckpointSigner
 from services.liveness import owner_is_gone, process_owner
 from services.settings import Settings
 from services.timefmt import rfc3339, rfc3339_or_none
+from services.witness.cosignatures import COSIGNATURE_HEADER, parse_witnesses
+from services.witness.cosigning import cosign_now
 from storage import ledger
 from storage.blobs import BlobStore, BlobStoreError
 from storage.db import Database
@@ -520,7 +523,24 @@ def prepare_export(
         (CHECKPOINT, checkpoint.to_bytes()),
         (PUBLIC_KEY, signer.public_key_pem.encode("ascii")),
     ]
-    manifest = {
+    witnesses = parse_witnesses(settings.witnesses)
+    if witnesses:
+        # Asked once, each within its timeout: a witness that is down leaves the package
+        # without its cosignature rather than holding the export back.
+        cosignatures = cosign_now(db, witnesses, checkpoint, settings.witness_timeout_seconds)
+        ledger_files.append(
+            (
+                COSIGNATURES,
+                _pretty(
+                    {
+                        "format": COSIGNATURE_HEADER,
+                        "checkpoint_size": checkpoint.size,
+                        "cosignatures": [item.as_json() for item in cosignatures],
+                    }
+                ),
+            )
+        )
+    manifest: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "export": {
@@ -564,6 +584,8 @@ def prepare_export(
             for name, data in ledger_files
         ],
     }
+    if witnesses:
+        manifest["ledger"]["cosignatures"] = COSIGNATURES
     manifest_bytes = _pretty(manifest)
     stamp = now.strftime("%Y%m%dT%H%M%SZ")
     return PreparedExport(

@@ -17,7 +17,7 @@ import zlib
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from services.ledger.checkpoints import Checkpoint, CheckpointFormatError, verify_checkpoint
 from services.ledger.keys import KEY_ID_DIGITS, key_fingerprint, key_id_for, public_key_from_pem
+from services.witness.cosignatures import Cosignature, verify_cosignature
 from storage import merkle
 from storage.ledger import ENTRY_COLUMNS, entry_hash
 
@@ -38,6 +39,8 @@ ENTRIES = "ledger/entries.jsonl"
 PROOFS = "ledger/proofs.json"
 CHECKPOINT = "ledger/checkpoint.json"
 PUBLIC_KEY = "ledger/public-key.pem"
+# Present when the centre has witnesses: their cosignatures of the checkpoint, as they answered.
+COSIGNATURES = "ledger/cosignatures.json"
 SEGMENTS_DIR = "segments"
 
 INGEST_ACTION = "segment.ingested"
@@ -121,6 +124,21 @@ class TrustedKey:
                 f"{text!r} is not a key fingerprint: 64 hex digits (SHA-256 of the raw key)"
             )
         return cls(digits)
+
+
+@dataclass(frozen=True)
+class WitnessQuorum:
+    """Witness keys the person verifying knows (from the witnesses themselves, not from the
+    package) and how many of them must have cosigned the package's checkpoint."""
+
+    keys: tuple[Ed25519PublicKey, ...]
+    required: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.required <= len(self.keys):
+            raise ValueError(
+                f"{self.required} witnesses required, but {len(self.keys)} witness keys given"
+            )
 
 
 # What a package is, in the words the command prints: only "verified" ties it to the centre.
@@ -318,7 +336,9 @@ def _damage(path: Path, error: Exception) -> str | None:
     return f"the ZIP's central directory is damaged ({error})"
 
 
-def verify_package(path: Path, trusted: TrustedKey | None = None) -> PackageVerdict:
+def verify_package(
+    path: Path, trusted: TrustedKey | None = None, witnesses: WitnessQuorum | None = None
+) -> PackageVerdict:
     """Every check docs/exports.md lists, one `Check` each; never stops at the first failure
     so the report says everything that holds and everything that does not. Without `trusted`
     the best outcome is INTACT_ORIGIN_NOT_VERIFIED."""
@@ -341,8 +361,15 @@ def verify_package(path: Path, trusted: TrustedKey | None = None) -> PackageVerd
     with archive:
         if MANIFEST not in archive.NameToInfo:
             raise PackageUnreadable(f"{path}: no {MANIFEST}; not an examvault evidence package")
-        _Verifier(archive, verdict, trusted).run()
+        _Verifier(archive, verdict, trusted, witnesses).run()
         return verdict
+
+
+def _when(timestamp: int) -> str:
+    try:
+        return datetime.fromtimestamp(timestamp, UTC).isoformat()
+    except (OverflowError, OSError, ValueError):
+        return f"at {timestamp} (not a representable time)"
 
 
 def _entry_details(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -361,8 +388,10 @@ class _Verifier:
         archive: zipfile.ZipFile,
         verdict: PackageVerdict,
         trusted: TrustedKey | None,
+        witnesses: WitnessQuorum | None = None,
     ) -> None:
         self.archive = archive
+        self.witnesses = witnesses
         self.manifest_bytes = b""
         self.verdict = verdict
         self.trusted = trusted
@@ -387,6 +416,7 @@ class _Verifier:
         self._manifest_signature()
         readable = self._manifest_json()
         self._checkpoint()
+        self._cosignatures()
         if not readable:
             return
         try:
@@ -508,6 +538,49 @@ class _Verifier:
             claimed.get("size") == self.checkpoint.size
             and claimed.get("root") == self.checkpoint.root,
             "" if claimed.get("root") == self.checkpoint.root else "size or root differ",
+        )
+
+    def _cosignatures(self) -> None:
+        """Each known witness's cosignature of the checkpoint, and whether enough of them hold;
+        checked only when the person verifying named witnesses, whose keys come from them."""
+        if self.witnesses is None:
+            return
+        quorum = f"{self.witnesses.required} of {len(self.witnesses.keys)} witnesses cosigned"
+        document = self._small(COSIGNATURES)
+        found: dict[str, Cosignature] = {}
+        problem = ""
+        if document is None:
+            problem = f"{COSIGNATURES} is missing: the centre had no witnesses"
+        else:
+            try:
+                listed = load_json(document).get("cosignatures", [])
+                for item in listed if isinstance(listed, list) else []:
+                    cosignature = Cosignature.from_json(item)
+                    found.setdefault(cosignature.witness_key_id, cosignature)
+            except (ValueError, AttributeError) as exc:
+                problem = f"{COSIGNATURES} is unreadable: {exc}"
+        if problem:
+            self.verdict.add(quorum, False, problem)
+            return
+        holding = 0
+        for key in self.witnesses.keys:
+            key_id = key_id_for(key)
+            name = f"cosignature of witness {key_id}"
+            cosignature = found.get(key_id)
+            if cosignature is None:
+                # Not a failure by itself: a witness may have been down; the quorum decides.
+                self.verdict.add(name, True, "absent")
+                continue
+            if self.checkpoint is None:
+                self.verdict.add(name, False, "no readable checkpoint")
+                continue
+            why = verify_cosignature(cosignature, self.checkpoint, key)
+            holding += why is None
+            self.verdict.add(name, why is None, why or f"signed {_when(cosignature.timestamp)}")
+        self.verdict.add(
+            quorum,
+            holding >= self.witnesses.required,
+            f"{holding} valid cosignature(s) of {len(self.witnesses.keys)} known witnesses",
         )
 
     def _expected_files(self) -> dict[str, tuple[str, int]]:

@@ -1,0 +1,1 @@
+"""Witnesses: independent parties that cosign the centre's checkpoints (docs/ledger.md)."""

@@ -1,0 +1,255 @@
+"""The centre's side: ask each configured witness (EXAMVAULT_WITNESSES) to cosign checkpoints,
+and keep the cosignatures in `ledger_cosignatures`.
+
+Never on ingest's path: the `WitnessCosigner` thread asks in the background with a short
+timeout, and asks again later for the newest checkpoint a witness has not cosigned yet. A
+witness that is down only delays its cosignature; a witness that refuses is logged with its
+reason (a refusal means the witness saw a history this one does not extend: look at it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from services.background import BackgroundThread
+from services.ledger.checkpoints import (
+    Checkpoint,
+    CheckpointFormatError,
+    LedgerBroken,
+    ProofRequestError,
+    checkpoint_key,
+    consistency_proof_for,
+    latest_recorded_checkpoint,
+    read_stored,
+)
+from services.witness.cosignatures import (
+    Cosignature,
+    CosignatureFormatError,
+    WitnessEndpoint,
+    verify_cosignature,
+)
+from storage.blobs import BlobStore, BlobStoreError
+from storage.db import Database
+from storage.models import LedgerCosignature
+
+logger = logging.getLogger(__name__)
+
+
+class WitnessUnavailable(Exception):
+    """The witness did not answer in time, or answered with something that is no answer."""
+
+
+class WitnessRefused(Exception):
+    """The witness answered and would not cosign; `code` and the message are its own."""
+
+    def __init__(self, status: int, code: str, message: str, size: int | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status, self.code, self.size = status, code, size
+
+
+def _post(url: str, body: dict[str, Any], timeout: float) -> dict[str, Any]:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode("utf-8"),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            answer = json.loads(response.read(65536))
+    except urllib.error.HTTPError as exc:
+        try:
+            error = json.loads(exc.read(65536))
+        except ValueError:
+            error = {}
+        if not isinstance(error, dict):
+            error = {}
+        size = error.get("size")
+        raise WitnessRefused(
+            exc.code,
+            str(error.get("code", "unknown")),
+            str(error.get("message", exc.reason)),
+            size if isinstance(size, int) and not isinstance(size, bool) else None,
+        ) from exc
+    except (OSError, ValueError) as exc:
+        raise WitnessUnavailable(f"{url}: {exc}") from exc
+    if not isinstance(answer, dict):
+        raise WitnessUnavailable(f"{url}: the answer is not a JSON object")
+    return answer
+
+
+def _ask(
+    db: Database, witness: WitnessEndpoint, checkpoint: Checkpoint, old_size: int, timeout: float
+) -> Cosignature:
+    with db.read() as session:
+        proof = (
+            consistency_proof_for(session, old_size, checkpoint.size).proof
+            if 0 < old_size < checkpoint.size
+            else []
+        )
+    answer = _post(
+        f"{witness.url}/add-checkpoint",
+        {"old_size": old_size, "consistency_proof": proof, "checkpoint": checkpoint.as_json()},
+        timeout,
+    )
+    try:
+        cosignature = Cosignature.from_json(answer.get("cosignature"))
+    except CosignatureFormatError as exc:
+        raise WitnessUnavailable(f"{witness.url}: the answer holds no cosignature: {exc}") from exc
+    problem = verify_cosignature(cosignature, checkpoint, witness.public_key)
+    if problem is not None:
+        # Not the witness we were told of, or a broken one: nothing to keep.
+        raise WitnessUnavailable(f"{witness.url}: its cosignature is no good: {problem}")
+    return cosignature
+
+
+def _last_cosigned_size(db: Database, witness: WitnessEndpoint, below: int) -> int:
+    with db.read() as session:
+        return (
+            session.scalar(
+                select(func.max(LedgerCosignature.checkpoint_size)).where(
+                    LedgerCosignature.witness_key_id == witness.key_id,
+                    LedgerCosignature.checkpoint_size <= below,
+                )
+            )
+            or 0
+        )
+
+
+def request_cosignature(
+    db: Database, witness: WitnessEndpoint, checkpoint: Checkpoint, timeout: float
+) -> Cosignature:
+    """Ask `witness` to cosign `checkpoint`, with a proof from the size it last cosigned (what
+    the database remembers first, then what the witness says); keep and return its answer.
+    Raises WitnessUnavailable or WitnessRefused."""
+    old_size = _last_cosigned_size(db, witness, checkpoint.size)
+    try:
+        cosignature = _ask(db, witness, checkpoint, old_size, timeout)
+    except WitnessRefused as refusal:
+        # The witness remembers another size (its state is its own): one retry from there.
+        if refusal.code != "old_size_mismatch" or refusal.size is None:
+            raise
+        if refusal.size > checkpoint.size:
+            raise WitnessRefused(
+                refusal.status,
+                refusal.code,
+                f"the witness already cosigned size {refusal.size}, beyond {checkpoint.size}",
+                refusal.size,
+            ) from refusal
+        cosignature = _ask(db, witness, checkpoint, refusal.size, timeout)
+    keep_cosignature(db, cosignature)
+    return cosignature
+
+
+def keep_cosignature(db: Database, cosignature: Cosignature) -> None:
+    def write(session: Any) -> None:
+        exists = session.get(
+            LedgerCosignature, (cosignature.checkpoint_size, cosignature.witness_key_id)
+        )
+        if exists is None:
+            session.add(
+                LedgerCosignature(
+                    checkpoint_size=cosignature.checkpoint_size,
+                    witness_key_id=cosignature.witness_key_id,
+                    checkpoint_root=cosignature.checkpoint_root,
+                    timestamp=cosignature.timestamp,
+                    signature=cosignature.signature,
+                    recorded_at=datetime.now(UTC),
+                )
+            )
+
+    db.run_write(write)
+
+
+def cosignatures_of(db: Database, checkpoint: Checkpoint) -> list[Cosignature]:
+    with db.read() as session:
+        rows = session.scalars(
+            select(LedgerCosignature)
+            .where(
+                LedgerCosignature.checkpoint_size == checkpoint.size,
+                LedgerCosignature.checkpoint_root == checkpoint.root,
+            )
+            .order_by(LedgerCosignature.witness_key_id)
+        ).all()
+        return [
+            Cosignature(
+                witness_key_id=row.witness_key_id,
+                checkpoint_size=row.checkpoint_size,
+                checkpoint_root=row.checkpoint_root,
+                timestamp=row.timestamp,
+                signature=row.signature,
+            )
+            for row in rows
+        ]
+
+
+def cosign_now(
+    db: Database, witnesses: list[WitnessEndpoint], checkpoint: Checkpoint, timeout: float
+) -> list[Cosignature]:
+    """Every cosignature of `checkpoint` the witnesses give within `timeout` each (an export
+    asks once and carries what it got; the background cosigner keeps asking for the rest)."""
+    have = {item.witness_key_id for item in cosignatures_of(db, checkpoint)}
+    for witness in witnesses:
+        if witness.key_id in have:
+            continue
+        try:
+            request_cosignature(db, witness, checkpoint, timeout)
+        except (WitnessUnavailable, WitnessRefused, LedgerBroken, ProofRequestError) as exc:
+            logger.warning(
+                "checkpoint %d not cosigned by witness %s (%s): %s",
+                checkpoint.size,
+                witness.key_id,
+                witness.url,
+                exc,
+            )
+    return cosignatures_of(db, checkpoint)
+
+
+class WitnessCosigner(BackgroundThread):
+    """Asks every configured witness to cosign the newest recorded checkpoint it has not
+    cosigned yet; a witness that is down or refuses is asked again `retry_seconds` later."""
+
+    name = "ledger-witnesses"
+
+    def __init__(
+        self,
+        db: Database,
+        store: BlobStore,
+        witnesses: list[WitnessEndpoint],
+        *,
+        timeout: float = 2.0,
+        retry_seconds: float = 5.0,
+    ) -> None:
+        super().__init__()
+        self.db, self.store, self.witnesses = db, store, witnesses
+        self.timeout, self.retry_seconds = timeout, retry_seconds
+
+    def run_once(self) -> float:
+        self.cosign_latest()
+        return self.retry_seconds
+
+    def cosign_latest(self) -> list[Cosignature]:
+        with self.db.read() as session:
+            record = latest_recorded_checkpoint(session)
+        if record is None or not self.witnesses:
+            return []
+        try:
+            checkpoint = Checkpoint.from_json(read_stored(self.store, checkpoint_key(record.size)))
+        except (CheckpointFormatError, BlobStoreError) as exc:
+            logger.error("checkpoint %d not sent to witnesses: %s", record.size, exc)
+            return []
+        before = {item.witness_key_id for item in cosignatures_of(self.db, checkpoint)}
+        gained = cosign_now(self.db, self.witnesses, checkpoint, self.timeout)
+        for item in gained:
+            if item.witness_key_id not in before:
+                logger.info(
+                    "checkpoint %d cosigned by witness %s", checkpoint.size, item.witness_key_id
+                )
+        return gained
