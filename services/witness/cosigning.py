@@ -35,6 +35,7 @@ from services.witness.cosignatures import (
     WitnessEndpoint,
     verify_cosignature,
 )
+from storage import ledger
 from storage.blobs import BlobStore, BlobStoreError
 from storage.db import Database
 from storage.models import LedgerCosignature
@@ -190,6 +191,38 @@ def cosignatures_of(db: Database, checkpoint: Checkpoint) -> list[Cosignature]:
         ]
 
 
+# (witness key_id, code) of refusals already ledgered by this process: a witness that parted
+# ways with this ledger refuses every later checkpoint too, and one entry says it.
+_ledgered_refusals: set[tuple[str, str]] = set()
+
+
+def _ledger_refusal(
+    db: Database, witness: WitnessEndpoint, checkpoint: Checkpoint, refusal: WitnessRefused
+) -> None:
+    """A witness that answered and would not cosign saw a history this ledger does not extend
+    (or the centre misbehaves): that goes in the ledger, not only in a log."""
+    if (witness.key_id, refusal.code) in _ledgered_refusals:
+        return
+    db.run_write(
+        lambda session: ledger.append(
+            session,
+            actor="witnesses",
+            action="witness.refused",
+            subject_type="witness",
+            subject_id=witness.key_id,
+            details={
+                "url": witness.url,
+                "checkpoint_size": checkpoint.size,
+                "checkpoint_root": checkpoint.root,
+                "status": refusal.status,
+                "code": refusal.code,
+                "message": str(refusal),
+            },
+        )
+    )
+    _ledgered_refusals.add((witness.key_id, refusal.code))
+
+
 def cosign_now(
     db: Database, witnesses: list[WitnessEndpoint], checkpoint: Checkpoint, timeout: float
 ) -> list[Cosignature]:
@@ -201,7 +234,16 @@ def cosign_now(
             continue
         try:
             request_cosignature(db, witness, checkpoint, timeout)
-        except (WitnessUnavailable, WitnessRefused, LedgerBroken, ProofRequestError) as exc:
+        except WitnessRefused as refusal:
+            logger.error(
+                "checkpoint %d not cosigned by witness %s (%s): refused, %s",
+                checkpoint.size,
+                witness.key_id,
+                witness.url,
+                refusal,
+            )
+            _ledger_refusal(db, witness, checkpoint, refusal)
+        except (WitnessUnavailable, LedgerBroken, ProofRequestError) as exc:
             logger.warning(
                 "checkpoint %d not cosigned by witness %s (%s): %s",
                 checkpoint.size,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import time
@@ -17,8 +18,8 @@ from services.ledger.checkpoints import latest_recorded_checkpoint, make_checkpo
 from services.ledger.keys import load_or_create_signer
 from services.settings import load_settings
 from services.witness.cosignatures import witness_key_text
-from services.witness.cosigning import WitnessRefused, request_cosignature
-from storage.models import LedgerCosignature
+from services.witness.cosigning import WitnessCosigner, WitnessRefused, request_cosignature
+from storage.models import LedgerCosignature, LedgerEntry
 from tests.processes import examvault_env, free_port, spawn, wait_for_health, wait_until
 from tests.witness.harness import WitnessProcess, add_entries
 
@@ -166,3 +167,37 @@ def test_a_witness_that_is_down_or_hangs_delays_cosigning_but_never_blocks_inges
         down.stop()
         hanging.close()
     assert "not cosigned by witness" in (tmp_path / "centre.log").read_text()
+
+
+def test_a_refusal_is_recorded_in_the_ledger_once(tmp_path: Path, centre: Services) -> None:
+    (witness,) = _witnesses(tmp_path, centre, count=1)
+    forged_dir = tmp_path / "forged"
+    forged_dir.mkdir()
+    key = centre.settings.data_dir / "ledger-signing-key.pem"
+    (forged_dir / key.name).write_bytes(key.read_bytes())
+    forged = Services.from_settings(
+        load_settings(data_dir=forged_dir, database_url=f"sqlite:///{forged_dir / 'f.db'}")
+    )
+    try:
+        witness.start()
+        # The witness first saw another history under the centre's key, 12 entries long.
+        add_entries(forged, 12, what="rewritten")
+        signer = load_or_create_signer(forged_dir)
+        other = make_checkpoint(forged.db, forged.store, signer).checkpoint
+        request_cosignature(forged.db, witness.endpoint, other, 5)
+        add_entries(centre, 20)
+        make_checkpoint(centre.db, centre.store, signer)
+        cosigner = WitnessCosigner(centre.db, centre.store, [witness.endpoint], timeout=5)
+        assert cosigner.cosign_latest() == []
+        assert cosigner.cosign_latest() == []
+    finally:
+        witness.stop()
+        forged.close()
+    with centre.db.read() as session:
+        refusals = session.scalars(
+            select(LedgerEntry).where(LedgerEntry.action == "witness.refused")
+        ).all()
+        assert len(refusals) == 1
+        details = json.loads(refusals[0].details)
+    assert (details["status"], details["code"]) == (422, "not_consistent")
+    assert details["checkpoint_size"] == 20
