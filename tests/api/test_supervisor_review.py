@@ -200,6 +200,7 @@ def test_a_supervisor_reviews_one_sitting_end_to_end(
         "footage.playback",
         "finding.created",
         "export.created",
+        "export.delivered",
     ]
     monkeypatch.setenv("EXAMVAULT_DATA_DIR", str(services.settings.data_dir))
     monkeypatch.setenv("EXAMVAULT_DATABASE_URL", services.settings.resolved_database_url)
