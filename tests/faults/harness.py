@@ -34,7 +34,10 @@ FAST_FAULTS = {
     "EXAMVAULT_OUTAGE_RETRY_SECONDS": "1",
     "EXAMVAULT_WRITE_FAILURE_WINDOW_SECONDS": "2",
     "EXAMVAULT_MIN_FREE_BYTES": "0",
+    "EXAMVAULT_METRICS_TOKEN": "fault-tests-scraper-0123456789",
 }
+# What Prometheus sends: /metrics is off without EXAMVAULT_METRICS_TOKEN (docs/operations.md).
+SCRAPER = {"Authorization": f"Bearer {FAST_FAULTS['EXAMVAULT_METRICS_TOKEN']}"}
 OUTAGE_CODES = {"store_unavailable", "database_unavailable", "disk_full"}
 # /healthz's worst answer during a fault, measured from a client in the busy test process on a
 # shared 2-core machine (typically under 0.5 s; before the fix it did not answer at all).
@@ -88,7 +91,9 @@ class Server:
             time.sleep(0.1)
 
     def metrics(self) -> str:
-        return self.client.get(f"{self.base_url}/metrics", timeout=10).text
+        response = self.client.get(f"{self.base_url}/metrics", headers=SCRAPER, timeout=10)
+        assert response.status_code == 200, response.text
+        return response.text
 
     def read_segment(self, segment_id: object) -> bytes:
         response = self.client.get(
@@ -158,8 +163,15 @@ def serving(
 class LatencyWatch:
     """Polls a URL every `interval` seconds in a thread: the longest answer, and failures."""
 
-    def __init__(self, url: str, interval: float = 0.05, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        interval: float = 0.05,
+        timeout: float = 5.0,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.url, self.interval, self.timeout = url, interval, timeout
+        self.headers = headers or {}
         self.latencies: list[float] = []
         self.failures: list[str] = []
         self._stop = threading.Event()
@@ -178,7 +190,7 @@ class LatencyWatch:
             while not self._stop.is_set():
                 started = time.monotonic()
                 try:
-                    status = client.get(self.url).status_code
+                    status = client.get(self.url, headers=self.headers).status_code
                     if status != 200:
                         self.failures.append(f"HTTP {status}")
                 except httpx.HTTPError as exc:

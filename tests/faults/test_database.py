@@ -18,6 +18,7 @@ from sqlalchemy.engine import make_url
 from tests.conftest import CAMERA_FRONT, VideoFactory
 from tests.faults.harness import (
     HEALTHZ_BOUND_SECONDS,
+    SCRAPER,
     Answer,
     LatencyWatch,
     Pushes,
@@ -61,7 +62,7 @@ def test_database_cut_answers_503_and_loses_nothing(
             acknowledged[name] = push_until_acknowledged(server, CAMERA_FRONT, name, files[name])
 
         health = LatencyWatch(f"{server.base_url}/healthz")
-        metrics = LatencyWatch(f"{server.base_url}/metrics", interval=0.25)
+        metrics = LatencyWatch(f"{server.base_url}/metrics", interval=0.25, headers=SCRAPER)
         with health, metrics:
             proxy.cut()
             pushes = Pushes(server, CAMERA_FRONT, files, names[2:])

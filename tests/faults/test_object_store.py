@@ -26,6 +26,7 @@ from storage.stores import init_blob_store
 from tests.conftest import CAMERA_BACK, CAMERA_FRONT, VideoFactory
 from tests.faults.harness import (
     HEALTHZ_BOUND_SECONDS,
+    SCRAPER,
     Answer,
     LatencyWatch,
     Pushes,
@@ -111,7 +112,7 @@ def test_object_store_cut_and_blackholed_during_http_ingest(
             acknowledged[name] = answer
 
         health = LatencyWatch(f"{server.base_url}/healthz")
-        metrics = LatencyWatch(f"{server.base_url}/metrics", interval=0.25)
+        metrics = LatencyWatch(f"{server.base_url}/metrics", interval=0.25, headers=SCRAPER)
         with health, metrics:
             # A slow store (0.2 s per chunk either way) is slow, not down: stored, and ready.
             proxy.slow(0.2)

@@ -157,7 +157,8 @@ def test_metrics_show_quarantined_bytes_files_and_the_budget(
     body = b"\x00\x01" * 5000
     _push(client, 0, body)
 
-    text = client.get("/metrics").text
+    bounded.settings.metrics_token = "scraper-0123456789abcdef"
+    text = client.get("/metrics", headers={"Authorization": "Bearer scraper-0123456789abcdef"}).text
 
     assert "examvault_quarantine_files 1\n" in text
     assert f"examvault_quarantine_bytes {len(body)}\n" in text
