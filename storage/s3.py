@@ -329,6 +329,22 @@ class S3BlobStore(BlobStore):
             legal_hold=state.legal_hold,
         )
 
+    def presigned_read_url(
+        self, key: str, *, expires: timedelta, response_headers: dict[str, str]
+    ) -> str | None:
+        # Signed here without a request; the store checks signature, expiry and headers.
+        try:
+            return self._client.presigned_get_object(
+                bucket_name=self.bucket,
+                object_name=check_key(key),
+                expires=expires,
+                response_headers={
+                    f"response-{name.lower()}": value for name, value in response_headers.items()
+                },
+            )
+        except (MinioException, urllib3.exceptions.HTTPError) as exc:
+            raise StoreUnavailable(f"cannot sign a read of {self.bucket}/{key}: {exc}") from exc
+
     def read(self, key: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
         check_key(key)
         if start < 0 or (length is not None and length < 0):
