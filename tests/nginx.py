@@ -23,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SITE = ROOT / "deploy" / "nginx" / "examvault.conf"
+OBJECTS = ROOT / "deploy" / "nginx" / "objects.conf"
 NGINX = Path("/usr/sbin/nginx")
 MIME_TYPES = Path("/etc/nginx/mime.types")
 DEPLOYED_UPSTREAMS = (
@@ -115,6 +116,19 @@ def render_site(
     if extra_locations:
         text = _replace(text, FOOTAGE_LOCATION, extra_locations + "\n" + FOOTAGE_LOCATION)
     return text
+
+
+def render_objects(*, upstream: str, https_port: int, tls: Tls) -> str:
+    """deploy/nginx/objects.conf (presigned reads to the object store) on this machine."""
+    text = OBJECTS.read_text(encoding="utf-8")
+    text = _replace(text, "    server ceph:7480;\n", f"    server {upstream};\n")
+    text = _replace(
+        text,
+        "    listen 443 ssl http2;\n    listen [::]:443 ssl http2;\n",
+        f"    listen 127.0.0.1:{https_port} ssl http2;\n",
+    )
+    text = _replace(text, "/etc/nginx/tls/examvault.crt", str(tls.cert))
+    return _replace(text, "/etc/nginx/tls/examvault.key", str(tls.key))
 
 
 def main_conf(prefix: Path, site: Path) -> str:

@@ -156,3 +156,17 @@ def test_s3_store_redirects_to_a_short_lived_presigned_get(s3_offloaded: Footage
     # The client repeats its Range at the store, which serves it without our credentials.
     fetched = httpx.get(location, headers={"Range": "bytes=100-"}, timeout=10)
     assert fetched.status_code == 206 and fetched.content == original[100:]
+
+
+def test_presigned_reads_name_the_address_clients_reach(s3_endpoint: str) -> None:
+    bucket = f"ev-{uuid.uuid4().hex[:12]}"
+    url = (
+        f"s3://{bucket}?endpoint={s3_endpoint}&secure=false&region=us-east-1"
+        "&presign_endpoint=objects.example.cn&presign_secure=true"
+    )
+    store, _ = init_blob_store(url, access_key=ACCESS_KEY, secret_key=SECRET_KEY)
+    signed = store.presigned_read_url(
+        "segments/ab/cd.mp4", expires=timedelta(seconds=60), response_headers={}
+    )
+    assert signed is not None
+    assert signed.startswith(f"https://objects.example.cn/{bucket}/segments/ab/cd.mp4?")

@@ -24,6 +24,7 @@ from tests.nginx import (
     Tls,
     check_config,
     nginx_missing,
+    render_objects,
     render_site,
     running_nginx,
     self_signed,
@@ -42,14 +43,18 @@ def nginx_here() -> None:
 
 
 def test_deployed_configuration_passes_nginx_t(nginx_here: None, tmp_path: Path) -> None:
+    tls = self_signed(tmp_path / "tls")
+    https_port = free_port()
     site = render_site(
         upstreams=["127.0.0.1:18000", "127.0.0.1:18001"],
         objects_dir=tmp_path / "objects",
         http_port=free_port(),
-        https_port=free_port(),
-        tls=self_signed(tmp_path / "tls"),
+        https_port=https_port,
+        tls=tls,
     )
-    checked = check_config(tmp_path / "nginx", site)
+    # The object store's server (presigned reads) shares the TLS port, by server_name.
+    objects = render_objects(upstream="127.0.0.1:17480", https_port=https_port, tls=tls)
+    checked = check_config(tmp_path / "nginx", site + "\n" + objects)
     assert checked.returncode == 0, checked.stderr
     assert "test is successful" in checked.stderr
 
