@@ -95,8 +95,11 @@ def render_site(
     https_port: int,
     tls: Tls,
     extra_locations: str = "",
+    plain: bool = False,
 ) -> str:
-    """deploy/nginx/examvault.conf with this machine's addresses, ports, files and paths."""
+    """deploy/nginx/examvault.conf with this machine's addresses, ports, files and paths;
+    `plain`: the main server on plain HTTP (bench/api.py: sendfile, as nginx serves files
+    without TLS), everything else as deployed."""
     text = SITE.read_text(encoding="utf-8")
     servers = "".join(
         f"    server {address} max_fails=1 fail_timeout=10s;\n" for address in upstreams
@@ -108,7 +111,7 @@ def render_site(
     text = _replace(
         text,
         "    listen 443 ssl http2;\n    listen [::]:443 ssl http2;\n",
-        f"    listen 127.0.0.1:{https_port} ssl http2;\n",
+        f"    listen 127.0.0.1:{https_port}{'' if plain else ' ssl http2'};\n",
     )
     text = _replace(text, "/etc/nginx/tls/examvault.crt", str(tls.cert))
     text = _replace(text, "/etc/nginx/tls/examvault.key", str(tls.key))
@@ -180,8 +183,10 @@ def check_config(prefix: Path, site_text: str) -> subprocess.CompletedProcess[st
 
 
 @contextmanager
-def running_nginx(prefix: Path, site_text: str, https_port: int) -> Iterator[str]:
-    """nginx in the foreground (its own process, stopped at the end); yields https://…:port."""
+def running_nginx(
+    prefix: Path, site_text: str, https_port: int, *, scheme: str = "https"
+) -> Iterator[str]:
+    """nginx in the foreground (its own process, stopped at the end); yields its base URL."""
     conf = write_config(prefix, site_text)
     log = (prefix / "nginx.out").open("wb")
     process = subprocess.Popen(nginx_command(prefix, conf), stdout=log, stderr=subprocess.STDOUT)
@@ -198,7 +203,7 @@ def running_nginx(prefix: Path, site_text: str, https_port: int) -> Iterator[str
                 if time.monotonic() > deadline:
                     raise RuntimeError("nginx did not listen within 15 s") from None
                 time.sleep(0.05)
-        yield f"https://127.0.0.1:{https_port}"
+        yield f"{scheme}://127.0.0.1:{https_port}"
     finally:
         process.send_signal(signal.SIGQUIT)  # graceful: finish what is in flight
         try:
