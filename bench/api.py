@@ -328,10 +328,17 @@ def read_api(client: httpx.Client, url: str) -> tuple[float, int]:
     return time.perf_counter() - started, size
 
 
-def read_raw(base: str, path: str, headers: dict[str, str]) -> tuple[float, int]:
+def read_raw(
+    base: str, path: str, headers: dict[str, str], byte_range: str = "0-"
+) -> tuple[float, int]:
     """The same GET with a bare socket client: no HTTP library between the bytes and us."""
     host, port = base.removeprefix("http://").split(":")
-    lines = [f"GET {path} HTTP/1.1", f"Host: {host}", "Connection: close", "Range: bytes=0-"]
+    lines = [
+        f"GET {path} HTTP/1.1",
+        f"Host: {host}",
+        "Connection: close",
+        f"Range: bytes={byte_range}",
+    ]
     lines += [f"{name}: {value}" for name, value in headers.items()]
     buffer = bytearray(CHUNK)
     started = time.perf_counter()
@@ -440,6 +447,7 @@ def run(
     )
     rates: dict[str, list[float]] = {side: [] for side in sides}
     ttfb: dict[str, list[float]] = {"1min": [], "3h": []}
+    one_byte: dict[str, list[float]] = {"through_api": [], "file_directly": []}
     # Starts mid-segment, mid-GOP, so landing on a keyframe is part of the measure.
     start = first_start + timedelta(seconds=SEGMENT_SECONDS * 2 + 61.3)
     ranges = {
@@ -487,6 +495,15 @@ def run(
                 + ", ".join(f"{side} {rates[side][-1]:.1f}" for side in sides)
                 + " MB/s",
                 flush=True,
+            )
+        # The fixed cost of one read through the API (token, scope, ledger commit), which is
+        # what separates the two nginx sides: a one-byte Range each way.
+        for _ in range(args.requests):
+            one_byte["through_api"].append(
+                read_raw(nginx_base, content_path, headers, "0-0")[0] * 1000
+            )
+            one_byte["file_directly"].append(
+                read_raw(nginx_base, f"{NGINX_FILE_LOCATION}{world['key']}", {}, "0-0")[0] * 1000
             )
         for index in range(args.requests):
             for name in ("1min", "3h") if index % 2 == 0 else ("3h", "1min"):
@@ -562,6 +579,9 @@ def run(
                 "file_directly": round(median["nginx_file_raw_socket"], 1),
             },
             "ratio": round(nginx_ratio, 3),
+            "one_byte_range_ms": {
+                side: round(statistics.median(values), 2) for side, values in one_byte.items()
+            },
             "target": TARGET_NGINX_RATIO,
             "met": nginx_ratio >= TARGET_NGINX_RATIO,
         },

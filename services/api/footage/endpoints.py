@@ -341,8 +341,6 @@ def _offloaded(
             headers={
                 **headers,
                 "X-Accel-Redirect": settings.footage_accel_location + quote(key),
-                # nginx buffers nothing of a file it serves itself; say so for older configs.
-                "X-Accel-Buffering": "no",
             },
         )
     url = services.store.presigned_read_url(
