@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 RELIABILITY_DIR := var/reliability
 FUZZ_EXAMPLES ?= 5000
 
-.PHONY: install run test lint bench mutate clean browser soak fuzz reliability
+.PHONY: install run test lint bench mutate clean browser nginx soak fuzz reliability
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,23 @@ browser:
 	  fi; \
 	fi
 
-test: install browser
+# deploy/'s checks and the nginx-fronted tests and bench run Debian's nginx (nginx-light) from a
+# temporary prefix; systemd-analyze (systemd) verifies deploy/systemd/. Installed like Chromium.
+NGINX := /usr/sbin/nginx
+APT_NGINX := env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+  nginx-light systemd
+
+nginx:
+	@if [ ! -x $(NGINX) ] || ! command -v systemd-analyze >/dev/null 2>&1; then \
+	  if ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "make nginx: no apt-get here; install nginx and systemd by hand" >&2; \
+	  else \
+	    if [ "$$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	    $$SUDO $(APT_NGINX) || { $$SUDO apt-get update && $$SUDO $(APT_NGINX); }; \
+	  fi; \
+	fi
+
+test: install browser nginx
 	EXAMVAULT_RELIABILITY_JSON=$(RELIABILITY_DIR)/test.json $(PY) -m pytest $(PYTEST_ARGS)
 
 # The long versions (minutes to an hour): every test that records into the reliability record
@@ -70,7 +86,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: install
+bench: install nginx
 	$(PY) -m bench.ingest
 	$(PY) -m bench.health
 	$(PY) -m bench.coverage

@@ -17,6 +17,12 @@ defaults (SQLite, local blob store, health checks off) and starts the real API i
   the request until the first body bytes arrive. Target: under 200 ms for both, and the long
   range no slower than the short one beyond noise (the stream starts before the range is read).
 
+- Behind nginx (deploy/nginx/examvault.conf, Debian's nginx, plain HTTP so nginx uses
+  sendfile as it does for any file): the same content GET through nginx to an API process with
+  EXAMVAULT_FOOTAGE_OFFLOAD (scope check and ledger entry in Python, then X-Accel-Redirect:
+  nginx sends the file), side by side with nginx serving the same file directly from a plain
+  location, both read with the raw socket client. Target: 0.9 of nginx's own rate or better.
+
 Every request writes its ledger entry before its first byte, as in production. Recordings are
 encoded once and cached in bench/.cache/ (gitignored). Results go to bench/results/api.json
 with the machine they came from.
@@ -62,6 +68,7 @@ RESULTS_DIR = BENCH_DIR / "results"
 CHUNK = 1024 * 1024
 MB = 1_000_000
 TARGET_RATIO = 0.5
+TARGET_NGINX_RATIO = 0.9
 TARGET_TTFB_MS = 200.0
 RANGE_CAMERA = "BENCHAPI-S1-R1-F"
 PLAYBACK_CAMERA = "BENCHAPI-S1-R1-B"
@@ -171,6 +178,7 @@ def build_data_dir(data_dir: Path, first_start: datetime) -> dict[str, Any]:
             return {
                 "token": token,
                 "segment": big_segment.id,
+                "key": big_segment.blob_key,
                 "size": big_segment.size_bytes,
                 "path": path,
                 "playback_bytes": sum(source.stat().st_size for _, source, _ in plan[1:]),
@@ -179,7 +187,7 @@ def build_data_dir(data_dir: Path, first_start: datetime) -> dict[str, Any]:
         services.close()
 
 
-def open_services(data_dir: Path) -> Services:
+def open_services(data_dir: Path, *, offload: bool = False) -> Services:
     # Explicit Nones: EXAMVAULT_* in the environment must not turn this into another setup.
     settings = load_settings(
         data_dir=data_dir,
@@ -187,6 +195,7 @@ def open_services(data_dir: Path) -> Services:
         storage_url=None,
         spool_dir=None,
         health_checks=False,
+        footage_offload=offload,
     )
     services = Services.from_settings(settings)
     if not services.db.is_sqlite or not isinstance(services.store, LocalBlobStore):
@@ -210,13 +219,13 @@ def serve_bare(path: Path, port: int) -> int:
     return 0
 
 
-def serve(data_dir: Path, port: int) -> int:
+def serve(data_dir: Path, port: int, *, offload: bool = False) -> int:
     """The server side (run in its own process): the API on the prepared data dir."""
     import uvicorn
 
     from services.api.app import create_app
 
-    services = open_services(data_dir)
+    services = open_services(data_dir, offload=offload)
     try:
         uvicorn.run(create_app(services), host="127.0.0.1", port=port, log_level="warning")
     finally:
@@ -231,10 +240,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def server_process(command: str, target: Path, health: str) -> Iterator[str]:
+def server_process(command: str, target: Path, health: str, *extra: str) -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "bench.api", command, str(target), "--port", str(port)],
+        [sys.executable, "-m", "bench.api", command, str(target), "--port", str(port), *extra],
         cwd=BENCH_DIR.parent,
     )
     base = f"http://127.0.0.1:{port}"
@@ -259,6 +268,46 @@ def server_process(command: str, target: Path, health: str) -> Iterator[str]:
             process.wait()
 
 
+NGINX_FILE_LOCATION = "/bench-file/"
+
+
+@contextmanager
+def fronting_nginx(data_dir: Path, api_base: str, scratch: Path) -> Iterator[str]:
+    """Debian's nginx with the deployed configuration in front of `api_base`, plus a plain
+    location serving the objects directory directly (the side to compare with)."""
+    from tests.nginx import nginx_missing, render_site, running_nginx, self_signed
+
+    missing = nginx_missing()
+    if missing:
+        raise RuntimeError(f"{missing}: `make nginx` installs it")
+    objects = (data_dir / "objects").resolve()
+    prefix = Path(tempfile.mkdtemp(prefix="bench-nginx-", dir=scratch))
+    port = free_port()
+    site = render_site(
+        upstreams=[api_base.removeprefix("http://")],
+        objects_dir=objects,
+        http_port=free_port(),
+        https_port=port,
+        tls=self_signed(prefix / "tls"),
+        plain=True,
+        extra_locations=(
+            f"    location {NGINX_FILE_LOCATION} {{\n        alias {objects}/;\n    }}\n"
+        ),
+    )
+    try:
+        with running_nginx(prefix / "run", site, port, scheme="http") as base:
+            yield base
+    finally:
+        shutil.rmtree(prefix, ignore_errors=True)
+
+
+def nginx_version() -> str:
+    from tests.nginx import NGINX
+
+    found = subprocess.run([str(NGINX), "-v"], capture_output=True, text=True, check=False)
+    return found.stderr.strip().removeprefix("nginx version: ")
+
+
 def read_direct(path: Path) -> tuple[float, int]:
     started = time.perf_counter()
     size = 0
@@ -279,10 +328,17 @@ def read_api(client: httpx.Client, url: str) -> tuple[float, int]:
     return time.perf_counter() - started, size
 
 
-def read_raw(base: str, path: str, headers: dict[str, str]) -> tuple[float, int]:
+def read_raw(
+    base: str, path: str, headers: dict[str, str], byte_range: str = "0-"
+) -> tuple[float, int]:
     """The same GET with a bare socket client: no HTTP library between the bytes and us."""
     host, port = base.removeprefix("http://").split(":")
-    lines = [f"GET {path} HTTP/1.1", f"Host: {host}", "Connection: close", "Range: bytes=0-"]
+    lines = [
+        f"GET {path} HTTP/1.1",
+        f"Host: {host}",
+        "Connection: close",
+        f"Range: bytes={byte_range}",
+    ]
     lines += [f"{name}: {value}" for name, value in headers.items()]
     buffer = bytearray(CHUNK)
     started = time.perf_counter()
@@ -338,6 +394,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     server = sub.add_parser("serve", help="internal: run the API on a prepared data dir")
     server.add_argument("target", type=Path, help="the data dir")
     server.add_argument("--port", type=int, required=True)
+    server.add_argument("--offload", action="store_true", help="EXAMVAULT_FOOTAGE_OFFLOAD")
     bare = sub.add_parser("bare", help="internal: serve one file with a bare FileResponse")
     bare.add_argument("target", type=Path, help="the file")
     bare.add_argument("--port", type=int, required=True)
@@ -350,7 +407,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "serve":
-        return serve(args.target, args.port)
+        return serve(args.target, args.port, offload=args.offload)
     if args.command == "bare":
         return serve_bare(args.target, args.port)
     scratch = (args.scratch or Path(tempfile.gettempdir())).resolve()
@@ -379,9 +436,18 @@ def run(
     )
     load_before = os.getloadavg()[0]
     headers = {"Authorization": f"Bearer {world['token']}"}
-    sides = ("direct", "api", "bare", "api_raw_socket", "bare_raw_socket")
+    sides = (
+        "direct",
+        "api",
+        "bare",
+        "api_raw_socket",
+        "bare_raw_socket",
+        "nginx_api_raw_socket",
+        "nginx_file_raw_socket",
+    )
     rates: dict[str, list[float]] = {side: [] for side in sides}
     ttfb: dict[str, list[float]] = {"1min": [], "3h": []}
+    one_byte: dict[str, list[float]] = {"through_api": [], "file_directly": []}
     # Starts mid-segment, mid-GOP, so landing on a keyframe is part of the measure.
     start = first_start + timedelta(seconds=SEGMENT_SECONDS * 2 + 61.3)
     ranges = {
@@ -394,6 +460,8 @@ def run(
     with (
         server_process("serve", data_dir, "/healthz") as base,
         server_process("bare", world["path"], "/file") as bare_base,
+        server_process("serve", data_dir, "/healthz", "--offload") as offload_base,
+        fronting_nginx(data_dir, offload_base, scratch) as nginx_base,
         httpx.Client(headers=headers, timeout=60) as client,
     ):
         content_path = f"/api/v1/segments/{world['segment']}/content"
@@ -405,6 +473,10 @@ def run(
             "bare": lambda: read_api(client, f"{bare_base}/file"),
             "api_raw_socket": lambda: read_raw(base, content_path, headers),
             "bare_raw_socket": lambda: read_raw(bare_base, "/file", {}),
+            "nginx_api_raw_socket": lambda: read_raw(nginx_base, content_path, headers),
+            "nginx_file_raw_socket": lambda: read_raw(
+                nginx_base, f"{NGINX_FILE_LOCATION}{world['key']}", {}
+            ),
         }
         for reader in readers.values():  # warm the page cache and every code path, untimed
             reader()
@@ -424,6 +496,15 @@ def run(
                 + " MB/s",
                 flush=True,
             )
+        # The fixed cost of one read through the API (token, scope, ledger commit), which is
+        # what separates the two nginx sides: a one-byte Range each way.
+        for _ in range(args.requests):
+            one_byte["through_api"].append(
+                read_raw(nginx_base, content_path, headers, "0-0")[0] * 1000
+            )
+            one_byte["file_directly"].append(
+                read_raw(nginx_base, f"{NGINX_FILE_LOCATION}{world['key']}", {}, "0-0")[0] * 1000
+            )
         for index in range(args.requests):
             for name in ("1min", "3h") if index % 2 == 0 else ("3h", "1min"):
                 ttfb[name].append(first_byte(client, playback, ranges[name]) * 1000)
@@ -435,6 +516,7 @@ def run(
 
     median = {side: statistics.median(values) for side, values in rates.items()}
     ratio = median["api"] / median["direct"]
+    nginx_ratio = median["nginx_api_raw_socket"] / median["nginx_file_raw_socket"]
     ttfb_median = {name: round(statistics.median(values), 1) for name, values in ttfb.items()}
     results = {
         "benchmark": "api",
@@ -484,7 +566,24 @@ def run(
                 "bare": "the same file from a bare Starlette FileResponse, httpx client",
                 "api_raw_socket": "GET content read with a plain socket (recv_into 1 MiB)",
                 "bare_raw_socket": "the bare FileResponse read with a plain socket",
+                "nginx_api_raw_socket": "GET content through nginx to an API process with "
+                "EXAMVAULT_FOOTAGE_OFFLOAD (X-Accel-Redirect), plain socket",
+                "nginx_file_raw_socket": "the same file from a plain nginx location, plain socket",
             },
+        },
+        "nginx_fronted": {
+            "config": "deploy/nginx/examvault.conf, main server on plain HTTP (sendfile)",
+            "nginx": nginx_version(),
+            "mb_per_s": {
+                "through_api": round(median["nginx_api_raw_socket"], 1),
+                "file_directly": round(median["nginx_file_raw_socket"], 1),
+            },
+            "ratio": round(nginx_ratio, 3),
+            "one_byte_range_ms": {
+                side: round(statistics.median(values), 2) for side, values in one_byte.items()
+            },
+            "target": TARGET_NGINX_RATIO,
+            "met": nginx_ratio >= TARGET_NGINX_RATIO,
         },
         "playback_ttfb_ms": {
             "median": ttfb_median,
@@ -502,6 +601,11 @@ def run(
         f"{'met' if results['range']['met'] else 'NOT met'}); api/bare FileResponse "
         f"{results['range']['ratio_to_bare_file_response']}, raw sockets "
         f"{results['range']['ratio_to_bare_raw_socket']}"
+    )
+    print(
+        f"behind nginx: through the API {median['nginx_api_raw_socket']:.1f} MB/s, the file "
+        f"directly {median['nginx_file_raw_socket']:.1f} MB/s, ratio {nginx_ratio:.3f} (target "
+        f">= {TARGET_NGINX_RATIO}: {'met' if nginx_ratio >= TARGET_NGINX_RATIO else 'NOT met'})"
     )
     print(
         f"playback TTFB median: 1 min {ttfb_median['1min']} ms, 3 h {ttfb_median['3h']} ms "

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from storage.faults import parse as parse_fault_point
 
@@ -17,6 +24,32 @@ MINIMUM_RETENTION_YEARS = 3
 
 class SettingsError(ValueError):
     """A setting that the service refuses to start with; the message names the variable."""
+
+
+# Settings that are secrets may name a file instead (EXAMVAULT_S3_SECRET_KEY_FILE=
+# /run/secrets/s3_secret_key), as compose secrets and systemd credentials deliver them: a value in
+# the environment shows in `ps e`, /proc and crash reports.
+SECRET_FIELDS = ("database_url", "s3_access_key", "s3_secret_key", "metrics_token")
+SECRET_FILE_VARIABLES = tuple(f"EXAMVAULT_{name.upper()}_FILE" for name in SECRET_FIELDS)
+
+
+class _SecretFiles(PydanticBaseSettingsSource):
+    """EXAMVAULT_<NAME>_FILE for the secret settings: the file's content, stripped."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for name, variable in zip(SECRET_FIELDS, SECRET_FILE_VARIABLES, strict=True):
+            path = os.environ.get(variable, "").strip()
+            if not path:
+                continue
+            try:
+                found[name] = Path(path).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise SettingsError(f"{variable}={path!r} cannot be read: {exc}") from exc
+        return found
 
 
 class Settings(BaseSettings):
@@ -102,10 +135,35 @@ class Settings(BaseSettings):
     http_body_timeout_seconds: float = 30.0
     http_body_min_bytes_per_second: int = 1024
     http_max_connections: int = 1000
+    # Behind a proxy (deploy/): Python checks scope and writes the ledger entry, then lets the
+    # proxy (local store: X-Accel-Redirect to FOOTAGE_ACCEL_LOCATION, an nginx `internal`
+    # location over the objects directory) or the object store (S3: a presigned GET valid
+    # FOOTAGE_PRESIGN_SECONDS) move the bytes. Off, the API streams them itself (`make run`).
+    footage_offload: bool = False
+    footage_accel_location: str = "/_examvault/objects/"
+    footage_presign_seconds: int = 60
     # /metrics answers only this bearer token; unset, /metrics is off (404).
     metrics_token: str | None = None
     # Swagger UI at /docs, its assets served from the swagger-ui-bundle-v2 package (no CDN).
     api_docs: bool = True
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # A variable set outright wins over its _FILE twin; both win over `.env`.
+        return (
+            init_settings,
+            env_settings,
+            _SecretFiles(settings_cls),
+            dotenv_settings,
+            file_secret_settings,
+        )
 
     @field_validator("retention_years")
     @classmethod
@@ -203,6 +261,26 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"EXAMVAULT_HTTP_BODY_MIN_BYTES_PER_SECOND={value} must be 0 or more "
                 "(0: only a body with no byte for a whole window is cut)"
+            )
+        return value
+
+    @field_validator("footage_accel_location")
+    @classmethod
+    def _location_prefix(cls, value: str) -> str:
+        if not (value.startswith("/") and value.endswith("/")):
+            raise ValueError(
+                f"EXAMVAULT_FOOTAGE_ACCEL_LOCATION={value!r} must start and end with '/': it "
+                "is the nginx location the object key is appended to"
+            )
+        return value
+
+    @field_validator("footage_presign_seconds")
+    @classmethod
+    def _short_lived(cls, value: int) -> int:
+        # A presigned URL is a bearer credential the ledger cannot see used: keep it short.
+        if not 0 < value <= 3600:
+            raise ValueError(
+                f"EXAMVAULT_FOOTAGE_PRESIGN_SECONDS={value} must be between 1 and 3600"
             )
         return value
 

@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING
 
@@ -158,6 +158,14 @@ class BlobStore(ABC):
 
     def local_path(self, key: str) -> Path | None:
         """A file on this machine holding the object, when there is one (zero-copy serving)."""
+        return None
+
+    def presigned_read_url(
+        self, key: str, *, expires: timedelta, response_headers: dict[str, str]
+    ) -> str | None:
+        """A URL anyone holding it may GET the object from (Range included) until `expires`
+        has passed, the store answering with `response_headers`; None where the store has
+        none (the local store: the proxy serves its files instead)."""
         return None
 
     def recover(self) -> int:

@@ -108,6 +108,8 @@ class S3BlobStore(BlobStore):
         create_bucket: bool = False,
         timeouts: Timeouts | None = None,
         allow_unreachable: bool = False,
+        presign_endpoint: str | None = None,
+        presign_secure: bool = True,
     ) -> None:
         """Open the store on an existing bucket with Object Lock, or refuse it.
 
@@ -146,6 +148,21 @@ class S3BlobStore(BlobStore):
         except ValueError as exc:
             raise BlobStoreError(f"S3 endpoint {endpoint!r}: {exc}") from exc
         self._region = region
+        # Presigned reads go to clients, who may reach the store under another name than we do
+        # (https://objects.example.cn through the proxy, not ceph:7480): SigV4 signs the host.
+        # Signing needs no request when the region is known.
+        self._presigner = self._client
+        if presign_endpoint:
+            try:
+                self._presigner = Minio(
+                    endpoint=presign_endpoint,
+                    access_key=access_key,
+                    secret_key=secret_key,
+                    secure=presign_secure,
+                    region=region or "us-east-1",
+                )
+            except ValueError as exc:
+                raise BlobStoreError(f"S3 presign endpoint {presign_endpoint!r}: {exc}") from exc
         # Whether this instance created the bucket (only ever with create_bucket=True).
         self.created_bucket = False
         # Whether the bucket was seen to exist with Object Lock; writes wait for it.
@@ -328,6 +345,22 @@ class S3BlobStore(BlobStore):
             retain_until=state.retain_until,
             legal_hold=state.legal_hold,
         )
+
+    def presigned_read_url(
+        self, key: str, *, expires: timedelta, response_headers: dict[str, str]
+    ) -> str | None:
+        # Signed here without a request; the store checks signature, expiry and headers.
+        try:
+            return self._presigner.presigned_get_object(
+                bucket_name=self.bucket,
+                object_name=check_key(key),
+                expires=expires,
+                response_headers={
+                    f"response-{name.lower()}": value for name, value in response_headers.items()
+                },
+            )
+        except (MinioException, urllib3.exceptions.HTTPError) as exc:
+            raise StoreUnavailable(f"cannot sign a read of {self.bucket}/{key}: {exc}") from exc
 
     def read(self, key: str, start: int = 0, length: int | None = None) -> Iterator[bytes]:
         check_key(key)

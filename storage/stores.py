@@ -20,7 +20,9 @@ def open_blob_store(
     allow_unreachable: bool = False,
 ) -> BlobStore:
     """`file:///path` or `s3://BUCKET?endpoint=HOST:PORT&secure=false&region=R`, optionally
-    with `&multipart_threshold=BYTES&part_size=BYTES` (defaults 64 MiB and 16 MiB).
+    with `&multipart_threshold=BYTES&part_size=BYTES` (defaults 64 MiB and 16 MiB), and
+    `&presign_endpoint=HOST[:PORT]&presign_secure=true` when clients reach the store for
+    presigned reads (EXAMVAULT_FOOTAGE_OFFLOAD) under another address than we do.
 
     A missing bucket is refused unless `create_bucket` (only `init_blob_store` passes it).
     With `allow_unreachable`, an S3 store that does not answer is checked later instead
@@ -45,6 +47,8 @@ def open_blob_store(
             create_bucket=create_bucket,
             timeouts=timeouts,
             allow_unreachable=allow_unreachable,
+            presign_endpoint=query.get("presign_endpoint"),
+            presign_secure=query.get("presign_secure", "true").lower() not in ("false", "0", "no"),
             **sizes,
         )
     raise BlobStoreError(f"storage URL {url!r}: scheme must be file:// or s3://")

@@ -48,3 +48,32 @@ def test_dependency_bounds_have_finite_defaults() -> None:
     assert settings.s3_retries == 2
     assert settings.database_connect_timeout_seconds == 5
     assert settings.database_pool_timeout_seconds == 10
+
+
+def test_secret_settings_are_read_from_files_named_by_their_file_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = tmp_path / "s3_secret_key"
+    secret.write_text("from-a-file\n", encoding="utf-8")
+    monkeypatch.setenv("EXAMVAULT_S3_SECRET_KEY_FILE", str(secret))
+    monkeypatch.delenv("EXAMVAULT_S3_SECRET_KEY", raising=False)
+    assert load_settings().s3_secret_key == "from-a-file"
+    # A variable set outright wins over its _FILE twin.
+    monkeypatch.setenv("EXAMVAULT_S3_SECRET_KEY", "outright")
+    assert load_settings().s3_secret_key == "outright"
+
+
+def test_an_unreadable_secret_file_is_refused_naming_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EXAMVAULT_DATABASE_URL_FILE", str(tmp_path / "missing"))
+    with pytest.raises(SettingsError, match="EXAMVAULT_DATABASE_URL_FILE"):
+        load_settings()
+
+
+def test_footage_offload_is_off_by_default_and_its_location_is_checked() -> None:
+    assert load_settings().footage_offload is False
+    with pytest.raises(SettingsError, match="EXAMVAULT_FOOTAGE_ACCEL_LOCATION"):
+        load_settings(footage_accel_location="/no-trailing-slash")
+    with pytest.raises(SettingsError, match="EXAMVAULT_FOOTAGE_PRESIGN_SECONDS"):
+        load_settings(footage_presign_seconds=7 * 24 * 3600)

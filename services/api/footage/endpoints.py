@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Annotated, Literal
+from urllib.parse import quote
 
 import av
 from fastapi import APIRouter, Query, Request, Response
@@ -287,6 +288,9 @@ def get_content(
         raise ApiError(500, "blob_missing", f"the bytes of segment {segment_id} are missing")
 
     start, length = (0, size) if wanted is None else (wanted.start, wanted.length)
+    # Prepared before the ledger entry, so nothing can fail between it and the answer that
+    # we could have known about earlier.
+    offload = None if not_modified else _offloaded(services, key, media_type, headers)
     services.db.run_write(
         lambda session: record_read(
             session,
@@ -305,6 +309,8 @@ def get_content(
     )
     if not_modified:
         return Response(status_code=304, headers=headers)
+    if offload is not None:
+        return offload
     headers["Content-Length"] = str(length)
     status = 200
     if wanted is not None:
@@ -315,6 +321,43 @@ def get_content(
         status_code=status,
         media_type=media_type,
         headers=headers,
+    )
+
+
+def _offloaded(
+    services: Services, key: str, media_type: str, headers: dict[str, str]
+) -> Response | None:
+    """With EXAMVAULT_FOOTAGE_OFFLOAD, the answer that lets another move the bytes: for a
+    local file an X-Accel-Redirect to nginx's internal location (which serves the client's
+    Range from the file with sendfile), for S3 a redirect to a short-lived presigned GET
+    (the client repeats its Range there). None: stream them here."""
+    settings = services.settings
+    if not settings.footage_offload:
+        return None
+    if services.store.local_path(key) is not None:
+        return Response(
+            status_code=200,
+            media_type=media_type,
+            headers={
+                **headers,
+                "X-Accel-Redirect": settings.footage_accel_location + quote(key),
+            },
+        )
+    url = services.store.presigned_read_url(
+        key,
+        expires=timedelta(seconds=settings.footage_presign_seconds),
+        response_headers={
+            "Content-Type": media_type,
+            "Content-Disposition": headers["Content-Disposition"],
+            "Cache-Control": headers["Cache-Control"],
+        },
+    )
+    if url is None:
+        return None
+    # The redirect itself is never cached: the next read must come back here (scope, ledger).
+    return Response(
+        status_code=302,
+        headers={"Location": url, "Cache-Control": "no-store", "ETag": headers["ETag"]},
     )
 
 
