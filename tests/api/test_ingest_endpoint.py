@@ -16,6 +16,7 @@ from services.api.app import create_app
 from services.context import Services
 from storage.models import QuarantineRecord, Segment
 from tests.conftest import CAMERA_BACK, CAMERA_FRONT, VideoFactory
+from tests.reliability import Reliability
 
 NAME = "20261124T090000+0800.mp4"
 URL = f"/api/v1/ingest/{CAMERA_FRONT}/{NAME}"
@@ -275,7 +276,12 @@ def test_503_and_nothing_written_outside_when_the_upload_folder_is_a_symlink(
     ["9999-12-31T23:50:00Z", "9997-06-01T00:00:00+08:00", "2100-01-01T00:00:00Z"],
 )
 def test_a_start_past_2100_is_quarantined_not_a_500_nor_a_kept_upload(
-    client: TestClient, host_auth: dict[str, str], video: bytes, registered: Services, start: str
+    client: TestClient,
+    host_auth: dict[str, str],
+    video: bytes,
+    registered: Services,
+    start: str,
+    reliability: Reliability,
 ) -> None:
     # Near year 9999 the retention date (three years after the end) cannot be computed: the
     # push answered 500 and its kept upload failed again at every sweep.
@@ -283,6 +289,12 @@ def test_a_start_past_2100_is_quarantined_not_a_500_nor_a_kept_upload(
         f"/api/v1/ingest/{CAMERA_FRONT}/clip.mp4",
         content=video,
         headers={**host_auth, "X-Recording-Start": start},
+    )
+    reliability.record(
+        "hostile files",
+        f"a real video pushed with X-Recording-Start {start}",
+        tries=1,
+        answers={f"{response.status_code} {response.json().get('code')}": 1},
     )
     assert response.status_code == 422, response.text
     assert response.json()["code"] == "clock_far_ahead"

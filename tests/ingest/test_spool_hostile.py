@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from storage.db import Database
 from storage.models import QuarantineRecord, Segment
 from tests.conftest import CAMERA_BACK, CAMERA_FRONT, REGISTRY, VideoFactory
 from tests.processes import examvault_env, spawn, wait_until
+from tests.reliability import Reliability
 
 NAME = "20261124T090000+0800.mp4"
 LATER = "20261124T090200+0800.mp4"
@@ -339,7 +341,7 @@ def test_a_worker_process_stops_promptly_on_sigterm_with_a_fifo_in_the_spool(
 
 
 def test_file_names_that_are_not_utf8_leave_the_spool_with_a_readable_record(
-    registered: Services, spool: Path, make_video: VideoFactory
+    registered: Services, spool: Path, make_video: VideoFactory, reliability: Reliability
 ) -> None:
     # A camera host's file system may hand over any bytes: such a name used to reach the
     # quarantine's JSON record and the database as a lone surrogate, which neither can encode,
@@ -364,6 +366,12 @@ def test_file_names_that_are_not_utf8_leave_the_spool_with_a_readable_record(
         )
     # Recorded as the bytes were named, each undecodable byte as \xNN; such a name is not the
     # spool's grammar (no backslash after the start), so even the video is set aside whole.
+    reliability.record(
+        "hostile files",
+        "spool file names that are not UTF-8 (a video and junk)",
+        tries=2,
+        answers=Counter(f"quarantined {code}" for code in rejected.values()),
+    )
     assert rejected == {
         "20261124T090000+0800_\\xff.mp4": "unparseable_start",
         "\\xffnot-a-recording.mp4": "unparseable_start",
