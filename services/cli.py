@@ -261,6 +261,10 @@ def cmd_health_resample(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+_EARLIEST_INSTANT = datetime(1970, 1, 1, tzinfo=UTC)
+_LATEST_INSTANT = datetime(9000, 1, 1, tzinfo=UTC)
+
+
 def _instant_arg(value: str | None, name: str, settings: Settings) -> datetime | None:
     """RFC 3339, or a bare date or naive time read in the configured zone."""
     if value is None:
@@ -271,7 +275,14 @@ def _instant_arg(value: str | None, name: str, settings: Settings) -> datetime |
         raise CommandError(f"{name} {value!r} is not a date or RFC 3339 instant") from exc
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=settings.zone)
-    return moment.astimezone(UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        moment = None
+    # As the API bounds its instants: near year 9999 the first day added to one overflows.
+    if moment is None or not _EARLIEST_INSTANT <= moment <= _LATEST_INSTANT:
+        raise CommandError(f"{name} {value!r} is outside 1970..9000")
+    return moment
 
 
 def cmd_hold_add(args: argparse.Namespace, settings: Settings) -> int:

@@ -178,4 +178,7 @@ def quarantine_bounds(settings: Settings) -> QuarantineBounds:
         budget_bytes=settings.quarantine_budget_bytes,
         sample_bytes=settings.quarantine_sample_bytes,
         retention=timedelta(days=settings.quarantine_retention_days),
+        # Twice the readiness floor: rejected files alone never make the server unready, and
+        # real segments keep a floor's worth of room after the quarantine stops keeping bytes.
+        keep_free_bytes=2 * settings.min_free_bytes,
     )

@@ -135,6 +135,10 @@ class Settings(BaseSettings):
     http_body_timeout_seconds: float = 30.0
     http_body_min_bytes_per_second: int = 1024
     http_max_connections: int = 1000
+    # The largest body of any request but a segment push (which has MAX_UPLOAD_BYTES): FastAPI
+    # reads a JSON or form body before the bearer check, so this bounds what anyone can make
+    # the server hold. 16 MiB: a 10 MiB reference image, a schedule of ~80,000 sittings.
+    http_max_body_bytes: int = 16 * 1024 * 1024
     # Behind a proxy (deploy/): Python checks scope and writes the ledger entry, then lets the
     # proxy (local store: X-Accel-Redirect to FOOTAGE_ACCEL_LOCATION, an nginx `internal`
     # location over the objects directory) or the object store (S3: a presigned GET valid
@@ -244,6 +248,7 @@ class Settings(BaseSettings):
         "http_header_timeout_seconds",
         "http_body_timeout_seconds",
         "http_max_connections",
+        "http_max_body_bytes",
     )
     @classmethod
     def _positive_edge_bound(cls, value: float, info: ValidationInfo) -> float:

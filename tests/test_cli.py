@@ -83,3 +83,17 @@ def test_verify_export_needs_no_settings(
     assert main(["verify-export", str(not_a_zip)]) == 2
     error = capsys.readouterr().err
     assert "retention" not in error.lower() and "zip" in error.lower()
+
+
+@pytest.mark.parametrize("edge", ["9999-12-31T23:00:00-14:00", "9999-12-31", "0001-01-01"])
+def test_an_instant_at_the_ends_of_the_calendar_exits_2_with_one_sentence(
+    cli_env: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], edge: str
+) -> None:
+    # It overflowed on the way to UTC or at the first day added: a traceback, not a sentence.
+    assert main(["registry", "import", _registry_file(tmp_path)]) == 0
+    capsys.readouterr()
+    hold = ["hold", "add", "--camera", CAMERA_FRONT, "--from", edge, "--to", edge, "--reason", "x"]
+    assert main(hold) == 2
+    assert "1970..9000" in capsys.readouterr().err
+    assert main(["token", "create", "--role", "admin", "--expires", edge]) == 2
+    assert "1970..9000" in capsys.readouterr().err

@@ -97,11 +97,13 @@ def create_app(
     settings = services.settings
     if settings.api_docs:
         _serve_api_docs(app)
-    # A stalled or trickled body is cut with 408 (pacing.py; the head is bounded in server.py).
+    # A stalled or trickled body is cut with 408, an oversized one refused with 413 (pacing.py;
+    # the head is bounded in server.py).
     app.add_middleware(
         BodyPacing,
         window=settings.http_body_timeout_seconds,
         min_rate=settings.http_body_min_bytes_per_second,
+        max_bytes=settings.http_max_body_bytes,
     )
     return app
 

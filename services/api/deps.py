@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import AfterValidator, AwareDatetime
 from sqlalchemy.orm import Session
 
 from services.access.scopes import Subject
@@ -34,6 +35,22 @@ RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="row id")]
 
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def _within_calendar(value: datetime) -> datetime:
+    """A body's instant within 1970..9000, as `instant_param` bounds a query's; unchanged."""
+    try:
+        utc = value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    except OverflowError as exc:  # 9999-12-31T23:00:00-14:00 is past the calendar in UTC
+        raise ValueError("must be within 1970..9000") from exc
+    if not _EARLIEST <= utc <= _LATEST:
+        raise ValueError("must be within 1970..9000")
+    return value
+
+
+# Body instants (pydantic): near year 9999 the first day added to one overflowed into a 500.
+BoundedDatetime = Annotated[datetime, AfterValidator(_within_calendar)]
+BoundedAwareDatetime = Annotated[AwareDatetime, AfterValidator(_within_calendar)]
 
 
 def instant_param(value: str | None, name: str) -> datetime | None:

@@ -52,6 +52,7 @@ MESSAGES_ZH: dict[str, str] = {
     "unknown_camera": "摄像机未登记，文件已隔离保存。",
     "unparseable_start": "无法解析录像开始时间，文件已隔离保存。",
     "clock_reset": "录像开始时间早于 2000 年（主机时钟可能被重置），文件已隔离保存。",
+    "clock_far_ahead": "录像开始时间在 2100 年或之后（主机时钟错误），文件已隔离保存。",
     "busy": "该文件正在被处理，请稍后重试。",
     "internal_error": "服务器内部错误。",
     "invalid_schedule": "场次数据不合法，未导入任何场次。",

@@ -1,4 +1,5 @@
-"""The pace of a request body: a client that stalls or trickles is cut, with a 408.
+"""The pace and size of a request body: a client that stalls or trickles is cut, with a 408;
+a body over the limit is refused, with a 413.
 
 Watched here rather than in the server's protocol because only time spent *waiting in
 receive()* is the client's fault: while the app writes to disk, uvicorn stops reading the
@@ -6,6 +7,12 @@ socket and the client cannot send. Each window of `window` seconds of such waiti
 least `max(1, min_rate * window)` bytes; a window that does not ends the request with 408
 `body_too_slow` and `Connection: close`. The upload endpoint then discards its staged file
 (nothing was acknowledged, so nothing is kept).
+
+Every body but a segment push (whose route streams it to disk under its own, far larger limit)
+is at most `max_bytes`: FastAPI reads a route's JSON or form body *before* its dependencies
+run, the bearer check included, so without this anyone could make the server hold a body of
+any size in memory. A declared `Content-Length` over it is answered before a byte is read; a
+chunked body is cut where it passes the limit.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ import time
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.api.errors import error_response
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +42,34 @@ class BodyTooSlow(HTTPException):
         )
 
 
+class BodyTooLarge(HTTPException):
+    """Raised from `receive()` when a body passes the limit (see BodyTooSlow for why)."""
+
+    code = "too_large"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is over the {limit}-byte limit")
+
+
+def _streams_its_own_body(scope: Scope) -> bool:
+    """A segment push: its route streams the body to the spool and caps it itself."""
+    return scope["method"] == "PUT" and scope["path"].startswith("/api/v1/ingest/")
+
+
+def _declared_length(scope: Scope) -> int | None:
+    for key, value in scope.get("headers", ()):
+        if key == b"content-length" and value.isdigit():
+            return int(value)
+    return None
+
+
 class _PacedReceive:
-    def __init__(self, receive: Receive, window: float, min_rate: float) -> None:
+    def __init__(
+        self, receive: Receive, window: float, min_rate: float, max_bytes: int | None = None
+    ) -> None:
         self._receive = receive
+        self.max_bytes = max_bytes
+        self.total = 0
         self.window = window
         self.needed = max(1, int(min_rate * window))
         self.waited = 0.0
@@ -60,6 +94,9 @@ class _PacedReceive:
                 self.waited += time.monotonic() - started
                 if message["type"] == "http.request":
                     self.received += len(message.get("body", b""))
+                    self.total += len(message.get("body", b""))
+                    if self.max_bytes is not None and self.total > self.max_bytes:
+                        raise BodyTooLarge(self.max_bytes)
                     self.body_complete = not message.get("more_body", False)
                 else:
                     self.body_complete = True
@@ -75,16 +112,30 @@ class _PacedReceive:
 class BodyPacing:
     """ASGI middleware applying `_PacedReceive` to every HTTP request."""
 
-    def __init__(self, app: ASGIApp, *, window: float, min_rate: float) -> None:
+    def __init__(
+        self, app: ASGIApp, *, window: float, min_rate: float, max_bytes: int | None = None
+    ) -> None:
         self.app = app
         self.window = window
         self.min_rate = min_rate
+        self.max_bytes = max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        paced = _PacedReceive(receive, self.window, self.min_rate)
+        max_bytes = None if _streams_its_own_body(scope) else self.max_bytes
+        declared = _declared_length(scope)
+        if max_bytes is not None and declared is not None and declared > max_bytes:
+            # Not a byte of it is read; the server drains what is in flight for a while only.
+            refusal = error_response(
+                413,
+                "too_large",
+                f"Content-Length {declared} is over the {max_bytes}-byte limit for this route",
+            )
+            await refusal(scope, receive, send)
+            return
+        paced = _PacedReceive(receive, self.window, self.min_rate, max_bytes)
 
         async def send_closing(message: Message) -> None:
             # A cut client may still be sending: the connection must not be reused.

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.coverage.verdicts import refresh_verdict
+from services.ingest.clock import EARLIEST_PLAUSIBLE_START, LATEST_PLAUSIBLE_START
 from services.registry import CODE, ROOM_KINDS
 from services.settings import Settings
 from storage import ledger
@@ -67,7 +68,15 @@ def _instant(value: str, where: str, name: str, zone: tzinfo, notes: list[str]) 
     if moment.tzinfo is None:
         notes.append(f"{where}, {name}")
         moment = moment.replace(tzinfo=zone)
-    return moment.astimezone(UTC)
+    try:
+        instant = moment.astimezone(UTC)
+    except OverflowError:
+        instant = None
+    # The bounds a segment's start has (clock.py): near year 9999 a sitting's grace period and
+    # retention date could not even be computed.
+    if instant is None or not EARLIEST_PLAUSIBLE_START <= instant < LATEST_PLAUSIBLE_START:
+        raise ScheduleError(f"{where}, {name}: {value!r} is not between 2000 and 2100")
+    return instant
 
 
 def parse_rows(

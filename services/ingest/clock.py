@@ -13,6 +13,9 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 # A host whose clock was reset reports 1970 or 2000-01-01: such a start cannot be placed.
 EARLIEST_PLAUSIBLE_START = datetime(2000, 1, 1, tzinfo=UTC)
+# No exam recorded now is dated in the next century; near year 9999 the retention date (three
+# calendar years after the end) cannot even be computed.
+LATEST_PLAUSIBLE_START = datetime(2100, 1, 1, tzinfo=UTC)
 
 _NAME = re.compile(
     r"^(?P<stamp>\d{8}T\d{6})(?P<fraction>\.\d{1,6})?(?P<offset>Z|[+-]\d{4})?(?:_[^/\\]*)?"
@@ -75,7 +78,13 @@ def parse_name_start(file_name: str, zone: tzinfo) -> DeclaredStart:
             raise StartError("unparseable_start", f"offset {offset!r} is not a valid UTC offset")
         sign = 1 if offset[0] == "+" else -1
         local = naive.replace(tzinfo=timezone(sign * timedelta(hours=hours, minutes=minutes)))
-    return DeclaredStart(raw=raw, instant=local.astimezone(UTC), zone_assumed=offset is None)
+    try:
+        instant = local.astimezone(UTC)
+    except OverflowError as exc:
+        raise StartError(
+            "unparseable_start", f"{raw!r} in the file name is not a date in UTC"
+        ) from exc
+    return DeclaredStart(raw=raw, instant=instant, zone_assumed=offset is None)
 
 
 def parse_rfc3339(value: str) -> DeclaredStart:
@@ -95,10 +104,11 @@ def parse_rfc3339(value: str) -> DeclaredStart:
         assert digits is not None
         normalised = f"{head}.{digits.group()[:6]}{tail[digits.end() :]}"
     try:
-        moment = datetime.fromisoformat(normalised)
-    except ValueError as exc:
+        instant = datetime.fromisoformat(normalised).astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        # OverflowError: in UTC it falls outside the calendar (9999-12-31T23:00:00-14:00).
         raise StartError("bad_start_header", f"X-Recording-Start {value!r}: {exc}") from exc
-    return DeclaredStart(raw=value, instant=moment.astimezone(UTC), zone_assumed=False)
+    return DeclaredStart(raw=value, instant=instant, zone_assumed=False)
 
 
 def check_plausible(start: DeclaredStart) -> None:
@@ -106,6 +116,11 @@ def check_plausible(start: DeclaredStart) -> None:
         raise StartError(
             "clock_reset",
             f"declared start {start.raw!r} is before 2000: the host's clock was probably reset",
+        )
+    if start.instant >= LATEST_PLAUSIBLE_START:
+        raise StartError(
+            "clock_far_ahead",
+            f"declared start {start.raw!r} is in 2100 or later: the host's clock is wrong",
         )
 
 

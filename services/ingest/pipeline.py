@@ -470,7 +470,11 @@ class IngestPipeline:
             reason=reason,
             camera_code=arrival.camera_code,
             declared_start=declared.raw if declared else arrival.declared_start,
-            claimed_start=declared.instant if declared and code != "clock_reset" else None,
+            claimed_start=(
+                declared.instant
+                if declared and code not in ("clock_reset", "clock_far_ahead")
+                else None
+            ),
             claimed_end=end,
             original_name=arrival.file_name,
             source=arrival.source,

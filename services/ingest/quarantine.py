@@ -5,7 +5,9 @@ bytes say what arrived (SHA-256 and size of the whole file), from whom, when and
 refused. Its **bytes** are kept within bounds (docs/ingest.md, "Quarantine"), because any
 camera-host token can send rejected files of up to the upload limit:
 
-- whole, while the quarantine's bytes stay within ``budget_bytes``;
+- whole, while the quarantine's bytes stay within ``budget_bytes`` and the disk keeps
+  ``keep_free_bytes`` free after the copy (the budget may be larger than the disk's free
+  space: rejected files must never fill the disk that real segments need);
 - otherwise only the first ``sample_bytes`` (the header, enough to see what the file was),
   while those fit; otherwise none. The answer and the record say which (``kept``);
 - for ``retention`` after arrival; then the bytes go (``prune``) and the record says when and
@@ -38,6 +40,7 @@ from storage import ledger
 from storage.blobs import check_key
 from storage.db import Database
 from storage.models import QuarantineRecord
+from storage.space import free_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +60,7 @@ class Kept(StrEnum):
 
 class BytesRemoved(StrEnum):
     BUDGET = "budget"  # never (all) kept: the quarantine was at its budget on arrival
+    DISK = "disk"  # never (all) kept: the disk had no room above its free-space floor
     RETENTION = "retention"  # kept, then removed when the quarantine retention ran out
 
 
@@ -80,6 +84,8 @@ class QuarantineBounds:
     budget_bytes: int = 20 * 1024**3
     sample_bytes: int = 1024**2
     retention: timedelta = timedelta(days=90)
+    # Bytes a copy must leave free on the quarantine's disk (serve: 2 x MIN_FREE_BYTES).
+    keep_free_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -97,14 +103,18 @@ class PrunedFile:
     received_at: datetime
 
 
-def bytes_to_keep(size: int, used: int, bounds: QuarantineBounds) -> tuple[Kept, int]:
+def bytes_to_keep(
+    size: int, used: int, bounds: QuarantineBounds, room: int | None = None
+) -> tuple[Kept, int]:
     """How much of a rejected file of ``size`` bytes to keep when the quarantine already holds
-    ``used`` bytes. Pure: the whole file if it fits the budget, else its first bytes if they
-    fit, else nothing (the record alone)."""
-    if used + size <= bounds.budget_bytes:
+    ``used`` bytes and the disk has ``room`` bytes above its floor (None: unknown). Pure: the
+    whole file if it fits the budget and the room, else its first bytes if they fit, else
+    nothing (the record alone)."""
+    fits = min(bounds.budget_bytes - used, size if room is None else room)
+    if size <= fits:
         return Kept.WHOLE, size
     sample = min(size, bounds.sample_bytes)
-    if sample > 0 and used + sample <= bounds.budget_bytes:
+    if 0 < sample <= fits:
         return Kept.SAMPLE, sample
     return Kept.NONE, 0
 
@@ -166,24 +176,33 @@ class Quarantine:
                 if self.prune(now=now):
                     with self.db.read() as session:
                         used = self.used_bytes(session)
-            kept, limit = bytes_to_keep(size, used, self.bounds)
+            free = free_bytes(self.root)
+            room = None if free is None else max(0, free - self.bounds.keep_free_bytes)
+            kept, limit = bytes_to_keep(size, used, self.bounds, room)
             # -1: write no file at all (an empty file kept whole is still a file, of 0 bytes).
             limit = -1 if kept is Kept.NONE else limit
             sha256, key, kept_bytes = self._copy(
                 path, limit, lambda sha: f"{day}/{sha[:16]}-{name}"
             )
+        over_budget = used + size > self.bounds.budget_bytes
         if kept is not Kept.WHOLE:
             logger.warning(
-                "quarantine at %d of its %d-byte budget: kept %d of the %d bytes of %s (%s)",
+                "quarantine at %d of its %d-byte budget, %s bytes free above the floor: "
+                "kept %d of the %d bytes of %s (%s)",
                 used,
                 self.bounds.budget_bytes,
+                "unknown" if room is None else room,
                 kept_bytes,
                 size,
                 rejection.original_name,
                 kept.value,
             )
         removed_at = None if kept is Kept.WHOLE else now
-        removed_reason = None if kept is Kept.WHOLE else BytesRemoved.BUDGET.value
+        removed_reason = (
+            None
+            if kept is Kept.WHOLE
+            else (BytesRemoved.BUDGET if over_budget else BytesRemoved.DISK).value
+        )
         self._write_sidecar(
             key,
             rejection,

@@ -114,12 +114,18 @@ def is_spool_recording(path: Path, spool_dir: Path) -> bool:
     )
 
 
+def readable_name(name: str) -> str:
+    """A name from the file system as text the database and a JSON record can hold: bytes that
+    are not UTF-8 (which Python keeps as lone surrogates) are written as `\\xNN`."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def spool_arrival(path: Path, spool_dir: Path) -> Arrival:
     camera_code = path.relative_to(spool_dir).parts[0]
     return Arrival(
         path=path,
-        camera_code=camera_code,
-        file_name=path.name,
+        camera_code=readable_name(camera_code),
+        file_name=readable_name(path.name),
         source="spool",
         received_at=_arrival_time(path),
     )

@@ -16,6 +16,7 @@ from services.api.app import create_app
 from services.context import Services
 from storage.models import QuarantineRecord, Segment
 from tests.conftest import CAMERA_BACK, CAMERA_FRONT, VideoFactory
+from tests.reliability import Reliability
 
 NAME = "20261124T090000+0800.mp4"
 URL = f"/api/v1/ingest/{CAMERA_FRONT}/{NAME}"
@@ -268,3 +269,46 @@ def test_503_and_nothing_written_outside_when_the_upload_folder_is_a_symlink(
     assert (response.status_code, response.json()["code"]) == (503, "spool_unavailable")
     assert list(outside.iterdir()) == []
     assert _segments(registered) == 0
+
+
+@pytest.mark.parametrize(
+    "start",
+    ["9999-12-31T23:50:00Z", "9997-06-01T00:00:00+08:00", "2100-01-01T00:00:00Z"],
+)
+def test_a_start_past_2100_is_quarantined_not_a_500_nor_a_kept_upload(
+    client: TestClient,
+    host_auth: dict[str, str],
+    video: bytes,
+    registered: Services,
+    start: str,
+    reliability: Reliability,
+) -> None:
+    # Near year 9999 the retention date (three years after the end) cannot be computed: the
+    # push answered 500 and its kept upload failed again at every sweep.
+    response = client.put(
+        f"/api/v1/ingest/{CAMERA_FRONT}/clip.mp4",
+        content=video,
+        headers={**host_auth, "X-Recording-Start": start},
+    )
+    reliability.record(
+        "hostile files",
+        f"a real video pushed with X-Recording-Start {start}",
+        tries=1,
+        answers={f"{response.status_code} {response.json().get('code')}": 1},
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["code"] == "clock_far_ahead"
+    assert _segments(registered) == 0 and _quarantined(registered) == 1
+    assert list(registered.settings.incoming_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("start", ["9999-12-31T23:00:00-14:00", "0001-01-01T00:00:00+14:00"])
+def test_a_start_header_outside_the_calendar_in_utc_answers_400(
+    client: TestClient, host_auth: dict[str, str], video: bytes, start: str
+) -> None:
+    response = client.put(
+        f"/api/v1/ingest/{CAMERA_FRONT}/clip.mp4",
+        content=video,
+        headers={**host_auth, "X-Recording-Start": start},
+    )
+    assert (response.status_code, response.json()["code"]) == (400, "bad_start_header")

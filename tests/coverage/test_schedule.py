@@ -109,3 +109,19 @@ def test_overlap_with_a_stored_sitting_is_refused(registered: Services) -> None:
 def test_a_header_without_the_columns_is_refused() -> None:
     with pytest.raises(ScheduleError, match="line 1: the header lacks starts_at"):
         parse_csv("sitting_code,room_code,kind,occupation,level,start,ends_at\n", SHANGHAI, [])
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [
+        ("9999-12-31T20:00:00+08:00", "9999-12-31T23:00:00+08:00"),
+        ("2100-01-01T09:00:00+08:00", "2100-01-01T10:00:00+08:00"),
+        ("1999-12-31T09:00:00+08:00", "1999-12-31T10:00:00+08:00"),
+        ("0001-01-01T00:00:00+08:00", "0001-01-01T01:00:00+08:00"),
+    ],
+)
+def test_a_sitting_outside_2000_to_2100_is_refused_as_a_bad_row(start: str, end: str) -> None:
+    # Near year 9999 its grace period and retention date cannot be computed: the schedule
+    # PUT answered 500 (nothing imported, but no reason given).
+    with pytest.raises(ScheduleError, match="between 2000 and 2100"):
+        parse_csv(HEADER + _row("FAR-1", start, end), SHANGHAI, [])

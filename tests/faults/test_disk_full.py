@@ -110,3 +110,46 @@ def test_disk_full_answers_503_and_readiness_says_so(
         lost=len(lost),
         answers=tally(during),
     )
+
+
+def test_rejected_pushes_never_fill_the_disk_under_the_free_space_floor(
+    tmp_path: Path, small_disk: Path, make_video: VideoFactory, reliability: object
+) -> None:
+    # The quarantine's budget (20 GiB by default) can be larger than the disk's free space: a
+    # camera-host token pushing junk must not be able to fill the disk and so refuse every
+    # real segment after it (a kept junk upload then retried for ever on a full disk).
+    floor = 2 * 1024 * 1024
+    junk = [os.urandom(5 * 1024 * 1024) for _ in range(8)]  # 40 MiB onto a 30 MiB disk
+    data_dir = small_disk / "var"
+    data_dir.mkdir()
+    database_url = f"sqlite:///{data_dir / 'examvault.sqlite3'}"
+    video = make_video("after.mp4", seconds=1).read_bytes()
+    with serving(tmp_path, database_url, data_dir, EXAMVAULT_MIN_FREE_BYTES=str(floor)) as server:
+        server.wait_readiness(True)
+        answers = [
+            server.push(CAMERA_FRONT, f"20261124T12{number:02d}00+0800.mp4", data)
+            for number, data in enumerate(junk)
+        ]
+        kept = [str(answer.body.get("quarantine_kept")) for answer in answers]
+        free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+        after = server.push(CAMERA_FRONT, "20261124T130000+0800.mp4", video)
+        lost = (
+            lost_segments(
+                server, {"20261124T130000+0800.mp4": after}, {"20261124T130000+0800.mp4": video}
+            )
+            if after.status == 201
+            else set()
+        )
+    reliability.record(  # type: ignore[attr-defined]
+        "faults",
+        f"8 rejected 5 MiB pushes onto a 30 MiB disk, then a real one ({free // 1024} KiB "
+        f"left; kept: {', '.join(kept)})",
+        tries=len(answers) + 1,
+        acknowledged=1 if after.status == 201 else 0,
+        lost=len(lost),
+        answers=tally([*answers, after]),
+    )
+    assert [answer.status for answer in answers] == [422] * len(junk), tally(answers)
+    assert free >= floor, f"rejected files left {free} bytes free, under the {floor}-byte floor"
+    assert after.status == 201, after.body
+    assert lost == set()

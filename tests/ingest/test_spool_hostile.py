@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from storage.db import Database
 from storage.models import QuarantineRecord, Segment
 from tests.conftest import CAMERA_BACK, CAMERA_FRONT, REGISTRY, VideoFactory
 from tests.processes import examvault_env, spawn, wait_until
+from tests.reliability import Reliability
 
 NAME = "20261124T090000+0800.mp4"
 LATER = "20261124T090200+0800.mp4"
@@ -336,3 +338,41 @@ def test_a_worker_process_stops_promptly_on_sigterm_with_a_fifo_in_the_spool(
             process.wait()
     assert (folder / NAME).exists()
     assert log.read_text().count(f"skipping {folder.resolve() / NAME}") == 1
+
+
+def test_file_names_that_are_not_utf8_leave_the_spool_with_a_readable_record(
+    registered: Services, spool: Path, make_video: VideoFactory, reliability: Reliability
+) -> None:
+    # A camera host's file system may hand over any bytes: such a name used to reach the
+    # quarantine's JSON record and the database as a lone surrogate, which neither can encode,
+    # so the file stayed in the spool with a traceback at every rescan.
+    folder = spool / CAMERA_FRONT
+    folder.mkdir()
+    video = os.fsencode(folder) + b"/20261124T090000+0800_\xff.mp4"
+    junk = os.fsencode(folder) + b"/\xffnot-a-recording.mp4"
+    with open(video, "wb") as handle:
+        handle.write(make_video("a.mp4").read_bytes())
+    with open(junk, "wb") as handle:
+        handle.write(b"not a video")
+
+    with _running(registered) as worker:
+        wait_until(lambda: os.listdir(os.fsencode(folder)) == [], timeout=20)
+        _rescans(worker)
+    with registered.db.read() as session:
+        rejected = dict(
+            session.execute(
+                select(QuarantineRecord.original_name, QuarantineRecord.reason_code)
+            ).all()
+        )
+    # Recorded as the bytes were named, each undecodable byte as \xNN; such a name is not the
+    # spool's grammar (no backslash after the start), so even the video is set aside whole.
+    reliability.record(
+        "hostile files",
+        "spool file names that are not UTF-8 (a video and junk)",
+        tries=2,
+        answers=Counter(f"quarantined {code}" for code in rejected.values()),
+    )
+    assert rejected == {
+        "20261124T090000+0800_\\xff.mp4": "unparseable_start",
+        "\\xffnot-a-recording.mp4": "unparseable_start",
+    }

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
+from services.api.deps import BoundedAwareDatetime
 from services.evidence.findings import MAX_TEXT, FindingCategory
 
 
@@ -11,8 +12,10 @@ class FindingIn(BaseModel):
         description="substitution 代考 | absent_assessor 考评员缺席 | camera_blocked 画面遮挡 | "
         "off_site 非备案场所 | other 其他"
     )
-    observed_from: AwareDatetime = Field(description="RFC 3339 with offset: the instant, or start")
-    observed_until: AwareDatetime | None = Field(
+    observed_from: BoundedAwareDatetime = Field(
+        description="RFC 3339 with offset: the instant, or start"
+    )
+    observed_until: BoundedAwareDatetime | None = Field(
         default=None, description="end of the interval; omit for an instant"
     )
     text: str = Field(min_length=1, max_length=MAX_TEXT)

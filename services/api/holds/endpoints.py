@@ -14,7 +14,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.access.scopes import Subject, visible_camera, visible_segment, visible_sitting
-from services.api.deps import MAX_ROW_ID, AdminSubject, CurrentSubject, RowId, ServicesDep
+from services.api.deps import (
+    MAX_ROW_ID,
+    AdminSubject,
+    BoundedDatetime,
+    CurrentSubject,
+    RowId,
+    ServicesDep,
+)
 from services.api.errors import ApiError
 from services.retention.holds import HoldError, HoldRequest, place_hold, release_hold
 from services.timefmt import rfc3339, rfc3339_or_none
@@ -28,8 +35,8 @@ class HoldIn(BaseModel):
     case_reference: str | None = None
     sitting: str | None = Field(default=None, description="sitting code")
     camera: str | None = Field(default=None, description="camera code, with from and until")
-    from_: datetime | None = Field(default=None, alias="from", description="RFC 3339")
-    until: datetime | None = Field(default=None, description="RFC 3339")
+    from_: BoundedDatetime | None = Field(default=None, alias="from", description="RFC 3339")
+    until: BoundedDatetime | None = Field(default=None, description="RFC 3339")
     segment: int | None = Field(default=None, ge=1, le=MAX_ROW_ID, description="segment id")
 
 

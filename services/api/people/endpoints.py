@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request, Response
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -25,7 +25,14 @@ from services.access.people import (
     revoke_assignment,
 )
 from services.access.tokens import TokenError, create_token, revoke_token
-from services.api.deps import AdminSubject, CurrentSubject, RowId, ServicesDep
+from services.api.deps import (
+    AdminSubject,
+    BoundedAwareDatetime,
+    BoundedDatetime,
+    CurrentSubject,
+    RowId,
+    ServicesDep,
+)
 from services.api.errors import ApiError
 from services.timefmt import rfc3339, rfc3339_or_none
 from storage.models import ApiToken, Assignment, Institution, Sitting, User
@@ -61,10 +68,10 @@ class AssignmentIn(BaseModel):
     user: str
     sitting: str | None = None
     institution: str | None = None
-    covers_from: datetime | None = None
-    covers_until: datetime | None = None
-    valid_from: datetime
-    valid_until: datetime
+    covers_from: BoundedDatetime | None = None
+    covers_until: BoundedDatetime | None = None
+    valid_from: BoundedDatetime
+    valid_until: BoundedDatetime
 
 
 class AssignmentOut(BaseModel):
@@ -116,7 +123,7 @@ class TokenIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     role: str = Field(description="camera_host | admin | district_officer | ...")
     cameras: list[str] = Field(default_factory=list, description="camera_host: its cameras")
-    expires_at: AwareDatetime | None = None
+    expires_at: BoundedAwareDatetime | None = None
 
 
 class TokenCreated(BaseModel):
