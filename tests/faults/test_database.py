@@ -30,6 +30,7 @@ from tests.faults.harness import (
     tally,
 )
 from tests.faults.proxy import FaultProxy
+from tests.reliability import Reliability
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ def test_database_cut_answers_503_and_loses_nothing(
     tmp_path: Path,
     proxied_postgres: tuple[FaultProxy, str],
     make_video: VideoFactory,
-    reliability: object,
+    reliability: Reliability,
 ) -> None:
     proxy, database_url = proxied_postgres
     files = {
@@ -90,7 +91,7 @@ def test_database_cut_answers_503_and_loses_nothing(
         assert lost == set()
         assert ledger_verifies(server)
         assert httpx.get(f"{server.base_url}/healthz").status_code == 200
-    reliability.record(  # type: ignore[attr-defined]
+    reliability.record(
         "faults",
         f"database cut during HTTP ingest (/healthz worst {health.worst * 1000:.0f} ms, "
         f"unready after {unready_after:.1f} s, ready again after {ready_after:.1f} s)",

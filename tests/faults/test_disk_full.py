@@ -28,6 +28,7 @@ from tests.faults.harness import (
     serving,
     tally,
 )
+from tests.reliability import Reliability
 
 
 def _fill(disk: Path) -> Path:
@@ -51,7 +52,7 @@ def _fill(disk: Path) -> Path:
 
 
 def test_disk_full_answers_503_and_readiness_says_so(
-    tmp_path: Path, small_disk: Path, make_video: VideoFactory, reliability: object
+    tmp_path: Path, small_disk: Path, make_video: VideoFactory, reliability: Reliability
 ) -> None:
     files = {
         f"20261124T11{number:02d}00+0800.mp4": make_video(
@@ -101,7 +102,7 @@ def test_disk_full_answers_503_and_readiness_says_so(
         lost = lost_segments(server, acknowledged, files)
         assert lost == set()
         assert ledger_verifies(server)
-    reliability.record(  # type: ignore[attr-defined]
+    reliability.record(
         "faults",
         f"disk full (30 MiB tmpfs) during HTTP ingest (unready after {unready_after:.1f} s, "
         f"ready again {ready_after:.1f} s after space came back)",
@@ -113,7 +114,7 @@ def test_disk_full_answers_503_and_readiness_says_so(
 
 
 def test_rejected_pushes_never_fill_the_disk_under_the_free_space_floor(
-    tmp_path: Path, small_disk: Path, make_video: VideoFactory, reliability: object
+    tmp_path: Path, small_disk: Path, make_video: VideoFactory, reliability: Reliability
 ) -> None:
     # The quarantine's budget (20 GiB by default) can be larger than the disk's free space: a
     # camera-host token pushing junk must not be able to fill the disk and so refuse every
@@ -140,7 +141,7 @@ def test_rejected_pushes_never_fill_the_disk_under_the_free_space_floor(
             if after.status == 201
             else set()
         )
-    reliability.record(  # type: ignore[attr-defined]
+    reliability.record(
         "faults",
         f"8 rejected 5 MiB pushes onto a 30 MiB disk, then a real one ({free // 1024} KiB "
         f"left; kept: {', '.join(kept)})",

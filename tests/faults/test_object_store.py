@@ -38,6 +38,7 @@ from tests.faults.harness import (
     tally,
 )
 from tests.faults.proxy import FaultProxy
+from tests.reliability import Reliability
 from tests.s3server import ACCESS_KEY, SECRET_KEY
 
 # What an orchestrator and a dashboard poll at once; the probe's 45 filled the thread pool.
@@ -89,7 +90,7 @@ def test_object_store_cut_and_blackholed_during_http_ingest(
     tmp_path: Path,
     store_proxy: tuple[FaultProxy, str],
     make_video: VideoFactory,
-    reliability: object,
+    reliability: Reliability,
 ) -> None:
     proxy, bucket = store_proxy
     files = _videos(make_video, 3 + 2 * BATCH * ROUNDS)
@@ -158,7 +159,7 @@ def test_object_store_cut_and_blackholed_during_http_ingest(
         )
         assert "examvault_http_ingest_seconds_bucket" in counted
 
-    reliability.record(  # type: ignore[attr-defined]
+    reliability.record(
         "faults",
         f"object store slow (0.2 s per chunk): push answered in {slow.seconds:.1f} s",
         tries=1,
@@ -168,7 +169,7 @@ def test_object_store_cut_and_blackholed_during_http_ingest(
     )
     for fault in ("cut", "blackhole"):
         pushed = {name for kind, batch in faults if kind == fault for name in batch}
-        reliability.record(  # type: ignore[attr-defined]
+        reliability.record(
             "faults",
             f"object store {fault} during HTTP ingest, {ROUNDS} round(s) "
             f"(/healthz worst {health.worst * 1000:.0f} ms, unready after at most "
@@ -185,7 +186,7 @@ def test_serve_starts_while_the_object_store_is_unreachable_and_catches_up(
     tmp_path: Path,
     store_proxy: tuple[FaultProxy, str],
     make_video: VideoFactory,
-    reliability: object,
+    reliability: Reliability,
 ) -> None:
     proxy, bucket = store_proxy
     files = _videos(make_video, 5)
@@ -233,7 +234,7 @@ def test_serve_starts_while_the_object_store_is_unreachable_and_catches_up(
         lost += len(lost_segments(server, acknowledged, files))
         assert lost == 0
         assert ledger_verifies(server)
-    reliability.record(  # type: ignore[attr-defined]
+    reliability.record(
         "faults",
         f"serve started with the object store down (ready {took:.1f} s after it returned)",
         tries=len(names),
