@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import sys
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -121,14 +122,17 @@ def render(documents: list[dict]) -> str:
         lines += [
             f"## {category.capitalize()}",
             "",
-            "| case | tries | acknowledged | lost | answers seen | test passed |",
-            "|---|---:|---:|---:|---|---|",
+            "| case | run as | tries | acknowledged | lost | answers seen | test passed |",
+            "|---|---|---:|---:|---:|---|---|",
         ]
         for case in rows:
             answers = ", ".join(f"{key} x{value}" for key, value in sorted(case["answers"].items()))
             passed = {True: "yes", False: "**no**", None: "?"}[case["passed"]]
+            # The test's parameters (the database, mostly) tell two runs of one case apart.
+            params = re.search(r"\[([^\]]*)\]$", case.get("test", ""))
             lines.append(
-                f"| {case['case']} | {case['tries']} | {case['acknowledged']} | "
+                f"| {case['case']} | {params.group(1) if params else '-'} | "
+                f"{case['tries']} | {case['acknowledged']} | "
                 f"{case['lost']} | {answers or '-'} | {passed} |"
             )
         lines.append("")

@@ -27,12 +27,12 @@ def test_the_rendered_table_carries_each_case_and_the_totals(tmp_path: Path) -> 
         acknowledged=3,
         lost=0,
         answers={"201": 3, "503": 2},
-        test="t::a",
+        test="t::a[postgresql]",
     )
     record.record("hostile files", "truncated mp4", tries=7, lost=1, test="t::b")
     out = tmp_path / "run.json"
-    record.write(out, outcomes={"t::a": True, "t::b": False})
+    record.write(out, outcomes={"t::a[postgresql]": True, "t::b": False})
     text = render([json.loads(out.read_text())])
-    assert "| store cut | 5 | 3 | 0 | 201 x3, 503 x2 | yes |" in text
-    assert "| truncated mp4 | 7 | 0 | 1 | - | **no** |" in text
+    assert "| store cut | postgresql | 5 | 3 | 0 | 201 x3, 503 x2 | yes |" in text
+    assert "| truncated mp4 | - | 7 | 0 | 1 | - | **no** |" in text
     assert "**2 cases, 12 tries, 3 acknowledged, 1 lost.**" in text

@@ -45,6 +45,7 @@ from tests.processes import (
     wait_for_health,
     wait_until,
 )
+from tests.reliability import Reliability
 from tests.s3server import ACCESS_KEY, SECRET_KEY
 
 FILES_PER_CAMERA = 20
@@ -180,7 +181,7 @@ def check_recovered(db: Database, store: BlobStore, data_dir: Path, expected: Ex
 
 
 def test_sigkill_at_many_points_loses_nothing(
-    tmp_path: Path, database_url: str, make_video: VideoFactory
+    tmp_path: Path, database_url: str, make_video: VideoFactory, reliability: Reliability
 ) -> None:
     data_dir, env, db = _prepare(tmp_path, database_url)
     # Distinct bytes per file, so a mix-up between files could not hide behind equal hashes.
@@ -220,6 +221,16 @@ def test_sigkill_at_many_points_loses_nothing(
         assert len(set(progress)) > 2, f"segments after each kill: {progress}"
         assert _count(db, QuarantineRecord) == 0, log.read_text()[-3000:]
         check_recovered(db, store, data_dir, expected)
+        with db.read() as session:
+            stored = set(session.scalars(select(Segment.sha256)))
+        reliability.record(
+            "crashes",
+            f"SIGKILL of the spool worker at random points, {len(progress)} kills",
+            tries=len(expected),
+            acknowledged=len(expected),
+            lost=sum(1 for sha in expected.values() if sha is not None and sha not in stored),
+            answers={"stored after the restarts": len(stored & set(expected.values()))},
+        )
     finally:
         db.dispose()
         shutil.rmtree(data_dir / "objects", ignore_errors=True)
