@@ -26,10 +26,12 @@ import logging
 import os
 import struct
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from fractions import Fraction
 from pathlib import Path
+from typing import BinaryIO
 
 import av
 import av.logging
@@ -544,33 +546,43 @@ def _not_a_video_reason(path: Path, ffmpeg_messages: list[str]) -> str:
     return "The file is not a video FFmpeg can read (unknown or damaged container)."
 
 
+def _top_level_boxes(file: BinaryIO, file_size: int) -> Iterator[tuple[int, int, bytes]]:
+    """``(offset, size, kind)`` of each top-level MP4 box header, in order (a seek and a 16-byte
+    read each, at most ``_MAX_MP4_BOXES``). A size below 8 is not a box: it is the last one
+    yielded, and the callers stop there."""
+    offset = 0
+    for _ in range(_MAX_MP4_BOXES):
+        file.seek(offset)
+        header = file.read(16)
+        if len(header) < 8:
+            return
+        size, kind = struct.unpack(">I4s", header[:8])
+        if size == 1 and len(header) == 16:
+            size = struct.unpack(">Q", header[8:16])[0]
+        elif size == 0:  # "runs to the end of the file"
+            size = file_size - offset
+        yield offset, size, kind
+        if size < 8:
+            return
+        offset += size
+
+
 def _mp4_layout(path: Path) -> tuple[bool, bool]:
     """``(starts like an MP4, has a complete top-level 'moov' box)``, from the box headers.
 
     PyAV silences FFmpeg's log by default, so "moov atom not found" usually never reaches us;
-    walking the top-level box headers (a seek and a 16-byte read each) tells the same thing.
+    walking the top-level box headers tells the same thing.
     """
     try:
         with path.open("rb") as file:
             file_size = os.fstat(file.fileno()).st_size
-            offset = 0
-            for _ in range(_MAX_MP4_BOXES):
-                file.seek(offset)
-                header = file.read(16)
-                if len(header) < 8:
-                    break
-                size, kind = struct.unpack(">I4s", header[:8])
-                if size == 1 and len(header) == 16:
-                    size = struct.unpack(">Q", header[8:16])[0]
-                elif size == 0:  # "runs to the end of the file"
-                    size = file_size - offset
+            for offset, size, kind in _top_level_boxes(file, file_size):
                 if offset == 0 and kind not in _MP4_FIRST_BOXES:
                     return False, False
                 if size < 8:
                     break
                 if kind == b"moov":
                     return True, offset + size <= file_size
-                offset += size
     except OSError:
         return False, False
     return True, False
@@ -606,25 +618,14 @@ def _mp4_index_end(path: Path) -> int:
     try:
         with path.open("rb") as file:
             file_size = os.fstat(file.fileno()).st_size
-            offset = 0
-            for _ in range(_MAX_MP4_BOXES):
-                file.seek(offset)
-                header = file.read(16)
-                if len(header) < 8:
-                    break
-                size, kind = struct.unpack(">I4s", header[:8])
-                if size == 1 and len(header) == 16:
-                    size = struct.unpack(">Q", header[8:16])[0]
-                elif size == 0:
-                    size = file_size - offset
+            for offset, size, kind in _top_level_boxes(file, file_size):
                 if size < 8 or not all(0x20 <= byte <= 0x7E for byte in kind):
                     break
                 if offset + size > file_size or kind in seen & {b"ftyp", b"moov"}:
                     break
                 seen.add(kind)
-                offset += size
                 if kind not in _MP4_FILLER_BOXES:
-                    end = offset
+                    end = offset + size
     except OSError:
         return 0
     return end
