@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import Row, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from storage import merkle, tree
@@ -190,6 +190,20 @@ class LedgerVerdict:
         return self.mismatch is None
 
 
+def entry_hash_batches(session: Session, batch: int) -> Iterator[Sequence[Row[tuple[int, str]]]]:
+    """``(seq, entry_hash)`` of every entry in seq order, a keyset page at a time: what every
+    linear pass over the leaves (verify, the checkpoint's rewrite check) reads."""
+    last = 0
+    while rows := session.execute(
+        select(LedgerEntry.seq, LedgerEntry.entry_hash)
+        .where(LedgerEntry.seq > last)
+        .order_by(LedgerEntry.seq)
+        .limit(batch)
+    ).all():
+        yield rows
+        last = rows[-1].seq
+
+
 def _iter_entries(session: Session, batch: int = 5000) -> Iterator[LedgerEntry]:
     last = 0
     while True:
@@ -323,16 +337,7 @@ def verify_stored_tree(session: Session, batch: int = 8192) -> TreeVerdict:
     Linear, for auditors; checkpoints and proofs only read the stored nodes."""
     accumulator = merkle.MerkleAccumulator()
     matched = 0
-    last = 0
-    while True:
-        rows = session.execute(
-            select(LedgerEntry.seq, LedgerEntry.entry_hash)
-            .where(LedgerEntry.seq > last)
-            .order_by(LedgerEntry.seq)
-            .limit(batch)
-        ).all()
-        if not rows:
-            break
+    for rows in entry_hash_batches(session, batch):
         expected: list[merkle.Node] = []
         for seq, digest in rows:
             if seq != accumulator.size + 1:
@@ -364,7 +369,6 @@ def verify_stored_tree(session: Session, batch: int = 8192) -> TreeVerdict:
             matched += 1
         if len(expected) == 0 or rows[-1].seq != accumulator.size:
             break
-        last = rows[-1].seq
     size = tree.stored_size(session)
     if size > accumulator.size:
         return TreeVerdict(

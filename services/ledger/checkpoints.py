@@ -38,7 +38,7 @@ from storage import merkle, tree
 from storage.blobs import BlobStore, StoredBlob
 from storage.db import Database
 from storage.keys import CHECKPOINT_PREFIX
-from storage.ledger import canonical_json
+from storage.ledger import canonical_json, entry_hash_batches
 from storage.models import LedgerCheckpointRecord, LedgerEntry
 
 logger = logging.getLogger(__name__)
@@ -519,23 +519,13 @@ class CheckpointVerdict:
 def _entry_leaves(session: Session, batch: int = 10000) -> Iterator[bytes]:
     """Every row's leaf in seq order, as stored: a removed row shifts the rest, which is
     exactly what makes the checkpoints that covered it stop matching."""
-    last = 0
-    while True:
-        rows = session.execute(
-            select(LedgerEntry.seq, LedgerEntry.entry_hash)
-            .where(LedgerEntry.seq > last)
-            .order_by(LedgerEntry.seq)
-            .limit(batch)
-        ).all()
-        if not rows:
-            return
+    for rows in entry_hash_batches(session, batch):
         for _seq, digest in rows:
             try:
                 yield _leaf(digest)
             except ValueError:
                 # Cannot be an honest leaf; the chain check names the entry itself.
                 yield digest.encode("utf-8")
-        last = rows[-1].seq
 
 
 def _recorded_roots(session: Session, batch: int = 10000) -> dict[int, str]:
