@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 RELIABILITY_DIR := var/reliability
 FUZZ_EXAMPLES ?= 5000
 
-.PHONY: install run test lint bench mutate clean browser nginx soak fuzz reliability
+.PHONY: install run test lint bench mutate clean browser nginx axe soak fuzz reliability
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,7 +53,22 @@ nginx:
 	  fi; \
 	fi
 
-test: install browser nginx
+# The browser tests check every page with axe-core (tests/web/a11y.py), from npm at a pinned
+# version into var/npm (untracked); npm itself from apt when the machine lacks it.
+AXE_VERSION := 4.14.1
+AXE := var/npm/node_modules/axe-core/axe.min.js
+APT_NPM := env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends npm
+
+$(AXE):
+	@if ! command -v npm >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO $(APT_NPM) || { $$SUDO apt-get update && $$SUDO $(APT_NPM); }; \
+	fi
+	npm install --prefix var/npm --no-audit --no-fund --no-save axe-core@$(AXE_VERSION)
+
+axe: $(AXE)
+
+test: install browser nginx axe
 	EXAMVAULT_RELIABILITY_JSON=$(RELIABILITY_DIR)/test.json $(PY) -m pytest $(PYTEST_ARGS)
 
 # The long versions (minutes to an hour): every test that records into the reliability record

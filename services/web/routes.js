@@ -1,0 +1,20 @@
+// The console's pages, wired in one place. Each page is a module of its own; an entry names its
+// hash pattern, the roles that may open it (none: every signed-in user), an optional menu label
+// (an i18n key) with the href it opens (entries without one are reached by links) and
+// render(main, match, me), which draws into <main> and may return a view ({ dispose() }) to be
+// torn down on leaving.
+// "#/" (the day's sittings) is the fallback when nothing here matches.
+
+import { renderSitting } from "./sitting.js";
+
+export const ROUTES = [
+  {
+    pattern: /^#\/sittings\/(.+)$/,
+    render: (main, match, me) => renderSitting(main, decodeURIComponent(match[1]), me),
+  },
+];
+
+// The menu for a role: entries with a label that the role may open, in the order above.
+export function menuFor(role) {
+  return ROUTES.filter((route) => route.nav && (!route.roles || route.roles.includes(role)));
+}
