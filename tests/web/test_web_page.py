@@ -149,7 +149,7 @@ def test_english_labels_after_the_switch_and_after_a_reload(
     _open_sitting(page, server, "OWN-1")
     assert page.locator("#coverage-heading").inner_text() == "录像覆盖"
 
-    page.get_by_role("button", name="切换到英文界面").click()
+    page.locator("#lang-toggle").click()
     assert page.locator("html").get_attribute("lang") == "en"
     assert page.locator("#findings-heading").inner_text() == "Findings"
     assert page.locator("#play-heading").inner_text() == "Playback"
