@@ -3,7 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-PYTEST_ARGS ?=
+# The slowest tests are named at the end of every run (CI too), so the suite time stays watched.
+PYTEST_ARGS ?= --durations=25
 # Every test run writes what the hostile-input, fault, crash and load tests tried and lost
 # (tests/reliability.py) here; var/ is not tracked, so `make test` dirties nothing.
 RELIABILITY_DIR := var/reliability

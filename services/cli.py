@@ -730,6 +730,8 @@ def cmd_user_disable(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_ledger_verify(_args: argparse.Namespace, settings: Settings) -> int:
     from services.ledger.checkpoints import verify_stored_checkpoints
     from services.ledger.keys import load_signer
+    from services.witness.cosignatures import parse_witnesses
+    from services.witness.cosigning import verify_stored_cosignatures
     from storage import ledger
 
     # Read only: verify never creates a key; without one, stored checkpoints cannot verify.
@@ -749,6 +751,11 @@ def cmd_ledger_verify(_args: argparse.Namespace, settings: Settings) -> int:
             # The stored tree is what checkpoints and proofs are now read from: every node is
             # recomputed from the entries, so a node changed behind the triggers is named.
             nodes = ledger.verify_stored_tree(session)
+            # The witnesses' word is only worth keeping if it still checks: each kept
+            # cosignature against its stored checkpoint and the configured witness's key.
+            cosignatures = verify_stored_cosignatures(
+                session, services.store, parse_witnesses(settings.witnesses)
+            )
     finally:
         services.close()
     if verdict.mismatch is not None:
@@ -767,13 +774,21 @@ def cmd_ledger_verify(_args: argparse.Namespace, settings: Settings) -> int:
             f"ledger tree does not verify: {nodes.mismatch.name}: {nodes.mismatch.reason}",
             file=sys.stderr,
         )
-    if not (verdict.ok and checkpoints.ok and nodes.ok):
+    if cosignatures.mismatch is not None:
+        print(f"ledger cosignature does not verify: {cosignatures.mismatch}", file=sys.stderr)
+    if not (verdict.ok and checkpoints.ok and nodes.ok and cosignatures.ok):
         return EXIT_FAILED
+    unknown = (
+        f" ({cosignatures.unknown_witness} by witnesses not in EXAMVAULT_WITNESSES, not checked)"
+        if cosignatures.unknown_witness
+        else ""
+    )
     print(
         f"ledger verifies: {verdict.entries} entries, head {verdict.head_hash}; "
         f"{checkpoints.checked} stored checkpoint(s) match, "
         f"{checkpoints.recorded} of them recorded in the database; "
-        f"{nodes.nodes} stored tree nodes match"
+        f"{nodes.nodes} stored tree nodes match; "
+        f"{cosignatures.verified} witness cosignature(s) verify{unknown}"
     )
     return EXIT_OK
 
