@@ -338,7 +338,9 @@ def verify_stored_cosignatures(
             return CosignatureVerdict(verified, unknown, None)
         for row in rows:
             after = (row.checkpoint_size, row.witness_key_id)
-            name = f"cosignature of checkpoint {row.checkpoint_size} by witness {row.witness_key_id}"
+            name = (
+                f"cosignature of checkpoint {row.checkpoint_size} by witness {row.witness_key_id}"
+            )
             public_key = keys.get(row.witness_key_id)
             if public_key is None:
                 unknown += 1
