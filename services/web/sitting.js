@@ -29,6 +29,8 @@ addStrings({
     "player.kind.finding.plural": "督导记录",
     "player.jump.previous": "上一个",
     "player.jump.next": "下一个",
+    "player.jump.previous.item": "上一条",
+    "player.jump.next.item": "下一条",
     "player.jump.previous.gap": "上一个缺口",
     "player.jump.next.gap": "下一个缺口",
     "player.jump.previous.problem": "上一个画面异常",
@@ -73,6 +75,8 @@ addStrings({
     "player.kind.finding.plural": "Findings",
     "player.jump.previous": "Previous",
     "player.jump.next": "Next",
+    "player.jump.previous.item": "Previous",
+    "player.jump.next.item": "Next",
     "player.jump.previous.gap": "Previous gap",
     "player.jump.next.gap": "Next gap",
     "player.jump.previous.problem": "Previous picture problem",
@@ -813,7 +817,8 @@ function controlsBar(ctx) {
       const button = el(
         "button",
         { type: "button", class: `player-jump player-jump-${way}`, dataset: { kind, way } },
-        L(`player.jump.${way}`),
+        // Chinese counts findings by 条, gaps and problems by 个.
+        L(kind === "finding" ? `player.jump.${way}.item` : `player.jump.${way}`),
       );
       // The accessible name says what the visible word leaves to its group: "next gap".
       setAttr(button, "aria-label", `player.jump.${way}.${kind}`);
