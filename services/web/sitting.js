@@ -682,7 +682,7 @@ function marks(ctx) {
       what: `@category.${finding.category}`,
     });
   }
-  return found.sort((a, b) => a.ms - b.ms || a.endMs - b.endMs);
+  return found.sort((a, b) => a.ms - b.ms || (a.endMs ?? a.ms) - (b.endMs ?? b.ms));
 }
 
 // Where the supervisor is: the slowest camera's picture (a camera held for the other is ahead),
