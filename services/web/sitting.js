@@ -704,9 +704,13 @@ function position(ctx) {
 function jump(ctx, kind, direction) {
   const here = position(ctx);
   const candidates = marks(ctx).filter((mark) => kind === "any" || mark.kind === kind);
+  // Before anything was played, a mark right at the typed time (a gap from the very start)
+  // is the next one; after that, "next" means later than the picture.
+  const fresh = ctx.requestedMs === null && !ctx.players.some((player) => player.streaming);
+  const after = fresh ? here - 1 : here + 500;
   const target =
     direction > 0
-      ? candidates.find((mark) => mark.ms > here + 500)
+      ? candidates.find((mark) => mark.ms > after)
       : candidates.filter((mark) => mark.ms < here - PREVIOUS_SLACK_MS).pop();
   if (!target) {
     setText(ctx.jumpStatus, `player.jump.none.${direction > 0 ? "next" : "previous"}.${kind}`);
