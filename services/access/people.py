@@ -383,3 +383,32 @@ def disable_user(session: Session, name: str, *, actor: str, reason: str) -> Use
         recorded_at=now,
     )
     return user
+
+
+def reset_password(session: Session, name: str, password: str, *, actor: str) -> User:
+    """Give a person a new password; every session they hold ends now, so a leaked old
+    password or token stops working at once. The password itself goes nowhere but its hash."""
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        raise PeopleError(f"no user {name!r}")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise PeopleError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    now = datetime.now(UTC)
+    user.password_hash = _hasher.hash(password)
+    ended = 0
+    for token in session.scalars(
+        select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+    ):
+        token.revoked_at = now
+        ended += 1
+    session.flush()
+    ledger.append(
+        session,
+        actor=actor,
+        action="user.password_reset",
+        subject_type="user",
+        subject_id=user.name,
+        details={"sessions_ended": ended},
+        recorded_at=now,
+    )
+    return user

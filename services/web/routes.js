@@ -5,12 +5,25 @@
 // torn down on leaving.
 // "#/" (the day's sittings) is the fallback when nothing here matches.
 
+import { renderFindings } from "./findings.js";
 import { renderSitting } from "./sitting.js";
 
 export const ROUTES = [
   {
-    pattern: /^#\/sittings\/(.+)$/,
-    render: (main, match, me) => renderSitting(main, decodeURIComponent(match[1]), me),
+    // #/sittings/CODE[?at=RFC3339]: the code is URI-encoded, so a "?" in it is %3F.
+    pattern: /^#\/sittings\/([^?]+)(?:\?(.*))?$/,
+    render: (main, match, me) =>
+      renderSitting(main, decodeURIComponent(match[1]), me, {
+        at: new URLSearchParams(match[2] ?? "").get("at"),
+      }),
+  },
+  {
+    // The supervisors' findings across sittings: the centre, and district officers (theirs).
+    pattern: /^#\/findings(?:\?(.*))?$/,
+    roles: ["admin", "district_officer"],
+    nav: "findingsPage.nav",
+    href: "#/findings",
+    render: (main, match, me) => renderFindings(main, new URLSearchParams(match[1] ?? ""), me),
   },
 ];
 
