@@ -24,12 +24,15 @@ run: install
 	$(VENV)/bin/examvault serve --demo
 
 # The web page's browser tests drive Debian's Chromium; no browser is ever downloaded by pip or
-# Playwright. Without apt (not Debian) the tests skip locally and fail in CI (strict mode).
+# Playwright. Without apt (not Debian) the tests skip locally and fail in CI (strict mode). A CJK
+# font too: the page is Chinese first, and the screenshots should show it, not empty boxes.
 CHROMIUM := /usr/bin/chromium
-APT_CHROMIUM := env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
+APT_CHROMIUM := env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium \
+  fonts-wqy-microhei
 
 browser:
-	@if [ ! -x $(CHROMIUM) ]; then \
+	@if [ ! -x $(CHROMIUM) ] || [ ! -f $(CJK_FONT) ]; then \
 	  if ! command -v apt-get >/dev/null 2>&1; then \
 	    echo "make browser: no apt-get here; install Chromium at $(CHROMIUM) by hand" >&2; \
 	  else \
