@@ -1,10 +1,14 @@
 """deploy/prometheus/alerts.yml: every rule is complete, and every examvault_* metric it names
 is one a real /metrics scrape exports (or a placeholder the merger still has to replace), so a
-renamed metric cannot leave an alert that silently never fires."""
+renamed metric cannot leave an alert that silently never fires; Prometheus's own `promtool`
+accepts the file and its unit tests (tests/deploy/alerts_test.yml) show the subtler rules fire
+when they should and stay quiet when they should."""
 
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,12 +29,13 @@ from services.witness.cosignatures import Cosignature
 from services.witness.cosigning import keep_cosignature
 from services.witness.server import Witness, load_or_create_witness_signer, log_keys_by_id
 from services.witness.state import WitnessState
-from tests.conftest import CAMERA_FRONT
+from tests.conftest import CAMERA_FRONT, STRICT
 from tests.deploy.units import DEPLOY
 from tests.retention.test_purge import SegmentSpec, make_segments
 from tests.witness.harness import add_entries
 
 ALERTS = DEPLOY / "prometheus" / "alerts.yml"
+RULE_TESTS = Path(__file__).with_name("alerts_test.yml")
 SCRAPER = "alerts-test-scraper-0123456789"
 SEVERITIES = {"critical", "warning", "ticket"}
 # PLACEHOLDER (queue helper): the job queue's gauges, named here before `examvault worker`
@@ -139,3 +144,26 @@ def test_the_alerts_cover_what_operations_md_promises() -> None:
         "examvault_witness_cosignature_age_seconds",
     ):
         assert needed in referenced, needed
+
+
+def _promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        if STRICT:
+            pytest.fail("promtool is missing (make nginx installs Debian's prometheus)")
+        pytest.skip("promtool is missing (apt-get install prometheus)")
+    return found
+
+
+def test_promtool_accepts_the_rules() -> None:
+    checked = subprocess.run(
+        [_promtool(), "check", "rules", str(ALERTS)], capture_output=True, text=True, timeout=60
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_the_rules_fire_as_their_unit_tests_say() -> None:
+    tested = subprocess.run(
+        [_promtool(), "test", "rules", str(RULE_TESTS)], capture_output=True, text=True, timeout=60
+    )
+    assert tested.returncode == 0, tested.stdout + tested.stderr
