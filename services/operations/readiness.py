@@ -1,11 +1,11 @@
 """Readiness, checked in the background and answered from the last result.
 
 Each dependency (database, blob store, migrations current, local disk) is checked by its own
-thread every
-`EXAMVAULT_READINESS_INTERVAL_SECONDS`, so `/readyz` never waits on a dependency and never
-takes a request thread, and one dependency that hangs does not hold up the others' answers. A check
-that has not finished for longer than its bound counts as failed ("no answer for N s"): a
-blackholed store is reported within seconds even though the call itself is still waiting.
+thread every `EXAMVAULT_READINESS_INTERVAL_SECONDS`, so `/readyz` never waits on a dependency
+and never takes a request thread, and one dependency that hangs does not hold up the others'
+answers. A check that has not finished for longer than its bound counts as failed ("no answer
+for N s"): a blackholed store is reported within seconds even though the call itself is still
+waiting.
 
 The disk check also reports what the local filesystems hold (free bytes, the spool's backlog)
 for /metrics, and a write that failed on a full disk keeps readiness down for a while, even if
