@@ -42,15 +42,17 @@ browser:
 	fi
 
 # deploy/'s checks and the nginx-fronted tests and bench run Debian's nginx (nginx-light) from a
-# temporary prefix; systemd-analyze (systemd) verifies deploy/systemd/. Installed like Chromium.
+# temporary prefix; systemd-analyze (systemd) verifies deploy/systemd/, promtool (prometheus)
+# deploy/prometheus/. Installed like Chromium.
 NGINX := /usr/sbin/nginx
 APT_NGINX := env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-  nginx-light systemd
+  nginx-light systemd prometheus
 
 nginx:
-	@if [ ! -x $(NGINX) ] || ! command -v systemd-analyze >/dev/null 2>&1; then \
+	@if [ ! -x $(NGINX) ] || ! command -v systemd-analyze >/dev/null 2>&1 \
+	    || ! command -v promtool >/dev/null 2>&1; then \
 	  if ! command -v apt-get >/dev/null 2>&1; then \
-	    echo "make nginx: no apt-get here; install nginx and systemd by hand" >&2; \
+	    echo "make nginx: no apt-get here; install nginx, systemd and promtool by hand" >&2; \
 	  else \
 	    if [ "$$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	    $$SUDO $(APT_NGINX) || { $$SUDO apt-get update && $$SUDO $(APT_NGINX); }; \
