@@ -383,3 +383,31 @@ def disable_user(session: Session, name: str, *, actor: str, reason: str) -> Use
         recorded_at=now,
     )
     return user
+
+
+def reset_password(session: Session, name: str, *, actor: str) -> str:
+    """A fresh random password for `name`, returned once (only its hash is kept); every
+    session the person holds ends now, so whoever knew the old one is out."""
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        raise PeopleError(f"no user {name!r}")
+    password = secrets.token_urlsafe(12)  # 16 characters, 96 bits
+    now = datetime.now(UTC)
+    user.password_hash = _hasher.hash(password)
+    ended = 0
+    for token in session.scalars(
+        select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+    ):
+        token.revoked_at = now
+        ended += 1
+    session.flush()
+    ledger.append(
+        session,
+        actor=actor,
+        action="user.password_reset",
+        subject_type="user",
+        subject_id=name,
+        details={"sessions_ended": ended},
+        recorded_at=now,
+    )
+    return password
