@@ -307,3 +307,35 @@ def test_a_hold_says_what_it_protects_and_district_officers_see_their_own(
     assert released.json()["release_reason"] == "结案"
     active = [h["id"] for h in client.get("/api/v1/holds", headers=admin).json()["holds"]]
     assert hold["id"] not in active
+
+
+def test_the_console_pages_are_served_from_their_folder_and_nothing_else_is(
+    world: World,
+) -> None:
+    client, _ = world
+    page = client.get("/web/admin/import.js")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/javascript")
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    for path in (
+        "/web/admin/nope.js",
+        "/web/ADMIN/import.js",
+        "/web/%2e%2e/app.js",
+        "/web/admin/%2e%2e%2fapp.js",
+        "/web/.admin/import.js",
+    ):
+        assert client.get(path).status_code == 404, path
+
+
+def test_a_forged_dry_run_flag_is_refused_not_taken_for_an_import(
+    world: World, admin_token: str
+) -> None:
+    client, services = world
+    answer = client.post(
+        "/api/v1/imports/schedule",
+        params={"dry_run": "perhaps"},
+        content=(HEADER + _row("NEW-1", 1)).encode(),
+        headers=_admin(admin_token),
+    )
+    assert (answer.status_code, answer.json()["code"]) == (400, "invalid_request")
+    assert _count(services, Sitting) == 3
