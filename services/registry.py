@@ -231,6 +231,9 @@ def _plan(session: Session, document: dict[str, Any]) -> ImportSummary:
     institution_code = {row.id: code for code, row in institutions.items()}
     site_code = {row.id: code for code, row in sites.items()}
     room_code = {row.id: code for code, row in rooms.items()}
+    cameras_in: dict[int, list[Camera]] = {}
+    for camera_row in cameras.values():
+        cameras_in.setdefault(camera_row.room_id, []).append(camera_row)
     summary = ImportSummary()
 
     def judge(kind: str, code: str, row: Any, now: dict[str, Any], then: dict[str, Any]) -> None:
@@ -300,10 +303,8 @@ def _plan(session: Session, document: dict[str, Any]) -> ImportSummary:
                 if room is not None:
                     summary.retired_cameras.extend(
                         camera.code
-                        for camera in cameras.values()
-                        if camera.room_id == room.id
-                        and camera.code not in listed
-                        and camera.retired_at is None
+                        for camera in cameras_in.get(room.id, [])
+                        if camera.code not in listed and camera.retired_at is None
                     )
     return summary
 

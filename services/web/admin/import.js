@@ -114,8 +114,10 @@ export function renderImport(main) {
     el("div", { class: "admin-actions" }, check),
   );
 
-  async function send(dryRun, button, busyKey, idleKey) {
-    const chosen = file.files[0];
+  // The confirmation sends the very bytes that were checked, even if the file on disk has
+  // changed since; choosing another file or kind clears the check.
+  async function send(dryRun, button, busyKey, idleKey, checked) {
+    const chosen = checked ?? file.files[0];
     if (!chosen) {
       result.replaceChildren(el("p", { class: "error", role: "alert" }, L("import.noFile")));
       return;
@@ -128,9 +130,10 @@ export function renderImport(main) {
     setText(button, busyKey);
     const which = kind.value;
     try {
+      const bytes = checked ?? new Blob([await chosen.arrayBuffer()]);
       const answer = await upload(
         `/api/v1/imports/${which}?dry_run=${dryRun}`,
-        chosen,
+        bytes,
         KINDS[which].type,
       );
       if (!view.alive) return;
@@ -142,7 +145,7 @@ export function renderImport(main) {
           L("import.confirm"),
         );
         confirm.addEventListener("click", () =>
-          send(false, confirm, "import.importing", "import.confirm"),
+          send(false, confirm, "import.importing", "import.confirm", bytes),
         );
         result.append(el("div", { class: "admin-actions" }, confirm));
       } else {
