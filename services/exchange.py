@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import json.decoder
 import json.scanner
+import re
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,14 +23,81 @@ MAX_PROBLEMS = 200
 @dataclass(frozen=True)
 class Problem:
     """One thing wrong: `text` is the whole sentence (it starts with where), `line` the
-    1-based line in the file when known, `field` the column or JSON path at fault."""
+    1-based line in the file when known, `field` the column or JSON path at fault, `detail`
+    the sentence without the where (what the Chinese wording is made from)."""
 
     text: str
     line: int | None = None
     field: str | None = None
+    detail: str | None = None
 
     def as_json(self) -> dict[str, object]:
-        return {"line": self.line, "field": self.field, "message": self.text}
+        return {
+            "line": self.line,
+            "field": self.field,
+            "message": self.text,
+            "message_zh": self.text_zh(),
+        }
+
+    def text_zh(self) -> str:
+        if self.detail is None:
+            return self.text
+        where = f"第 {self.line} 行" if self.line is not None else ""
+        if self.field:
+            where = f"{where}，{self.field}" if where else self.field
+        said = in_chinese(self.detail)
+        return f"{where}：{said}" if where else said
+
+
+# The problems' wording in Chinese, by the English detail's pattern (the page is zh-CN first).
+_ZH: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(p), zh)
+    for p, zh in (
+        (r"missing", "缺少该项"),
+        (r"must not be empty", "不能为空"),
+        (r"expected a string, found (.*)", r"应为字符串，实际为 \1"),
+        (r"expected a list, found (.*)", r"应为列表，实际为 \1"),
+        (r"expected an object, found (.*)", r"应为对象，实际为 \1"),
+        (r"expected an object", "应为对象"),
+        (r'expected an object with "institutions"', '应为包含 "institutions" 的对象'),
+        (
+            r"(.*) must be 1-64 letters, digits, '_', '\.' or '-'",
+            r"\1 须为 1–64 个字母、数字或 _ . -",
+        ),
+        (r"(.*) appears twice in the file \(first at (.*)\)", r"\1 在文件中重复出现（首次在 \2）"),
+        (r"(.*) already appears at (.*)", r"\1 重复，已在\2出现"),
+        (r"not a YYYY-MM-DD date", "不是 YYYY-MM-DD 格式的日期"),
+        (r"must be 'theory' or 'practical'", "须为 theory（理论）或 practical（实操）"),
+        (
+            r"a room needs at least (\d+) cameras \(front and back\), found (\d+)",
+            r"每个考场至少需要 \1 台摄像机（前置和后置），实际为 \2 台",
+        ),
+        (r"(.*) is not an ISO 8601 / RFC 3339 date-time", r"\1 不是 ISO 8601 / RFC 3339 日期时间"),
+        (r"(.*) has no time of day", r"\1 缺少具体时刻"),
+        (r"(.*) is not between 2000 and 2100", r"\1 不在 2000 年至 2100 年之间"),
+        (r"the sitting ends before it starts", "场次结束时间不晚于开始时间"),
+        (r"the header lacks (.*)", r"表头缺少列：\1"),
+        (r"more fields than the header names", "字段数多于表头的列数"),
+        (r"not valid CSV \((.*)\)", r"不是有效的 CSV（\1）"),
+        (r"unknown room (.*)", r"考场 \1 未登记"),
+        (
+            r"sitting (.*) overlaps (.*) \((.*)\) in room (.*)",
+            r"场次 \1 与 \2（\3）在考场 \4 的时间重叠",
+        ),
+        (r"not valid JSON \((.*)\)", r"不是有效的 JSON（\1）"),
+        (r"not UTF-8 text \(byte (\d+)\)", r"不是 UTF-8 文本（第 \1 字节）"),
+    )
+]
+
+
+def in_chinese(detail: str) -> str:
+    """The detail in Chinese (the English as it is, for a wording not listed)."""
+    for pattern, zh in _ZH:
+        if pattern.fullmatch(detail):
+            said = pattern.sub(zh, detail)
+            said = re.sub(r"\bline (\d+)", r"第 \1 行", said)
+            return said.replace("the database", "数据库中已有")
+    return detail
 
 
 def summary_text(problems: list[Problem]) -> str:

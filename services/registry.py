@@ -69,6 +69,7 @@ def parse_registry(text: str) -> dict[str, Any]:
                 Problem(
                     f"line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})",
                     line=exc.lineno,
+                    detail=f"not valid JSON (column {exc.colno}: {exc.msg})",
                 )
             ]
         ) from exc
@@ -93,7 +94,9 @@ class _Problems:
             return
         line = self.lines.of(container, member)
         prefix = f"line {line}, " if line is not None else ""
-        self.found.append(Problem(f"{prefix}{where}: {message}", line=line, field=where))
+        self.found.append(
+            Problem(f"{prefix}{where}: {message}", line=line, field=where, detail=message)
+        )
 
 
 def _is(value: Any, kind: type | tuple[type, ...]) -> bool:

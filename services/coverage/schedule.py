@@ -42,7 +42,7 @@ def _problem(where: str, column: str | None, message: str) -> Problem:
     """`where` is "line N" (CSV) or "sittings[i]" (JSON)."""
     line = int(where.removeprefix("line ")) if where.startswith("line ") else None
     text = f"{where}, {column}: {message}" if column else f"{where}: {message}"
-    return Problem(text, line=line, field=column)
+    return Problem(text, line=line, field=column, detail=message)
 
 
 @dataclass(frozen=True)
@@ -354,7 +354,11 @@ def _overlaps(session: Session, rows: list[SittingRow], rooms: dict[str, Room]) 
                     None,
                     f"sitting {code_b!r} overlaps {code_a!r} ({where_a}) in room {room_code!r}",
                 )
-                problems.append(Problem(located.text, line=located.line, field="starts_at"))
+                problems.append(
+                    Problem(
+                        located.text, line=located.line, field="starts_at", detail=located.detail
+                    )
+                )
     return problems
 
 

@@ -75,6 +75,8 @@ def test_schedule_preview_names_every_problem_by_line_and_field_and_writes_nothi
         found = [(p["line"], p["field"]) for p in body["problems"]]
         assert found == [(3, "kind"), (4, "starts_at"), (5, "room_code"), (6, "starts_at")]
         assert "line 4, starts_at: 'tomorrow'" in body["problems"][1]["message"]
+        assert body["problems"][2]["message_zh"] == "第 5 行，room_code：考场 'NO-SUCH-ROOM' 未登记"
+        assert body["problems"][3]["message_zh"].startswith("第 6 行，starts_at：场次 'NEW-5' 与")
         assert "nothing was imported" in body["message"]
     assert _count(services, Sitting) == sittings
     assert _count(services, LedgerEntry) == entries

@@ -69,7 +69,8 @@ def test_the_centre_imports_assigns_and_holds(
     first, second = problems.nth(0).locator("td"), problems.nth(1).locator("td")
     assert [first.nth(0).inner_text(), first.nth(1).inner_text()] == ["3", "kind"]
     assert [second.nth(0).inner_text(), second.nth(1).inner_text()] == ["4", "starts_at"]
-    expect(second.nth(2)).to_contain_text("'明天上午'")
+    expect(first.nth(2)).to_have_text("第 3 行，kind：须为 theory（理论）或 practical（实操）")
+    expect(second.nth(2)).to_contain_text("'明天上午' 不是 ISO 8601 / RFC 3339 日期时间")
     expect(page.locator("#import-confirm")).to_have_count(0)
     assert_accessible(page, "import problems")
     screenshots(page, "admin-import-problems")

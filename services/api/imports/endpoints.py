@@ -33,9 +33,12 @@ DRY_RUN = Query(description="check and tell what would change; write nothing")
 
 
 class ProblemOut(BaseModel):
+    """One problem of a refused file (the 422's `problems`)."""
+
     line: int | None = Field(description="1-based line in the file, when known")
     field: str | None = Field(description="the column (CSV) or path (JSON) at fault")
     message: str
+    message_zh: str
 
 
 class ImportOut(BaseModel):
@@ -66,7 +69,13 @@ async def _file_text(request: Request) -> str:
         line = body[: exc.start].count(b"\n") + 1
         raise _refused(
             "invalid_file",
-            [Problem(f"line {line}: not UTF-8 text (byte {exc.start})", line=line)],
+            [
+                Problem(
+                    f"line {line}: not UTF-8 text (byte {exc.start})",
+                    line=line,
+                    detail=f"not UTF-8 text (byte {exc.start})",
+                )
+            ],
         ) from exc
 
 

@@ -4,7 +4,7 @@
 // left unchanged.
 
 import { L, el, errorNode } from "../dom.js";
-import { addStrings, setText } from "../i18n.js";
+import { addStrings, setMessage, setText } from "../i18n.js";
 import { flash } from "../ui.js";
 import { field, upload } from "./common.js";
 
@@ -179,6 +179,12 @@ export function renderImport(main) {
   return view;
 }
 
+function message(problem) {
+  const cell = el("td");
+  setMessage(cell, problem.message_zh ?? problem.message, problem.message);
+  return cell;
+}
+
 function problemList(error) {
   const problems = error.body.problems;
   const rows = problems.map((problem) =>
@@ -187,7 +193,7 @@ function problemList(error) {
       { dataset: { line: problem.line ?? "" } },
       el("td", { class: "num" }, problem.line ?? "–"),
       el("td", { class: "code" }, problem.field ?? "–"),
-      el("td", {}, problem.message),
+      message(problem),
     ),
   );
   return el(
