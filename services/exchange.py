@@ -85,6 +85,7 @@ _ZH: list[tuple[re.Pattern[str], str]] = [
             r"场次 \1 与 \2（\3）在考场 \4 的时间重叠",
         ),
         (r"not valid JSON \((.*)\)", r"不是有效的 JSON（\1）"),
+        (r"the JSON is nested too deeply", "JSON 嵌套层数过多"),
         (r"not UTF-8 text \(byte (\d+)\)", r"不是 UTF-8 文本（第 \1 字节）"),
     )
 ]

@@ -74,7 +74,9 @@ def parse_registry(text: str) -> dict[str, Any]:
             ]
         ) from exc
     except RecursionError as exc:
-        raise RegistryError("the JSON is nested too deeply") from exc
+        raise RegistryError(
+            [Problem("the JSON is nested too deeply", detail="the JSON is nested too deeply")]
+        ) from exc
     problems = _Problems(lines)
     _validate(document, problems)
     if problems.found:

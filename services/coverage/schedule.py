@@ -211,7 +211,8 @@ def _csv_rows(text: str, zone: tzinfo, notes: list[str]) -> tuple[list[SittingRo
                 continue
             items.append((f"line {reader.line_num}", row))
     except csv.Error as exc:
-        extra.append(_problem(f"line {reader.line_num}", None, f"not valid CSV ({exc})"))
+        # DictReader's own count lags behind a record that failed to parse; its reader's is right.
+        extra.append(_problem(f"line {reader.reader.line_num}", None, f"not valid CSV ({exc})"))
     return _rows_and_problems(items, zone, notes, extra)
 
 

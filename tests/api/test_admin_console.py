@@ -177,6 +177,12 @@ def test_import_refusals(world: World, admin_token: str) -> None:
     answer = _upload(client, "schedule", latin, admin, True)
     assert answer.status_code == 422
     assert (answer.json()["code"], answer.json()["problems"][0]["line"]) == ("invalid_file", 2)
+    giant = _upload(client, "schedule", HEADER + _row("A", 1) + "B," + "x" * 200_000, admin, True)
+    assert giant.status_code == 422
+    assert giant.json()["problems"][0]["line"] == 3  # the record that broke, not the last good
+    deep = _upload(client, "registry", "[" * 100_000, admin, True)
+    assert (deep.status_code, deep.json()["code"]) == (422, "invalid_registry")
+    assert deep.json()["problems"][0]["message_zh"] == "JSON 嵌套层数过多"
     header_only = _upload(client, "schedule", "a,b\n", admin, True).json()
     assert header_only["problems"][0]["line"] == 1
     assert _count(services, Sitting) == 3
