@@ -101,6 +101,12 @@ def in_chinese(detail: str) -> str:
     return detail
 
 
+def quoted(value: str, limit: int = 60) -> str:
+    """`value` as Python quotes it, cut at `limit` characters: a 100 KB field in a refused file
+    must not come back 200 times in the answer."""
+    return repr(value if len(value) <= limit else value[:limit] + "…")
+
+
 def summary_text(problems: list[Problem]) -> str:
     """The problems as one message: all of them, up to a few, then how many more."""
     shown = [problem.text for problem in problems[:5]]

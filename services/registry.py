@@ -18,7 +18,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.exchange import MAX_PROBLEMS, JsonLines, Problem, parse_json_with_lines, summary_text
+from services.exchange import (
+    MAX_PROBLEMS,
+    JsonLines,
+    Problem,
+    parse_json_with_lines,
+    quoted,
+    summary_text,
+)
 from storage import ledger
 from storage.models import Camera, Institution, Room, Site
 
@@ -130,7 +137,7 @@ def _code(node: dict[str, Any], where: str, seen: dict[str, str], problems: _Pro
     if not CODE.match(code):
         problems.add(
             f"{where}.code",
-            f"{code!r} must be 1-64 letters, digits, '_', '.' or '-'",
+            f"{quoted(code)} must be 1-64 letters, digits, '_', '.' or '-'",
             node,
             "code",
         )

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.coverage.verdicts import refresh_verdict
-from services.exchange import MAX_PROBLEMS, Problem, summary_text
+from services.exchange import MAX_PROBLEMS, Problem, quoted, summary_text
 from services.ingest.clock import EARLIEST_PLAUSIBLE_START, LATEST_PLAUSIBLE_START
 from services.registry import CODE, ROOM_KINDS
 from services.settings import Settings
@@ -76,10 +76,10 @@ def _instant(value: str, where: str, name: str, zone: tzinfo, notes: list[str]) 
         moment = datetime.fromisoformat(text)
     except ValueError as exc:
         raise ScheduleError(
-            [_problem(where, name, f"{value!r} is not an ISO 8601 / RFC 3339 date-time")]
+            [_problem(where, name, f"{quoted(value)} is not an ISO 8601 / RFC 3339 date-time")]
         ) from exc
     if "T" not in text.upper() and " " not in text:
-        raise ScheduleError([_problem(where, name, f"{value!r} has no time of day")])
+        raise ScheduleError([_problem(where, name, f"{quoted(value)} has no time of day")])
     if moment.tzinfo is None:
         notes.append(f"{where}, {name}")
         moment = moment.replace(tzinfo=zone)
@@ -90,7 +90,9 @@ def _instant(value: str, where: str, name: str, zone: tzinfo, notes: list[str]) 
     # The bounds a segment's start has (clock.py): near year 9999 a sitting's grace period and
     # retention date could not even be computed.
     if instant is None or not EARLIEST_PLAUSIBLE_START <= instant < LATEST_PLAUSIBLE_START:
-        raise ScheduleError([_problem(where, name, f"{value!r} is not between 2000 and 2100")])
+        raise ScheduleError(
+            [_problem(where, name, f"{quoted(value)} is not between 2000 and 2100")]
+        )
     return instant
 
 
@@ -130,7 +132,9 @@ def _rows_and_problems(
         if code is not None and not CODE.match(code):
             found.append(
                 _problem(
-                    where, "sitting_code", f"{code!r} must be 1-64 letters, digits, '_', '.' or '-'"
+                    where,
+                    "sitting_code",
+                    f"{quoted(code)} must be 1-64 letters, digits, '_', '.' or '-'",
                 )
             )
         elif code is not None and code in seen:
@@ -234,7 +238,7 @@ def _checked_rooms(session: Session, rows: list[SittingRow]) -> dict[str, Room]:
         for room in session.scalars(select(Room).where(Room.code.in_({r.room_code for r in rows})))
     }
     problems = [
-        _problem(row.where, "room_code", f"unknown room {row.room_code!r}")
+        _problem(row.where, "room_code", f"unknown room {quoted(row.room_code)}")
         for row in rows
         if row.room_code not in rooms
     ]

@@ -180,6 +180,10 @@ def test_import_refusals(world: World, admin_token: str) -> None:
     giant = _upload(client, "schedule", HEADER + _row("A", 1) + "B," + "x" * 200_000, admin, True)
     assert giant.status_code == 422
     assert giant.json()["problems"][0]["line"] == 3  # the record that broke, not the last good
+    # A 100 KB bad value comes back cut short, in each of up to 200 problems.
+    long_rows = "".join(f"L{i},{'R' * 100_000},theory,a,b,{'t' * 100_000},x\n" for i in range(3))
+    answer = _upload(client, "schedule", HEADER + long_rows, admin, True)
+    assert answer.status_code == 422 and len(answer.content) < 10_000
     deep = _upload(client, "registry", "[" * 100_000, admin, True)
     assert (deep.status_code, deep.json()["code"]) == (422, "invalid_registry")
     assert deep.json()["problems"][0]["message_zh"] == "JSON 嵌套层数过多"
