@@ -201,6 +201,7 @@ def test_reset_password_shows_a_new_one_once_and_ends_sessions(
     reset = client.post("/api/v1/users/zhang/password", headers=_admin(admin_token))
     assert reset.status_code == 200, reset.text
     password = reset.json()["password"]
+    assert reset.headers["cache-control"] == "no-store"
     assert len(password) >= 16
     assert client.get("/api/v1/me", headers=old_session).status_code == 401
     assert (

@@ -411,7 +411,12 @@ def disable_user_route(
     response_model=PasswordReset,
     summary="Reset a person's password: a new random one, shown once; their sessions end",
 )
-def reset_password_route(name: str, services: ServicesDep, subject: AdminSubject) -> PasswordReset:
+def reset_password_route(
+    name: str, response: Response, services: ServicesDep, subject: AdminSubject
+) -> PasswordReset:
+    # The one copy of the new password: no cache, no proxy, no back button keeps it.
+    response.headers["Cache-Control"] = "no-store"
+
     def work(session: Session) -> PasswordReset:
         if session.scalar(select(User.id).where(User.name == name)) is None:
             raise ApiError(404, "not_found", f"no user {name!r}")
