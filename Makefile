@@ -3,7 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-PYTEST_ARGS ?=
+# The slowest tests are named at the end of every run (CI too), so the suite time stays watched.
+PYTEST_ARGS ?= --durations=25
 # Every test run writes what the hostile-input, fault, crash and load tests tried and lost
 # (tests/reliability.py) here; var/ is not tracked, so `make test` dirties nothing.
 RELIABILITY_DIR := var/reliability
@@ -23,12 +24,15 @@ run: install
 	$(VENV)/bin/examvault serve --demo
 
 # The web page's browser tests drive Debian's Chromium; no browser is ever downloaded by pip or
-# Playwright. Without apt (not Debian) the tests skip locally and fail in CI (strict mode).
+# Playwright. Without apt (not Debian) the tests skip locally and fail in CI (strict mode). A CJK
+# font too: the page is Chinese first, and the screenshots should show it, not empty boxes.
 CHROMIUM := /usr/bin/chromium
-APT_CHROMIUM := env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
+APT_CHROMIUM := env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium \
+  fonts-wqy-microhei
 
 browser:
-	@if [ ! -x $(CHROMIUM) ]; then \
+	@if [ ! -x $(CHROMIUM) ] || [ ! -f $(CJK_FONT) ]; then \
 	  if ! command -v apt-get >/dev/null 2>&1; then \
 	    echo "make browser: no apt-get here; install Chromium at $(CHROMIUM) by hand" >&2; \
 	  else \

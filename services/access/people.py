@@ -385,13 +385,14 @@ def disable_user(session: Session, name: str, *, actor: str, reason: str) -> Use
     return user
 
 
-def reset_password(session: Session, name: str, *, actor: str) -> str:
-    """A fresh random password for `name`, returned once (only its hash is kept); every
-    session the person holds ends now, so whoever knew the old one is out."""
+def reset_password(session: Session, name: str, password: str, *, actor: str) -> User:
+    """Give a person a new password; every session they hold ends now, so a leaked old
+    password or token stops working at once. The password itself goes nowhere but its hash."""
     user = session.scalar(select(User).where(User.name == name))
     if user is None:
         raise PeopleError(f"no user {name!r}")
-    password = secrets.token_urlsafe(12)  # 16 characters, 96 bits
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise PeopleError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
     now = datetime.now(UTC)
     user.password_hash = _hasher.hash(password)
     ended = 0
@@ -406,8 +407,8 @@ def reset_password(session: Session, name: str, *, actor: str) -> str:
         actor=actor,
         action="user.password_reset",
         subject_type="user",
-        subject_id=name,
+        subject_id=user.name,
         details={"sessions_ended": ended},
         recorded_at=now,
     )
-    return password
+    return user

@@ -8,12 +8,25 @@
 import { renderHolds } from "./admin/holds.js";
 import { renderImport } from "./admin/import.js";
 import { renderPeople } from "./admin/people.js";
+import { renderFindings } from "./findings.js";
 import { renderSitting } from "./sitting.js";
 
 export const ROUTES = [
   {
-    pattern: /^#\/sittings\/(.+)$/,
-    render: (main, match, me) => renderSitting(main, decodeURIComponent(match[1]), me),
+    // #/sittings/CODE[?at=RFC3339]: the code is URI-encoded, so a "?" in it is %3F.
+    pattern: /^#\/sittings\/([^?]+)(?:\?(.*))?$/,
+    render: (main, match, me) =>
+      renderSitting(main, decodeURIComponent(match[1]), me, {
+        at: new URLSearchParams(match[2] ?? "").get("at"),
+      }),
+  },
+  {
+    // The supervisors' findings across sittings: the centre, and district officers (theirs).
+    pattern: /^#\/findings(?:\?(.*))?$/,
+    roles: ["admin", "district_officer"],
+    nav: "findingsPage.nav",
+    href: "#/findings",
+    render: (main, match, me) => renderFindings(main, new URLSearchParams(match[1] ?? ""), me),
   },
   // The centre's pages (services/web/admin/); district officers see and place holds in their
   // district (SPEC.md "Security model"), the server checks the scope.

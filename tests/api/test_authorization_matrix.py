@@ -514,6 +514,19 @@ MATRIX: dict[tuple[str, str], Rule] = {
         ),
         _admin_only(),
     ),
+    # Across sittings: the centre and district officers (a foreign sitting narrows to nothing,
+    # tests/api/test_player.py checks the rows); supervisors read per sitting only.
+    ("GET", "/api/v1/findings"): Rule(
+        lambda ctx, role, which: ("GET", f"/api/v1/findings?sitting={ctx.sitting(which)}", {}),
+        _expect(
+            anonymous=401,
+            admin=OK,
+            district_officer=OK,
+            supervisor=403,
+            institution=403,
+            camera_host=403,
+        ),
+    ),
     ("GET", "/api/v1/sittings/{code}/findings"): Rule(
         lambda ctx, role, which: ("GET", f"/api/v1/sittings/{ctx.sitting(which)}/findings", {}),
         _footage_readers(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -420,7 +421,8 @@ def reset_password_route(
     def work(session: Session) -> PasswordReset:
         if session.scalar(select(User.id).where(User.name == name)) is None:
             raise ApiError(404, "not_found", f"no user {name!r}")
-        password = reset_password(session, name, actor=subject.actor)
+        password = secrets.token_urlsafe(12)  # 16 characters, 96 bits
+        reset_password(session, name, password, actor=subject.actor)
         return PasswordReset(name=name, password=password)
 
     return services.db.run_write(work)
