@@ -139,7 +139,7 @@ def test_the_centre_imports_assigns_and_holds(
     expect(row).to_contain_text("渝人社投〔2026〕12号")
     # OWN-1's footage: four segments (conftest.FOOTAGE), kept beyond their three years.
     expect(row.locator(".holds-protects")).to_contain_text("4 个片段")
-    expect(row.locator(".holds-protects")).to_contain_text("正常保存期至 2029-11-2")
+    expect(row.locator(".holds-protects")).to_contain_text("正常保存期至 2029-11-21 00:00:00")
     expect(row.locator(".holds-protects")).to_contain_text("保全至解除为止")
     assert_accessible(page, "holds")
     screenshots(page, "admin-holds")

@@ -205,8 +205,8 @@ export function renderHolds(main, _match, me) {
     const lines = [el("div", {}, L("holds.protects", { n: kept.segments, bytes: showBytes(kept.bytes) }))];
     if (!hold.released_at) lines.push(el("div", { class: "muted small" }, L("holds.protects.until")));
     if (kept.earliest_expiry && kept.latest_expiry) {
-      const a = showInstant(kept.earliest_expiry).slice(0, 10);
-      const b = showInstant(kept.latest_expiry).slice(0, 10);
+      const a = showInstant(kept.earliest_expiry);
+      const b = showInstant(kept.latest_expiry);
       lines.push(
         el(
           "div",
