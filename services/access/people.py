@@ -86,11 +86,11 @@ def create_user(
     if session.scalar(select(User.id).where(User.name == name)) is not None:
         raise PeopleError(f"user {name!r} exists already")
     if role == "district_officer" and not district:
-        raise PeopleError("a district officer needs --district")
+        raise PeopleError("a district officer needs a district (--district)")
     institution_id = None
     if role == "institution":
         if not institution_code:
-            raise PeopleError("an institution user needs --institution CODE")
+            raise PeopleError("an institution user needs an institution code (--institution CODE)")
         institution_id = session.scalar(
             select(Institution.id).where(Institution.code == institution_code)
         )

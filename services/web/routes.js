@@ -5,6 +5,9 @@
 // torn down on leaving.
 // "#/" (the day's sittings) is the fallback when nothing here matches.
 
+import { renderHolds } from "./admin/holds.js";
+import { renderImport } from "./admin/import.js";
+import { renderPeople } from "./admin/people.js";
 import { renderFindings } from "./findings.js";
 import { renderSitting } from "./sitting.js";
 
@@ -24,6 +27,29 @@ export const ROUTES = [
     nav: "findingsPage.nav",
     href: "#/findings",
     render: (main, match, me) => renderFindings(main, new URLSearchParams(match[1] ?? ""), me),
+  },
+  // The centre's pages (services/web/admin/); district officers see and place holds in their
+  // district (SPEC.md "Security model"), the server checks the scope.
+  {
+    pattern: /^#\/admin\/import$/,
+    roles: ["admin"],
+    nav: "nav.import",
+    href: "#/admin/import",
+    render: (main) => renderImport(main),
+  },
+  {
+    pattern: /^#\/admin\/people$/,
+    roles: ["admin"],
+    nav: "nav.people",
+    href: "#/admin/people",
+    render: (main, match, me) => renderPeople(main, me),
+  },
+  {
+    pattern: /^#\/holds$/,
+    roles: ["admin", "district_officer"],
+    nav: "nav.holds",
+    href: "#/holds",
+    render: (main, match, me) => renderHolds(main, match, me),
   },
 ];
 
