@@ -1128,6 +1128,7 @@ def _push_once(args: argparse.Namespace) -> int:
 
 def _push_daemon(args: argparse.Namespace) -> int:
     from services.ingest.pushd import (
+        REPORT_SECONDS,
         CameraFolder,
         DaemonConfig,
         PushDaemon,
@@ -1179,6 +1180,8 @@ def _push_daemon(args: argparse.Namespace) -> int:
         max_backoff_seconds=max_backoff,
         bytes_per_second=number("max_bytes_per_second", "max_bytes_per_second", None),
         min_free_bytes=int(number("min_free_bytes", "min_free_bytes", 2 * 1024**3) or 0),
+        # The config file only: how often the centre hears the backlog (0: never).
+        report_seconds=float(config.get("report_seconds", REPORT_SECONDS)),  # type: ignore[arg-type]
         once=args.once,
     )
     validate(daemon_config)

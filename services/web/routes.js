@@ -7,6 +7,9 @@
 
 import { renderFindings } from "./findings.js";
 import { renderSitting } from "./sitting.js";
+import { renderLedger } from "./admin/ledger.js";
+import { renderMachines } from "./admin/machines.js";
+import { renderRetention } from "./admin/retention.js";
 
 export const ROUTES = [
   {
@@ -24,6 +27,28 @@ export const ROUTES = [
     nav: "findingsPage.nav",
     href: "#/findings",
     render: (main, match, me) => renderFindings(main, new URLSearchParams(match[1] ?? ""), me),
+  },
+  // The centre's records (admin2): read-only retention, camera hosts, the ledger.
+  {
+    pattern: /^#\/admin\/retention(?:\?.*)?$/,
+    roles: ["admin"],
+    nav: "nav.retention",
+    href: "#/admin/retention",
+    render: (main) => renderRetention(main),
+  },
+  {
+    pattern: /^#\/admin\/machines(?:\?.*)?$/,
+    roles: ["admin"],
+    nav: "nav.machines",
+    href: "#/admin/machines",
+    render: (main) => renderMachines(main),
+  },
+  {
+    pattern: /^#\/admin\/ledger(?:\?.*)?$/,
+    roles: ["admin"],
+    nav: "nav.ledger",
+    href: "#/admin/ledger",
+    render: (main) => renderLedger(main),
   },
 ];
 

@@ -4,17 +4,23 @@ daemon's report) and the ledger (status, a bounded check, the search of who read
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
+from services.access.tokens import create_token
+from services.api.app import create_app
 from services.context import Services
+from services.ingest.pushd import CameraFolder, DaemonConfig, PushDaemon
 from services.retention.purge import execute_purge
 from storage.models import Segment
 from tests.api.conftest import START, assign_now, ingest_file, login, make_user
-from tests.conftest import CAMERA_BACK, CAMERA_FRONT, VideoFactory
+from tests.conftest import CAMERA_BACK, CAMERA_FRONT, VideoFactory, serving
 from tests.ledger.tampering import drop_append_only_guard
 
 World = tuple[TestClient, Services]
@@ -320,3 +326,41 @@ def test_ledger_search_finds_a_supervisors_footage_reads(
     assert client.get("/api/v1/ledger/entries?from=yesterday", headers=admin).status_code == 400
     supervisor = client.get("/api/v1/ledger/entries?actor=supervisor:zhang", headers=zhang)
     assert supervisor.status_code == 403
+
+
+def test_the_push_daemon_reports_its_backlog_to_the_centre(
+    registered: Services, admin_token: str, make_video: VideoFactory, tmp_path: Path
+) -> None:
+    """A real daemon against a real server: after its pass the centre sees what it pushed and
+    what it could not (a file refused with 403 stays, counted in the backlog it reported)."""
+    row, token = registered.db.run_write(
+        lambda s: create_token(
+            s, role="camera_host", name="R1", cameras=[CAMERA_FRONT], actor="test"
+        )
+    )
+    host = tmp_path / "host"
+    for camera, seed in ((CAMERA_FRONT, 1), (CAMERA_BACK, 2)):
+        folder = host / camera
+        folder.mkdir(parents=True)
+        name = f"{START:%Y%m%dT%H%M%S}Z.mp4"
+        (folder / name).write_bytes(make_video(f"{seed}-{name}", seconds=1, seed=seed).read_bytes())
+        os.utime(folder / name, (time.time() - 60, time.time() - 60))
+    with serving(registered) as url:
+        config = DaemonConfig(
+            server=url,
+            token=token,
+            folders=[CameraFolder(host)],
+            state_path=tmp_path / "state.sqlite3",
+            settle_seconds=5,
+            max_backoff_seconds=1,
+            once=True,
+        )
+        # The back camera is not this host's: 403, kept, tried again later.
+        assert PushDaemon(config).run() == 1
+        with TestClient(create_app(registered)) as client:
+            [seen] = client.get("/api/v1/machines", headers=_admin(admin_token)).json()["hosts"]
+    assert seen["id"] == row.id
+    assert seen["last_upload"]["camera"] == CAMERA_FRONT
+    report = seen["report"]
+    assert report["backlog_files"] == 1 and report["backlog_bytes"] > 0
+    assert report["last_success_at"] and "403" in report["last_error"]
