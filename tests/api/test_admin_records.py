@@ -4,23 +4,30 @@ daemon's report) and the ledger (status, a bounded check, the search of who read
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from services.access.tokens import create_token
 from services.api.app import create_app
+from services.cli import main
 from services.context import Services
 from services.ingest.pushd import CameraFolder, DaemonConfig, PushDaemon
+from services.ledger.keys import key_id_for
+from services.ledger.status import ledger_status
 from services.retention.purge import execute_purge
-from storage.models import Segment
+from services.witness.cosignatures import witness_key_text
+from storage.db import Database
+from storage.models import LedgerCosignature, LedgerEntry, Segment
 from tests.api.conftest import START, assign_now, ingest_file, login, make_user
-from tests.conftest import CAMERA_BACK, CAMERA_FRONT, VideoFactory, serving
+from tests.conftest import CAMERA_BACK, CAMERA_FRONT, REGISTRY, VideoFactory, serving
 from tests.ledger.tampering import drop_append_only_guard
 
 World = tuple[TestClient, Services]
@@ -364,3 +371,75 @@ def test_the_push_daemon_reports_its_backlog_to_the_centre(
     report = seen["report"]
     assert report["backlog_files"] == 1 and report["backlog_bytes"] > 0
     assert report["last_success_at"] and "403" in report["last_error"]
+
+
+def test_ledger_status_names_each_witness_and_what_it_cosigned(
+    world: World, admin_token: str
+) -> None:
+    client, services = world
+    admin = _admin(admin_token)
+    signed, waiting = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    witnesses = ",".join(
+        f"http://witness-{n}.invalid {witness_key_text(key.public_key())}"
+        for n, key in enumerate((signed, waiting))
+    )
+    object.__setattr__(services.settings, "witnesses", witnesses)
+    checkpoint = client.get("/api/v1/ledger/checkpoint", headers=admin).json()
+    key_id = key_id_for(signed.public_key())
+    services.db.run_write(
+        lambda s: s.add(
+            LedgerCosignature(
+                checkpoint_size=checkpoint["size"],
+                witness_key_id=key_id,
+                checkpoint_root=checkpoint["root"],
+                timestamp=int(time.time()),
+                signature="c2lnbmF0dXJl",
+                recorded_at=datetime.now(UTC),
+            )
+        )
+    )
+    status = client.get("/api/v1/ledger/status", headers=admin).json()
+    by_url = {witness["url"]: witness for witness in status["witnesses"]}
+    assert by_url["http://witness-0.invalid"]["cosigned_latest"] is True
+    assert by_url["http://witness-0.invalid"]["cosigned_size"] == checkpoint["size"]
+    assert by_url["http://witness-1.invalid"]["cosigned_latest"] is False
+    assert by_url["http://witness-1.invalid"]["cosigned_size"] is None
+    assert [c["witness_key_id"] for c in status["cosignatures"]] == [key_id]
+
+
+def test_ledger_verify_records_its_result_for_the_page(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, database_url: str
+) -> None:
+    monkeypatch.setenv("EXAMVAULT_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("EXAMVAULT_DATABASE_URL", database_url)
+    registry = tmp_path / "registry.json"
+    registry.write_text(json.dumps(REGISTRY, ensure_ascii=False), encoding="utf-8")
+    assert main(["registry", "import", str(registry)]) == 0
+    assert main(["ledger", "verify"]) == 0
+    db = Database(database_url)
+    try:
+        with db.read() as session:
+            first = ledger_status(session).last_full
+        assert first is not None and first.ok and first.actor == "cli:ledger-verify"
+        assert (first.first_seq, first.last_seq) == (1, ledger_status(session).size)
+        with db.write() as session:
+            drop_append_only_guard(session, "ledger_entries")
+            session.execute(update(LedgerEntry).where(LedgerEntry.seq == 1).values(actor="x"))
+        assert main(["ledger", "verify"]) == 1
+        with db.read() as session:
+            failed = ledger_status(session).last_full
+        assert failed is not None and not failed.ok
+        assert failed.problem and "entry 1" in failed.problem
+    finally:
+        db.dispose()
+
+
+def test_the_admin_page_modules_are_served_and_nothing_beside_them(world: World) -> None:
+    client, _ = world
+    for name in ("retention.js", "machines.js", "ledger.js", "records.js"):
+        served = client.get(f"/web/admin/{name}")
+        assert served.status_code == 200, name
+        assert served.headers["content-type"].startswith("text/javascript")
+        assert "script-src 'self'" in served.headers["content-security-policy"]
+    for path in ("/web/secrets/ledger.js", "/web/admin/..%2Fapp.js", "/web/admin/.env"):
+        assert client.get(path).status_code == 404, path

@@ -305,10 +305,10 @@ def _check_out(check: LedgerCheck | None, zone: tzinfo) -> LedgerCheckOut | None
 def get_status(services: ServicesDep, _subject: AdminSubject) -> LedgerStatusOut:
     zone = services.settings.zone
     now = datetime.now(UTC)
-    with services.db.read() as session:
-        status = ledger_status(session)
-    record = status.checkpoint
     witnesses = parse_witnesses(services.settings.witnesses)
+    with services.db.read() as session:
+        status = ledger_status(session, [witness.key_id for witness in witnesses])
+    record = status.checkpoint
     cosigned = {cosignature.witness_key_id: cosignature for cosignature in status.cosignatures}
     return LedgerStatusOut(
         size=status.size,
