@@ -152,6 +152,11 @@ def test_the_centre_reviews_retention_machines_and_the_ledger(
     expect(page.locator("#ledger-last-recent")).to_contain_text("通过")
     assert_accessible(page, "the ledger page")
     screenshots(page, "admin-ledger")
+    # English too, switched in place.
+    page.locator("#lang-toggle").click()
+    expect(page.locator("#ledger-heading")).to_have_text("Ledger (tamper-evident record)")
+    expect(page.locator("#ledger-last-recent")).to_contain_text("passed")
+    expect(page.locator("#pages").get_by_role("link", name="Camera hosts")).to_be_visible()
 
 
 def test_the_records_pages_are_not_in_a_supervisors_menu(

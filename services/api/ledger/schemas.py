@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from services.ledger.status import RECENT_MAX
+
 
 class SigningKeyOut(BaseModel):
     algorithm: str = Field(description="always Ed25519")
@@ -122,4 +124,4 @@ class LedgerStatusOut(BaseModel):
 
 
 class CheckIn(BaseModel):
-    entries: int = Field(default=10_000, ge=1, le=50_000, description="the newest N entries")
+    entries: int = Field(default=5_000, ge=1, le=RECENT_MAX, description="the newest N entries")

@@ -201,7 +201,7 @@ async function loadStatus(box, view) {
         ),
       )
     : el("span", { class: "muted" }, L("ledger.witnessesNone"));
-  const count = el("input", { id: "ledger-check-count", type: "number", min: 1, max: status.recent_max, value: Math.min(10000, status.recent_max) });
+  const count = el("input", { id: "ledger-check-count", type: "number", min: 1, max: status.recent_max, value: Math.min(5000, status.recent_max) });
   const button = el("button", { type: "button", id: "ledger-check" }, L("ledger.check"));
   button.addEventListener("click", async () => {
     button.disabled = true;
