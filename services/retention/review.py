@@ -5,7 +5,7 @@ their tombstones. Nothing here deletes: the purge stays a job (docs/retention.md
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import func, select
@@ -139,7 +139,7 @@ def plan_for_day(
     groups = _group(plan.items, cameras)
     result.groups_total = len(groups)
     result.groups = [
-        PlanGroup(**{**group.__dict__, "reason": expiry_reason(session, settings, group)})
+        replace(group, reason=expiry_reason(session, settings, group))
         for group in groups[group_offset : group_offset + group_limit]
     ]
     held_ids = sorted(plan.held)

@@ -25,7 +25,7 @@ from services.ledger.status import ledger_status
 from services.retention.purge import execute_purge
 from services.witness.cosignatures import witness_key_text
 from storage.db import Database
-from storage.models import LedgerCosignature, LedgerEntry, Segment
+from storage.models import LedgerCosignature, LedgerEntry, PurgeRun, Segment
 from tests.api.conftest import START, assign_now, ingest_file, login, make_user
 from tests.conftest import CAMERA_BACK, CAMERA_FRONT, REGISTRY, VideoFactory, serving
 from tests.ledger.tampering import drop_append_only_guard
@@ -126,11 +126,39 @@ def test_runs_and_tombstones_are_listed_searched_and_paged(
             update(Segment).values(expires_at=datetime.now(UTC) - timedelta(days=1))
         )
     )
+    # An earlier run whose process was killed, as close_abandoned_runs leaves it.
+    killed_at = datetime.now(UTC) - timedelta(days=1)
+    services.db.run_write(
+        lambda s: s.add(
+            PurgeRun(
+                id="0f5e2c1a-killed",
+                as_of=killed_at,
+                started_at=killed_at,
+                finished_at=killed_at + timedelta(minutes=40),
+                actor="schedule",
+                planned=10,
+                planned_bytes=1000,
+                purged=4,
+                purged_bytes=400,
+                status="interrupted",
+                stop_reason="the process running it ended before it finished",
+            )
+        )
+    )
     result = execute_purge(services.db, services.store, services.settings, actor="test")
     assert result.purged == 2
     runs = client.get("/api/v1/retention/runs", headers=admin).json()
-    assert runs["total"] == 1
-    [run] = runs["runs"]
+    assert runs["total"] == 2
+    run, killed = runs["runs"]
+    assert (killed["id"], killed["status"], killed["purged"]) == (
+        "0f5e2c1a-killed",
+        "interrupted",
+        4,
+    )
+    assert killed["stop_reason"].startswith("the process running it ended")
+    assert client.get("/api/v1/retention/runs?offset=1&limit=1", headers=admin).json()["runs"] == [
+        killed
+    ]
     assert (run["id"], run["status"], run["purged"]) == (result.run_id, "completed", 2)
     assert run["purged_bytes"] == result.bytes > 0 and run["finished_at"].endswith("+08:00")
 

@@ -12,7 +12,7 @@ import { field, hashQuery, localToRfc3339, rfc3339ToLocal, setHashQuery, table }
 
 addStrings({
   "zh-CN": {
-    "nav.ledger": "台账",
+    "ledger.nav": "台账",
     "ledger.heading": "台账（防篡改记录）",
     "ledger.status": "台账状态",
     "ledger.size": "条目数",
@@ -70,7 +70,7 @@ addStrings({
     "ledger.age.d": "{n} 天",
   },
   en: {
-    "nav.ledger": "Ledger",
+    "ledger.nav": "Ledger",
     "ledger.heading": "Ledger (tamper-evident record)",
     "ledger.status": "Status",
     "ledger.size": "Entries",

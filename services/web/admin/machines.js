@@ -11,7 +11,7 @@ import { bytesNode, field, table } from "./records.js";
 
 addStrings({
   "zh-CN": {
-    "nav.machines": "录像主机",
+    "machines.nav": "录像主机",
     "machines.heading": "录像主机与令牌",
     "machines.intro": "每台考场录像主机使用自己的令牌上传所负责摄像机的录像。令牌只在创建时显示一次，服务器只保存其哈希。",
     "machines.create": "新建主机令牌",
@@ -60,7 +60,7 @@ addStrings({
     "machines.noToken": "无（该摄像机无法通过 HTTP 上传）",
   },
   en: {
-    "nav.machines": "Camera hosts",
+    "machines.nav": "Camera hosts",
     "machines.heading": "Camera hosts and their tokens",
     "machines.intro": "Each exam-room recording host pushes its cameras' footage with a token of its own. A token is shown once, when it is made; the server keeps only its hash.",
     "machines.create": "New host token",

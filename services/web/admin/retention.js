@@ -10,7 +10,7 @@ import { bytesNode, field, hashQuery, setHashQuery, table, todayLocal } from "./
 
 addStrings({
   "zh-CN": {
-    "nav.retention": "保存与清理",
+    "retention.nav": "保存与清理",
     "retention.heading": "保存期限与清理计划",
     "retention.readOnly":
       "本页只读：清理由定时任务或命令 examvault retention purge --execute 执行，页面不提供删除操作。",
@@ -68,7 +68,7 @@ addStrings({
     "retention.blobPending": "待下次运行删除",
   },
   en: {
-    "nav.retention": "Retention",
+    "retention.nav": "Retention",
     "retention.heading": "Retention and the purge plan",
     "retention.readOnly":
       "Read only: the purge runs as a job (the daily schedule, or examvault retention purge --execute); this page deletes nothing.",
