@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from storage.models import ApiToken, Camera, HostReport, Institution, Room, Segment, Site
@@ -31,22 +32,28 @@ class DaemonReport:
 
 def record_report(
     session: Session, token_id: int, report: DaemonReport, *, now: datetime | None = None
-) -> HostReport:
-    """Keep the host's latest report, replacing the one before."""
-    row = session.get(HostReport, token_id)
-    if row is None:
-        row = HostReport(token_id=token_id)
-        session.add(row)
-    row.reported_at = now or datetime.now(UTC)
-    row.backlog_files = report.backlog_files
-    row.backlog_bytes = report.backlog_bytes
-    row.unfinished_files = report.unfinished_files
-    row.last_success_at = report.last_success_at
-    row.last_error_at = report.last_error_at
-    row.last_error = report.last_error[:MAX_ERROR_TEXT] if report.last_error else None
-    row.disk_low = report.disk_low
-    session.flush()
-    return row
+) -> None:
+    """Keep the host's latest report, replacing the one before: one upsert, so two daemons
+    sharing a token (a misconfiguration) race to the last word instead of a key conflict."""
+    values = {
+        "token_id": token_id,
+        "reported_at": now or datetime.now(UTC),
+        "backlog_files": report.backlog_files,
+        "backlog_bytes": report.backlog_bytes,
+        "unfinished_files": report.unfinished_files,
+        "last_success_at": report.last_success_at,
+        "last_error_at": report.last_error_at,
+        "last_error": report.last_error[:MAX_ERROR_TEXT] if report.last_error else None,
+        "disk_low": report.disk_low,
+    }
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(HostReport).values(**values)
+    session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["token_id"],
+            set_={key: value for key, value in values.items() if key != "token_id"},
+        )
+    )
 
 
 @dataclass(frozen=True)

@@ -94,12 +94,23 @@ def test_plan_refuses_bad_dates_big_pages_and_non_admins(world: World, admin_tok
         assert answer.json()["message_zh"]
     too_big = client.get("/api/v1/retention/plan?date=2029-11-21&limit=201", headers=admin)
     assert too_big.status_code == 400
+    for forged in ("offset=-1", "held_limit=1000000", "limit=0", "date=2029-11-21&date=x"):
+        query = forged if forged.startswith("date") else f"date=2029-11-21&{forged}"
+        answer = client.get(f"/api/v1/retention/plan?{query}", headers=admin)
+        assert answer.status_code in (400, 422), forged
+    assert client.get("/api/v1/retention/plan", headers=admin).status_code == 400
+    assert client.get("/api/v1/retention/tombstones?before=0", headers=admin).status_code == 400
     assert client.get("/api/v1/retention/tombstones?limit=201", headers=admin).status_code == 400
     assert client.get("/api/v1/retention/runs?limit=201", headers=admin).status_code == 400
     make_user(services, "zhang", "supervisor")
     make_user(services, "yuzhong", "district_officer", district="渝中区")
-    for name in ("zhang", "yuzhong"):
-        headers = login(client, name)
+    make_user(services, "t1", "institution", institution_code="T1")
+    _, host = services.db.run_write(
+        lambda s: create_token(
+            s, role="camera_host", name="R1", cameras=[CAMERA_FRONT], actor="test"
+        )
+    )
+    for headers in [login(client, name) for name in ("zhang", "yuzhong", "t1")] + [_admin(host)]:
         for path in (
             "/api/v1/retention/plan?date=2029-11-21",
             "/api/v1/retention/runs",
