@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -76,23 +77,40 @@ class DayPlan:
     held: list[HeldSegment] = field(default_factory=list)
 
 
-def _group(items: Sequence[PlanItem], cameras: dict[int, str]) -> list[PlanGroup]:
-    grouped: dict[tuple[int, datetime], list[PlanItem]] = {}
+def _group(
+    items: Sequence[PlanItem], cameras: dict[int, str], offset: int, limit: int
+) -> tuple[list[PlanGroup], int]:
+    """One page of the plan's groups, in expiry order, and how many groups there are: one pass
+    over the items, so grouping costs well under the plan's own query."""
+    totals: dict[tuple[int, datetime], list[Any]] = {}
     for item in items:
-        grouped.setdefault((item.camera_id, item.expires_at), []).append(item)
-    groups = [
+        key = (item.camera_id, item.expires_at)
+        total = totals.get(key)
+        if total is None:
+            totals[key] = [1, item.size_bytes, item.starts_at, item.ends_at]
+            continue
+        total[0] += 1
+        total[1] += item.size_bytes
+        if item.starts_at < total[2]:
+            total[2] = item.starts_at
+        if item.ends_at > total[3]:
+            total[3] = item.ends_at
+    ordered = sorted(
+        totals.items(), key=lambda pair: (pair[0][1], cameras.get(pair[0][0], ""), pair[0][0])
+    )
+    # Objects only for the page asked for: a plan may hold 10^5 groups (one per segment, at
+    # worst), of which the page shows 50.
+    return [
         PlanGroup(
             camera=cameras.get(camera_id, f"#{camera_id}"),
             expires_at=expires_at,
-            segments=len(members),
-            bytes=sum(item.size_bytes for item in members),
-            first_start=min(item.starts_at for item in members),
-            last_end=max(item.ends_at for item in members),
+            segments=count,
+            bytes=size,
+            first_start=first,
+            last_end=last,
         )
-        for (camera_id, expires_at), members in grouped.items()
-    ]
-    groups.sort(key=lambda group: (group.expires_at, group.camera))
-    return groups
+        for (camera_id, expires_at), (count, size, first, last) in ordered[offset : offset + limit]
+    ], len(ordered)
 
 
 def expiry_reason(session: Session, settings: Settings, group: PlanGroup) -> ExpiryReason:
@@ -136,11 +154,9 @@ def plan_for_day(
     if plan.items:
         result.oldest_expiry = plan.items[0].expires_at
         result.newest_expiry = plan.items[-1].expires_at
-    groups = _group(plan.items, cameras)
-    result.groups_total = len(groups)
+    groups, result.groups_total = _group(plan.items, cameras, group_offset, group_limit)
     result.groups = [
-        replace(group, reason=expiry_reason(session, settings, group))
-        for group in groups[group_offset : group_offset + group_limit]
+        replace(group, reason=expiry_reason(session, settings, group)) for group in groups
     ]
     held_ids = sorted(plan.held)
     result.held_segments = len(held_ids)
