@@ -458,9 +458,10 @@ def test_ledger_verify_records_its_result_for_the_page(
     db = Database(database_url)
     try:
         with db.read() as session:
-            first = ledger_status(session).last_full
+            status = ledger_status(session)
+        first = status.last_full
         assert first is not None and first.ok and first.actor == "cli:ledger-verify"
-        assert (first.first_seq, first.last_seq) == (1, ledger_status(session).size)
+        assert (first.first_seq, first.last_seq) == (1, status.size)
         with db.write() as session:
             drop_append_only_guard(session, "ledger_entries")
             session.execute(update(LedgerEntry).where(LedgerEntry.seq == 1).values(actor="x"))
