@@ -225,7 +225,7 @@ function showOnce(box, made) {
       { class: "card machines-once", role: "region", "aria-labelledby": "machines-once-heading" },
       el("h3", { id: "machines-once-heading" }, L("machines.token", { id: made.id })),
       el("p", { class: "notice" }, L("machines.once")),
-      el("label", { for: "machines-secret", class: "visually-hidden" }, L("machines.token", { id: made.id })),
+      el("label", { for: "machines-secret", class: "machines-visually-hidden" }, L("machines.token", { id: made.id })),
       value,
       el("div", { class: "actions" }, copy, dismiss),
     ),
