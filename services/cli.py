@@ -756,6 +756,7 @@ def cmd_user_disable(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_ledger_verify(_args: argparse.Namespace, settings: Settings) -> int:
     from services.ledger.checkpoints import verify_stored_checkpoints
     from services.ledger.keys import load_signer
+    from services.ledger.status import record_full_check
     from services.witness.cosignatures import parse_witnesses
     from services.witness.cosigning import verify_stored_cosignatures
     from storage import ledger
@@ -766,6 +767,7 @@ def cmd_ledger_verify(_args: argparse.Namespace, settings: Settings) -> int:
     except ValueError as exc:
         raise CommandError(f"the ledger signing key is unreadable: {exc}", EXIT_FAILED) from exc
     services = _services(settings)
+    started = datetime.now(UTC)
     try:
         with services.db.read() as session:
             verdict = ledger.verify(session)
@@ -782,6 +784,24 @@ def cmd_ledger_verify(_args: argparse.Namespace, settings: Settings) -> int:
             cosignatures = verify_stored_cosignatures(
                 session, services.store, parse_witnesses(settings.witnesses)
             )
+        problems = [
+            f"entry {verdict.mismatch.seq}: {verdict.mismatch.reason}" if verdict.mismatch else "",
+            f"{checkpoints.mismatch.key}: {checkpoints.mismatch.reason}"
+            if checkpoints.mismatch
+            else "",
+            f"{nodes.mismatch.name}: {nodes.mismatch.reason}" if nodes.mismatch else "",
+            f"cosignature: {cosignatures.mismatch}" if cosignatures.mismatch is not None else "",
+        ]
+        # Kept for the centre's ledger page, which never runs this linear check itself.
+        services.db.run_write(
+            lambda session: record_full_check(
+                session,
+                actor="cli:ledger-verify",
+                started_at=started,
+                entries=verdict.entries,
+                problem="; ".join(p for p in problems if p) or None,
+            )
+        )
     finally:
         services.close()
     if verdict.mismatch is not None:
@@ -1108,6 +1128,7 @@ def _push_once(args: argparse.Namespace) -> int:
 
 def _push_daemon(args: argparse.Namespace) -> int:
     from services.ingest.pushd import (
+        REPORT_SECONDS,
         CameraFolder,
         DaemonConfig,
         PushDaemon,
@@ -1159,6 +1180,8 @@ def _push_daemon(args: argparse.Namespace) -> int:
         max_backoff_seconds=max_backoff,
         bytes_per_second=number("max_bytes_per_second", "max_bytes_per_second", None),
         min_free_bytes=int(number("min_free_bytes", "min_free_bytes", 2 * 1024**3) or 0),
+        # The config file only: how often the centre hears the backlog (0: never).
+        report_seconds=float(config.get("report_seconds", REPORT_SECONDS)),  # type: ignore[arg-type]
         once=args.once,
     )
     validate(daemon_config)

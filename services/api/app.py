@@ -23,10 +23,12 @@ from services.api.holds.endpoints import router as holds_router
 from services.api.imports.endpoints import router as imports_router
 from services.api.ingest.endpoints import router as ingest_router
 from services.api.ledger.endpoints import router as ledger_router
+from services.api.machines.endpoints import router as machines_router
 from services.api.ops.endpoints import router as ops_router
 from services.api.ops.ingest_answers import IngestAnswers
 from services.api.pacing import BodyPacing
 from services.api.people.endpoints import router as people_router
+from services.api.retention.endpoints import router as retention_router
 from services.api.sittings.endpoints import router as sittings_router
 from services.api.web.endpoints import router as web_router
 from services.background import BackgroundJob
@@ -95,6 +97,8 @@ def create_app(
     app.include_router(links_router, responses=errors)
     app.include_router(findings_router, responses=errors)
     app.include_router(exports_router, responses=errors)
+    app.include_router(retention_router, responses=errors)
+    app.include_router(machines_router, responses=errors)
     app.include_router(web_router)
     settings = services.settings
     if settings.api_docs:

@@ -81,6 +81,7 @@ MESSAGES_ZH: dict[str, str] = {
     "already_revoked": "已撤销，无需重复操作。",
     "already_disabled": "该用户已被停用。",
     "invalid_token": "令牌请求不合法。",
+    "invalid_date": "日期不存在或超出范围（1970–8999 年）。",
     "invalid_link": "只能为录像读取地址生成播放链接。",
     "purged": "该录像已在保存期满后清除，仅保留其墓碑记录（SHA-256 与大小）。",
     "outside_assignment": "请求的时间段不在您被分派的督导时段内。",

@@ -7,7 +7,10 @@
 
 import { renderHolds } from "./admin/holds.js";
 import { renderImport } from "./admin/import.js";
+import { renderLedger } from "./admin/ledger.js";
+import { renderMachines } from "./admin/machines.js";
 import { renderPeople } from "./admin/people.js";
+import { renderRetention } from "./admin/retention.js";
 import { renderFindings } from "./findings.js";
 import { renderSitting } from "./sitting.js";
 
@@ -50,6 +53,28 @@ export const ROUTES = [
     nav: "nav.holds",
     href: "#/holds",
     render: (main, match, me) => renderHolds(main, match, me),
+  },
+  // The centre's records (admin2): read-only retention, camera hosts, the ledger.
+  {
+    pattern: /^#\/admin\/retention(?:\?.*)?$/,
+    roles: ["admin"],
+    nav: "retention.nav",
+    href: "#/admin/retention",
+    render: (main) => renderRetention(main),
+  },
+  {
+    pattern: /^#\/admin\/machines(?:\?.*)?$/,
+    roles: ["admin"],
+    nav: "machines.nav",
+    href: "#/admin/machines",
+    render: (main) => renderMachines(main),
+  },
+  {
+    pattern: /^#\/admin\/ledger(?:\?.*)?$/,
+    roles: ["admin"],
+    nav: "ledger.nav",
+    href: "#/admin/ledger",
+    render: (main) => renderLedger(main),
   },
 ];
 
