@@ -516,6 +516,36 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ),
     # Across sittings: the centre and district officers (a foreign sitting narrows to nothing,
     # tests/api/test_player.py checks the rows); supervisors read per sitting only.
+    # The centre's records (retention plan, purge runs, tombstones, camera hosts, ledger status
+    # and bounded checks): the centre only; a host reports its own backlog and nothing else.
+    ("GET", "/api/v1/retention/plan"): Rule(
+        _get("/api/v1/retention/plan?date=2029-11-21"), _admin_only()
+    ),
+    ("GET", "/api/v1/retention/runs"): Rule(_get("/api/v1/retention/runs"), _admin_only()),
+    ("GET", "/api/v1/retention/tombstones"): Rule(
+        _get("/api/v1/retention/tombstones"), _admin_only()
+    ),
+    ("GET", "/api/v1/machines"): Rule(_get("/api/v1/machines"), _admin_only()),
+    ("PUT", "/api/v1/hosts/report"): Rule(
+        lambda ctx, role, which: (
+            "PUT",
+            "/api/v1/hosts/report",
+            {"json": {"backlog_files": 1, "backlog_bytes": 10}},
+        ),
+        _expect(
+            anonymous=401,
+            admin=403,
+            district_officer=403,
+            supervisor=403,
+            institution=403,
+            camera_host=OK,
+        ),
+    ),
+    ("GET", "/api/v1/ledger/status"): Rule(_get("/api/v1/ledger/status"), _admin_only()),
+    ("POST", "/api/v1/ledger/checks"): Rule(
+        lambda ctx, role, which: ("POST", "/api/v1/ledger/checks", {"json": {"entries": 10}}),
+        _admin_only(),
+    ),
     ("GET", "/api/v1/findings"): Rule(
         lambda ctx, role, which: ("GET", f"/api/v1/findings?sitting={ctx.sitting(which)}", {}),
         _expect(
