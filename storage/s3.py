@@ -90,10 +90,11 @@ class S3BlobStore(BlobStore):
     SHA-256 as its checksum, so they are never visible unlocked nor other than the staged bytes.
     Larger ones go up in `part_size` parts, are read back and hashed (S3's per-part checksums
     are not on every store, Ceph RGW 16 has none, and minio-py 7 does not send them), and only
-    then locked: some stores (moto) drop lock headers on multipart uploads, and the explicit
-    retention call plus the read-back is what makes the lock certain everywhere. An object
+    then locked: some stores (moto, Ceph RGW 16) drop lock headers on multipart uploads, and
+    the explicit retention call plus the read-back is what makes the lock certain. An object
     already there is hashed too before it is acknowledged: a run killed between completing an
     upload and verifying it leaves one unlocked and unchecked, replaced if its bytes are wrong.
+    A retain-until date that has already passed asks for no lock (a real store refuses one).
     """
 
     def __init__(
@@ -260,7 +261,7 @@ class S3BlobStore(BlobStore):
             logger.debug(
                 "%s/%s already stored; making sure its lock is long enough", self.bucket, key
             )
-            if not _satisfies(existing, requested):
+            if not _satisfies(existing, requested) and _lock_needed(requested):
                 later = max(requested, existing.retain_until or requested)
                 self._set_retention(key, later)
         else:
@@ -288,13 +289,13 @@ class S3BlobStore(BlobStore):
         digest: bytes,
         retain_until: datetime,
     ) -> None:
-        # Checked before the first byte goes up, not after a multipart upload is complete.
-        until = _future_lock_date(retain_until, f"{self.bucket}/{key}")
+        needed = _lock_needed(retain_until)
         if size > self.multipart_threshold:
             self._upload_in_parts(source, key, size=size, sha256=sha256)
-            self._set_retention(key, retain_until)
+            if needed:
+                self._set_retention(key, retain_until)
         else:
-            lock = Retention(COMPLIANCE, until)
+            lock = Retention(COMPLIANCE, _ceil_to_second(retain_until)) if needed else None
             action = f"uploading {source} to {self.bucket}/{key}"
             with _translated(action), source.open("rb") as reader:
                 # minio passes x-amz-* metadata keys through unprefixed. A checksum is what
@@ -432,6 +433,8 @@ class S3BlobStore(BlobStore):
                 f"{self.bucket}/{key} is locked until {state.retain_until}; "
                 f"retention cannot move earlier to {requested}"
             )
+        if not _lock_needed(requested):
+            return state.retain_until
         self._set_retention(key, requested)
         after = self._head(key)
         if after is None:
@@ -537,8 +540,11 @@ class S3BlobStore(BlobStore):
             version_id=found.version_id,
         )
 
-    def _require_lock(self, key: str, state: _ObjectState, requested: datetime) -> datetime:
-        """The read-back retain-until date, or an error when the lock is weaker than asked."""
+    def _require_lock(self, key: str, state: _ObjectState, requested: datetime) -> datetime | None:
+        """The read-back retain-until date, or an error when the lock is weaker than asked
+        (a date that has passed by now asks for no lock)."""
+        if not _lock_needed(requested):
+            return state.retain_until
         if not _satisfies(state, requested) or state.retain_until is None:
             raise BlobStoreError(
                 f"{self.bucket}/{key} is not locked as required: the store reports mode "
@@ -655,9 +661,15 @@ def _ceil_to_second(value: datetime) -> datetime:
     return value
 
 
+def _lock_needed(retain_until: datetime) -> bool:
+    """Whether a retention still has time to run. One that has passed (footage already past
+    its expiry) asks for no lock: Ceph RGW and AWS refuse a retain-until date in the past (RGW
+    with a bare InvalidArgument), while moto accepted one, so examvault never sends it."""
+    return _ceil_to_second(retain_until) > datetime.now(UTC)
+
+
 def _future_lock_date(retain_until: datetime, where: str) -> datetime:
-    """The date to send as a COMPLIANCE retain-until, refused here when it has passed: Ceph RGW
-    and AWS refuse a date in the past (RGW with a bare InvalidArgument), moto accepts it."""
+    """The date to send as a COMPLIANCE retain-until; callers ask `_lock_needed` first."""
     until = _ceil_to_second(retain_until)
     if until <= datetime.now(UTC):
         raise BlobStoreError(
