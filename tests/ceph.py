@@ -189,6 +189,8 @@ class _Cluster:
         parts = []
         for log in sorted((self.root / "log").glob("*")):
             lines = log.read_text(errors="replace").splitlines()[-_LOG_TAIL_LINES:]
+            if not lines:
+                continue
             parts.append(f"--- {log.name} (last {len(lines)} lines)\n" + "\n".join(lines))
         return "\n".join(parts)
 
