@@ -108,17 +108,18 @@ rgw data = {root}/rgw
 class _Cluster:
     """The daemons of one cluster, all in one process group so one signal stops them all."""
 
-    def __init__(self, root: Path, deadline: float) -> None:
+    def __init__(self, root: Path, timeout: float) -> None:
         self.root = root
         self.conf = root / "ceph.conf"
-        self.deadline = deadline
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
         self.group: int | None = None
         self.daemons: list[subprocess.Popen[bytes]] = []
 
     def _remaining(self) -> float:
         left = self.deadline - time.monotonic()
         if left <= 0:
-            raise CephUnavailable(f"the cluster did not come up within {START_TIMEOUT:.0f} s")
+            raise CephUnavailable(f"the cluster did not come up within {self.timeout:.0f} s")
         return left
 
     def run(self, *args: str, config: bool = True) -> str:
@@ -181,7 +182,7 @@ class _Cluster:
             if daemon.poll() is None:
                 daemon.kill()
             daemon.wait(timeout=5)
-        # Short-lived tools started in the group are gone with it; reap nothing else.
+        # A tool still running in the group (a `ceph` command cut short) goes too.
         with suppress(ProcessLookupError):
             os.killpg(self.group, signal.SIGKILL)
 
@@ -260,7 +261,7 @@ def ceph_rgw(timeout: float = START_TIMEOUT) -> Iterator[CephRgw]:
     started = time.monotonic()
     # A short path of our own: admin sockets are Unix sockets, limited to ~107 characters.
     root = Path(tempfile.mkdtemp(prefix="examvault-ceph-"))
-    cluster = _Cluster(root, deadline=started + timeout)
+    cluster = _Cluster(root, timeout=timeout)
     mon_port, rgw_port = free_port(), free_port()
     endpoint = f"127.0.0.1:{rgw_port}"
     try:
