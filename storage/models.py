@@ -456,7 +456,12 @@ class LedgerEntry(Base):
     prev_hash: Mapped[str] = mapped_column(String(64))
     entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
 
-    __table_args__ = (Index("ix_ledger_subject", "subject_type", "subject_id"),)
+    __table_args__ = (
+        Index("ix_ledger_subject", "subject_type", "subject_id"),
+        # The centre's search of who read which footage, newest first (migration 0013).
+        Index("ix_ledger_actor_seq", "actor", "seq"),
+        Index("ix_ledger_action_seq", "action", "seq"),
+    )
 
 
 class LedgerNode(Base):
@@ -567,3 +572,38 @@ class ApiToken(Base):
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+class HostReport(Base):
+    """The latest status a camera host's push daemon reported with its own token: what waits
+    to be pushed and how the last attempts went. Replaced at each report; not evidence."""
+
+    __tablename__ = "host_reports"
+
+    token_id: Mapped[int] = mapped_column(ForeignKey("api_tokens.id"), primary_key=True)
+    reported_at: Mapped[datetime]
+    backlog_files: Mapped[int] = mapped_column(Integer)
+    backlog_bytes: Mapped[int] = mapped_column(BigInteger)
+    unfinished_files: Mapped[int] = mapped_column(Integer)
+    # As the daemon wrote them (its clock, RFC 3339): shown, never compared with ours.
+    last_success_at: Mapped[str | None] = mapped_column(String(64))
+    last_error_at: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    disk_low: Mapped[bool] = mapped_column(Boolean)
+
+
+class LedgerCheck(Base):
+    """One recorded verification of the ledger: `full` (`examvault ledger verify`) or `recent`
+    (the page's bounded check of the newest entries), over entries first_seq..last_seq."""
+
+    __tablename__ = "ledger_checks"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))  # full | recent
+    actor: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime]
+    first_seq: Mapped[int] = mapped_column(BigInteger)
+    last_seq: Mapped[int] = mapped_column(BigInteger)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    problem: Mapped[str | None] = mapped_column(Text)

@@ -20,12 +20,15 @@ from services.api.findings.endpoints import router as findings_router
 from services.api.footage.endpoints import router as footage_router
 from services.api.footage.links import router as links_router
 from services.api.holds.endpoints import router as holds_router
+from services.api.imports.endpoints import router as imports_router
 from services.api.ingest.endpoints import router as ingest_router
 from services.api.ledger.endpoints import router as ledger_router
+from services.api.machines.endpoints import router as machines_router
 from services.api.ops.endpoints import router as ops_router
 from services.api.ops.ingest_answers import IngestAnswers
 from services.api.pacing import BodyPacing
 from services.api.people.endpoints import router as people_router
+from services.api.retention.endpoints import router as retention_router
 from services.api.sittings.endpoints import router as sittings_router
 from services.api.web.endpoints import router as web_router
 from services.background import BackgroundJob
@@ -87,12 +90,15 @@ def create_app(
     app.include_router(sittings_router, responses=errors)
     app.include_router(cameras_router, responses=errors)
     app.include_router(holds_router, responses=errors)
+    app.include_router(imports_router, responses=errors)
     app.include_router(ledger_router, responses=errors)
     app.include_router(people_router, responses=errors)
     app.include_router(footage_router, responses=errors)
     app.include_router(links_router, responses=errors)
     app.include_router(findings_router, responses=errors)
     app.include_router(exports_router, responses=errors)
+    app.include_router(retention_router, responses=errors)
+    app.include_router(machines_router, responses=errors)
     app.include_router(web_router)
     settings = services.settings
     if settings.api_docs:

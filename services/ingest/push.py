@@ -199,6 +199,22 @@ def _http_error(exc: urllib.error.HTTPError) -> PushError:
     )
 
 
+def report_status(server: str, token: str, report: dict[str, Any], *, timeout: float) -> int:
+    """PUT the daemon's status to the centre (/api/v1/hosts/report, docs/operations.md); the
+    HTTP status it answered. Raises PushError when no answer came."""
+    url = f"{server.rstrip('/')}/api/v1/hosts/report"
+    body = json.dumps(report).encode("utf-8")
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    request = urllib.request.Request(url, data=body, headers=headers, method="PUT")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+    except (OSError, http.client.HTTPException) as exc:
+        raise _network_error(exc, timeout) from exc
+
+
 def upload(
     path: Path,
     digest: FileDigest,

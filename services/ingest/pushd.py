@@ -37,6 +37,7 @@ from services.ingest.push import (
     PushError,
     PushInterrupted,
     digest_file,
+    report_status,
     retrying,
     still_the_confirmed_bytes,
     upload,
@@ -52,6 +53,10 @@ _UNFINISHED_SUFFIXES = (".part", ".tmp", ".partial", ".crdownload")
 # Refused for this file only (400 bad name, 403 camera not allowed, 413 too large): a fixed
 # server or token may accept it later, so it is tried again now and then, not every scan.
 REFUSED_RETRY_SECONDS = 3600.0
+# How often the daemon tells the centre its backlog and last error (PUT /api/v1/hosts/report):
+# the centre's machines page shows it; the server cannot see a host's disk otherwise.
+REPORT_SECONDS = 60.0
+_REPORT_TIMEOUT_SECONDS = 10.0
 _DISK_WARNING_EVERY_SECONDS = 600.0
 
 
@@ -80,13 +85,14 @@ class DaemonConfig:
     max_backoff_seconds: float = 300.0
     bytes_per_second: float | None = None
     min_free_bytes: int = 2 * 1024**3
+    report_seconds: float = REPORT_SECONDS  # 0: never report to the centre
     once: bool = False
 
 
 _CONFIG_KEYS = {
     "server", "token", "token_file", "state", "status_file", "after_send", "settle_seconds",
     "scan_seconds", "timeout_seconds", "max_backoff_seconds", "max_bytes_per_second",
-    "min_free_bytes", "camera", "watch",
+    "min_free_bytes", "camera", "watch", "report_seconds",
 }  # fmt: skip
 
 
@@ -326,6 +332,8 @@ class PushDaemon:
         self.status = _Status()
         self.progress = progress  # a rich Progress on a terminal, else None
         self._last_disk_warning = 0.0
+        self._last_report = float("-inf")
+        self._reporting = config.report_seconds > 0
 
     def run(self) -> int:
         """0 when stopped or idle after `once`; 1 when `once` left files unsent."""
@@ -361,8 +369,43 @@ class PushDaemon:
                 left += 1
             self._set_backlog(ready)
             self.write_status()
+            self.report_if_due()
         self.write_status()
+        self.report_if_due(force=self.config.once)
         return left
+
+    def report_if_due(self, *, force: bool = False) -> None:
+        """Tell the centre the backlog and the last success and error, at most every
+        `report_seconds`. Best effort: a failed report is logged and tried at the next due
+        point, never delays a push; a server without the route (404) is not asked again."""
+        if not self._reporting:
+            return
+        if not force and time.monotonic() - self._last_report < self.config.report_seconds:
+            return
+        self._last_report = time.monotonic()
+        events = self.state.events()
+        success, error = events.get("success") or {}, events.get("error") or {}
+        report = {
+            "backlog_files": self.status.backlog_files,
+            "backlog_bytes": self.status.backlog_bytes,
+            "unfinished_files": self.status.unfinished_files,
+            "last_success_at": success.get("at"),
+            "last_error_at": error.get("at"),
+            "last_error": error.get("message"),
+            "disk_low": self.status.disk_low,
+        }
+        try:
+            status = report_status(
+                self.config.server, self.config.token, report, timeout=_REPORT_TIMEOUT_SECONDS
+            )
+        except PushError as exc:
+            logger.info("status report not delivered (tried again later): %s", exc)
+            return
+        if status == 404:
+            logger.info("the server takes no status reports (an older version); not reporting")
+            self._reporting = False
+        elif status >= 300:
+            logger.warning("the server refused the status report: HTTP %d", status)
 
     def _set_backlog(self, ready: list[Waiting]) -> None:
         waiting = [item for item in ready if item.path.exists()]

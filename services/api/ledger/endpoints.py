@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import base64
 import logging
-from typing import Annotated
+from datetime import UTC, datetime, tzinfo
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from services.api.deps import (
     MAX_LEDGER_SEQ,
@@ -17,16 +19,26 @@ from services.api.deps import (
     CurrentSubject,
     ServicesDep,
     Subject,
+    instant_param,
 )
 from services.api.errors import ApiError
 from services.api.ledger.schemas import (
+    MAX_ENTRIES_PAGE,
+    CheckIn,
     CheckpointOut,
+    CheckpointRecordOut,
     ConsistencyProofOut,
+    CosignatureOut,
     InclusionProofOut,
+    LedgerCheckOut,
     LedgerEntryList,
     LedgerEntryOut,
+    LedgerStatusOut,
     SigningKeyOut,
+    TreeRootOut,
+    WitnessOut,
 )
+from services.coverage.spans import required_interval
 from services.ledger.checkpoints import (
     EntryNotInTree,
     LedgerBroken,
@@ -37,10 +49,19 @@ from services.ledger.checkpoints import (
     make_checkpoint,
 )
 from services.ledger.keys import load_or_create_signer
+from services.ledger.status import (
+    RECENT_MAX,
+    EntryFilter,
+    SittingScope,
+    check_recent,
+    entries_query,
+    ledger_status,
+)
 from services.timefmt import rfc3339
+from services.witness.cosignatures import parse_witnesses
 from storage.blobs import BlobStoreError
 from storage.ledger import format_instant
-from storage.models import LedgerEntry
+from storage.models import Camera, LedgerCheck, LedgerEntry, Sitting
 
 logger = logging.getLogger(__name__)
 
@@ -163,33 +184,66 @@ def get_consistency_proof(
 @router.get(
     "/entries",
     response_model=LedgerEntryList,
-    summary="Read the ledger (centre only): who did what, filtered, oldest first, paged",
+    summary="Read the ledger (centre only): who did what, filtered, paged by seq",
 )
 def list_entries(
     services: ServicesDep,
     _subject: AdminSubject,
     after: Annotated[int, Query(ge=0, le=MAX_LEDGER_SEQ, description="entries after seq")] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-    actor: Annotated[str | None, Query(description="e.g. supervisor:zhang")] = None,
-    action: Annotated[str | None, Query(description="e.g. footage.content")] = None,
-    subject_type: Annotated[str | None, Query()] = None,
-    subject_id: Annotated[str | None, Query()] = None,
+    before: Annotated[
+        int | None,
+        Query(ge=1, le=MAX_LEDGER_SEQ, description="order=desc: entries before seq"),
+    ] = None,
+    order: Annotated[Literal["asc", "desc"], Query(description="asc: oldest first")] = "asc",
+    limit: Annotated[int, Query(ge=1, le=MAX_ENTRIES_PAGE)] = 200,
+    actor: Annotated[str | None, Query(max_length=200, description="e.g. supervisor:zhang")] = None,
+    action: Annotated[str | None, Query(max_length=64, description="e.g. footage.content")] = None,
+    kind: Annotated[
+        str | None, Query(max_length=32, description="an action's prefix: footage, export, ...")
+    ] = None,
+    subject_type: Annotated[str | None, Query(max_length=32)] = None,
+    subject_id: Annotated[str | None, Query(max_length=200)] = None,
+    sitting: Annotated[
+        str | None,
+        Query(max_length=64, description="its exports and findings, its cameras' footage reads"),
+    ] = None,
+    camera: Annotated[
+        str | None, Query(max_length=64, description="its footage reads and its segments' entries")
+    ] = None,
+    from_: Annotated[str | None, Query(alias="from", description="recorded at or after")] = None,
+    until: Annotated[str | None, Query(description="recorded before")] = None,
 ) -> LedgerEntryList:
     # The entries themselves name who watched which footage: that is for the centre, while
     # anyone may check proofs over their hashes.
-    query = select(LedgerEntry).where(LedgerEntry.seq > after)
-    for column, value in (
-        (LedgerEntry.actor, actor),
-        (LedgerEntry.action, action),
-        (LedgerEntry.subject_type, subject_type),
-        (LedgerEntry.subject_id, subject_id),
-    ):
-        if value is not None:
-            query = query.where(column == value)
+    since, before_instant = instant_param(from_, "from"), instant_param(until, "until")
     zone = services.settings.zone
     with services.db.read() as session:
-        rows = session.scalars(query.order_by(LedgerEntry.seq).limit(limit + 1)).all()
+        scope = None
+        if sitting:
+            scope = _sitting_scope(session, services, sitting)
+            if scope is None:
+                return LedgerEntryList(entries=[], next_after=None, next_before=None)
+        wanted = EntryFilter(
+            actor=actor or None,
+            action=action or None,
+            kind=kind or None,
+            subject_type=subject_type or None,
+            subject_id=subject_id or None,
+            sitting=scope,
+            camera=camera or None,
+            since=since,
+            until=before_instant,
+        )
+        query = entries_query(session, wanted)
+        if order == "desc":
+            if before is not None:
+                query = query.where(LedgerEntry.seq < before)
+            query = query.order_by(LedgerEntry.seq.desc())
+        else:
+            query = query.where(LedgerEntry.seq > after).order_by(LedgerEntry.seq)
+        rows = session.scalars(query.limit(limit + 1)).all()
     page = rows[:limit]
+    more = len(rows) > limit
     return LedgerEntryList(
         entries=[
             LedgerEntryOut(
@@ -206,5 +260,118 @@ def list_entries(
             )
             for row in page
         ],
-        next_after=page[-1].seq if len(rows) > limit else None,
+        next_after=page[-1].seq if more and order == "asc" else None,
+        next_before=page[-1].seq if more and order == "desc" else None,
     )
+
+
+def _sitting_scope(session: Session, services: ServicesDep, code: str) -> SittingScope | None:
+    sitting = session.scalar(select(Sitting).where(Sitting.code == code))
+    if sitting is None:
+        return None
+    cameras = session.execute(
+        select(Camera.id, Camera.code).where(Camera.room_id == sitting.room_id)
+    ).all()
+    span = required_interval(sitting, services.settings)
+    return SittingScope(
+        code=sitting.code,
+        camera_ids=tuple(camera_id for camera_id, _ in cameras),
+        camera_codes=tuple(camera_code for _, camera_code in cameras),
+        start=span.start,
+        end=span.end,
+    )
+
+
+def _check_out(check: LedgerCheck | None, zone: tzinfo) -> LedgerCheckOut | None:
+    if check is None:
+        return None
+    return LedgerCheckOut(
+        kind=check.kind,
+        actor=check.actor,
+        started_at=rfc3339(check.started_at, zone),
+        finished_at=rfc3339(check.finished_at, zone),
+        first_seq=check.first_seq,
+        last_seq=check.last_seq,
+        ok=check.ok,
+        problem=check.problem,
+    )
+
+
+@router.get(
+    "/status",
+    response_model=LedgerStatusOut,
+    summary="Length, latest checkpoint and its age, cosignatures, recorded checks (centre only)",
+)
+def get_status(services: ServicesDep, _subject: AdminSubject) -> LedgerStatusOut:
+    zone = services.settings.zone
+    now = datetime.now(UTC)
+    witnesses = parse_witnesses(services.settings.witnesses)
+    with services.db.read() as session:
+        status = ledger_status(session, [witness.key_id for witness in witnesses])
+    record = status.checkpoint
+    cosigned = {cosignature.witness_key_id: cosignature for cosignature in status.cosignatures}
+    return LedgerStatusOut(
+        size=status.size,
+        tree_size=status.tree_size,
+        checkpoint=CheckpointRecordOut(
+            size=record.size,
+            root=record.root,
+            key_id=record.key_id,
+            signed_at=rfc3339(record.signed_at, zone),
+            age_seconds=max(0.0, (now - record.signed_at).total_seconds()),
+            unsigned_entries=max(0, status.size - record.size),
+        )
+        if record
+        else None,
+        tree_root=TreeRootOut(
+            size=status.tree_root.size, ok=status.tree_root.ok, problem=status.tree_root.problem
+        )
+        if status.tree_root
+        else None,
+        witnesses=[
+            WitnessOut(
+                url=witness.url,
+                key_id=witness.key_id,
+                cosigned_latest=witness.key_id in cosigned,
+                cosigned_size=status.cosigned_sizes.get(witness.key_id),
+                cosigned_at=rfc3339(cosigned[witness.key_id].recorded_at, zone)
+                if witness.key_id in cosigned
+                else None,
+            )
+            for witness in witnesses
+        ],
+        cosignatures=[
+            CosignatureOut(
+                witness_key_id=cosignature.witness_key_id,
+                timestamp=rfc3339(datetime.fromtimestamp(cosignature.timestamp, UTC), zone),
+                recorded_at=rfc3339(cosignature.recorded_at, zone),
+            )
+            for cosignature in status.cosignatures
+        ],
+        last_full_check=_check_out(status.last_full, zone),
+        last_recent_check=_check_out(status.last_recent, zone),
+        recent_max=RECENT_MAX,
+    )
+
+
+@router.post(
+    "/checks",
+    status_code=201,
+    response_model=LedgerCheckOut,
+    summary="Check the newest entries and the latest checkpoint's root now, and record it",
+)
+def post_check(body: CheckIn, services: ServicesDep, subject: AdminSubject) -> LedgerCheckOut:
+    check = services.db.run_write(
+        lambda session: _check_out(
+            check_recent(session, body.entries, actor=subject.actor), services.settings.zone
+        )
+    )
+    assert check is not None
+    if not check.ok:
+        logger.error(
+            "ledger check of entries %d..%d failed: %s",
+            check.first_seq,
+            check.last_seq,
+            check.problem,
+        )
+    return check

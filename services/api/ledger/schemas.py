@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from services.ledger.status import RECENT_MAX
+
 
 class SigningKeyOut(BaseModel):
     algorithm: str = Field(description="always Ed25519")
@@ -61,3 +63,65 @@ class LedgerEntryOut(BaseModel):
 class LedgerEntryList(BaseModel):
     entries: list[LedgerEntryOut]
     next_after: int | None = Field(description="pass as `after` for the next page; null: done")
+    next_before: int | None = Field(
+        default=None, description="order=desc: pass as `before` for the next page; null: done"
+    )
+
+
+MAX_ENTRIES_PAGE = 1000
+
+
+class CheckpointRecordOut(BaseModel):
+    size: int
+    root: str
+    key_id: str
+    signed_at: str
+    age_seconds: float
+    unsigned_entries: int = Field(description="entries newer than the checkpoint")
+
+
+class TreeRootOut(BaseModel):
+    size: int
+    ok: bool = Field(description="the stored tree gives the signed root at the checkpoint's size")
+    problem: str | None
+
+
+class WitnessOut(BaseModel):
+    url: str
+    key_id: str
+    cosigned_latest: bool
+    cosigned_size: int | None = Field(description="the largest checkpoint it cosigned")
+    cosigned_at: str | None
+
+
+class CosignatureOut(BaseModel):
+    witness_key_id: str
+    timestamp: str = Field(description="when the witness signed, by its clock")
+    recorded_at: str
+
+
+class LedgerCheckOut(BaseModel):
+    kind: str = Field(description="full (examvault ledger verify) | recent (the newest entries)")
+    actor: str
+    started_at: str
+    finished_at: str
+    first_seq: int
+    last_seq: int
+    ok: bool
+    problem: str | None
+
+
+class LedgerStatusOut(BaseModel):
+    size: int
+    tree_size: int
+    checkpoint: CheckpointRecordOut | None
+    tree_root: TreeRootOut | None
+    witnesses: list[WitnessOut] = Field(description="configured (EXAMVAULT_WITNESSES)")
+    cosignatures: list[CosignatureOut] = Field(description="of the latest checkpoint")
+    last_full_check: LedgerCheckOut | None
+    last_recent_check: LedgerCheckOut | None
+    recent_max: int = Field(description="the most entries POST /checks reads")
+
+
+class CheckIn(BaseModel):
+    entries: int = Field(default=5_000, ge=1, le=RECENT_MAX, description="the newest N entries")
