@@ -10,7 +10,7 @@ PYTEST_ARGS ?= --durations=25
 RELIABILITY_DIR := var/reliability
 FUZZ_EXAMPLES ?= 5000
 
-.PHONY: install run test lint bench mutate clean browser nginx axe soak fuzz reliability
+.PHONY: install run test lint bench mutate clean browser nginx axe ceph soak fuzz reliability
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -74,7 +74,25 @@ $(AXE):
 
 axe: $(AXE)
 
-test: install browser nginx axe
+# The S3 suite runs against moto and against a real Ceph RGW (tests/ceph.py starts a one-node
+# cluster from these binaries): moto does not enforce Object Lock, RGW does. Debian's packages
+# (16.2 on Debian 12), installed like Chromium; radosgw-admin comes with radosgw.
+CEPH_BINARIES := /usr/bin/ceph-mon /usr/bin/ceph-osd /usr/bin/ceph-mgr /usr/bin/radosgw /usr/bin/ceph
+APT_CEPH := env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+  ceph-mon ceph-osd ceph-mgr radosgw ceph-common
+
+ceph:
+	@missing=; for binary in $(CEPH_BINARIES); do [ -x $$binary ] || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  if ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "make ceph: no apt-get here; install ceph-mon ceph-osd ceph-mgr radosgw by hand" >&2; \
+	  else \
+	    if [ "$$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	    $$SUDO $(APT_CEPH) || { $$SUDO apt-get update && $$SUDO $(APT_CEPH); }; \
+	  fi; \
+	fi
+
+test: install browser nginx axe ceph
 	EXAMVAULT_RELIABILITY_JSON=$(RELIABILITY_DIR)/test.json $(PY) -m pytest $(PYTEST_ARGS)
 
 # The long versions (minutes to an hour): every test that records into the reliability record

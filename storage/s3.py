@@ -4,7 +4,9 @@ The lock is the store's own guarantee that nobody, not even us with our keys, ca
 shorten evidence before its expiry (docs/retention.md). So every write is read back: an object
 whose lock did not take is an ingest failure, not a warning. Rules that a store might not
 enforce itself (never shorten, never delete while locked or held) are also checked here, so a
-lenient store (moto in tests, a misconfigured MinIO) cannot quietly weaken them.
+lenient store (moto in tests, a misconfigured MinIO) cannot quietly weaken them. A store that
+enforces them (Ceph RGW) may still refuse what passed our checks, by its own clock: such a
+refusal is a WormViolation too.
 
 The minio client stays inside this module; the rest of examvault sees only `BlobStore`.
 """
@@ -88,10 +90,11 @@ class S3BlobStore(BlobStore):
     SHA-256 as its checksum, so they are never visible unlocked nor other than the staged bytes.
     Larger ones go up in `part_size` parts, are read back and hashed (S3's per-part checksums
     are not on every store, Ceph RGW 16 has none, and minio-py 7 does not send them), and only
-    then locked: some stores (moto) drop lock headers on multipart uploads, and the explicit
-    retention call plus the read-back is what makes the lock certain everywhere. An object
+    then locked: some stores (moto, Ceph RGW 16) drop lock headers on multipart uploads, and
+    the explicit retention call plus the read-back is what makes the lock certain. An object
     already there is hashed too before it is acknowledged: a run killed between completing an
     upload and verifying it leaves one unlocked and unchecked, replaced if its bytes are wrong.
+    A retain-until date that has already passed asks for no lock (a real store refuses one).
     """
 
     def __init__(
@@ -258,7 +261,7 @@ class S3BlobStore(BlobStore):
             logger.debug(
                 "%s/%s already stored; making sure its lock is long enough", self.bucket, key
             )
-            if not _satisfies(existing, requested):
+            if not _satisfies(existing, requested) and _lock_needed(requested):
                 later = max(requested, existing.retain_until or requested)
                 self._set_retention(key, later)
         else:
@@ -286,11 +289,13 @@ class S3BlobStore(BlobStore):
         digest: bytes,
         retain_until: datetime,
     ) -> None:
+        needed = _lock_needed(retain_until)
         if size > self.multipart_threshold:
             self._upload_in_parts(source, key, size=size, sha256=sha256)
-            self._set_retention(key, retain_until)
+            if needed:
+                self._set_retention(key, retain_until)
         else:
-            lock = Retention(COMPLIANCE, _ceil_to_second(retain_until))
+            lock = Retention(COMPLIANCE, _ceil_to_second(retain_until)) if needed else None
             action = f"uploading {source} to {self.bucket}/{key}"
             with _translated(action), source.open("rb") as reader:
                 # minio passes x-amz-* metadata keys through unprefixed. A checksum is what
@@ -410,7 +415,7 @@ class S3BlobStore(BlobStore):
                     + "; it cannot be deleted"
                 )
         for version_id, _ in versions:
-            with _translated(f"deleting {self.bucket}/{key} version {version_id}"):
+            with _refusal_is_worm(f"deleting {self.bucket}/{key} version {version_id}"):
                 self._client.remove_object(
                     bucket_name=self.bucket, object_name=key, version_id=version_id
                 )
@@ -428,6 +433,8 @@ class S3BlobStore(BlobStore):
                 f"{self.bucket}/{key} is locked until {state.retain_until}; "
                 f"retention cannot move earlier to {requested}"
             )
+        if not _lock_needed(requested):
+            return state.retain_until
         self._set_retention(key, requested)
         after = self._head(key)
         if after is None:
@@ -496,23 +503,23 @@ class S3BlobStore(BlobStore):
             found,
             expected,
         )
-        with _translated(f"removing the unverified {self.bucket}/{key}"):
+        with _refusal_is_worm(f"removing the unverified {self.bucket}/{key}"):
             self._client.remove_object(
                 bucket_name=self.bucket, object_name=key, version_id=version_id
             )
 
     def _set_retention(self, key: str, retain_until: datetime) -> None:
-        with _translated(f"locking {self.bucket}/{key} until {retain_until}"):
+        until = _future_lock_date(retain_until, f"{self.bucket}/{key}")
+        with _refusal_is_worm(f"locking {self.bucket}/{key} until {until}"):
             self._client.set_object_retention(
-                bucket_name=self.bucket,
-                object_name=key,
-                config=Retention(COMPLIANCE, _ceil_to_second(retain_until)),
+                bucket_name=self.bucket, object_name=key, config=Retention(COMPLIANCE, until)
             )
 
     def _head(self, key: str, *, version_id: str | None = None) -> _ObjectState | None:
         """Size and lock of an object version as the store reports them; None when absent.
 
-        The lock comes from HEAD's headers because moto does not implement GetObjectRetention.
+        The lock comes from HEAD's headers: moto does not implement GetObjectRetention, and
+        minio-py 7.2 cannot parse RGW's answer to it (a retain-until date with nanoseconds).
         """
         with _translated(f"reading the state of {self.bucket}/{key}"):
             try:
@@ -533,8 +540,11 @@ class S3BlobStore(BlobStore):
             version_id=found.version_id,
         )
 
-    def _require_lock(self, key: str, state: _ObjectState, requested: datetime) -> datetime:
-        """The read-back retain-until date, or an error when the lock is weaker than asked."""
+    def _require_lock(self, key: str, state: _ObjectState, requested: datetime) -> datetime | None:
+        """The read-back retain-until date, or an error when the lock is weaker than asked
+        (a date that has passed by now asks for no lock)."""
+        if not _lock_needed(requested):
+            return state.retain_until
         if not _satisfies(state, requested) or state.retain_until is None:
             raise BlobStoreError(
                 f"{self.bucket}/{key} is not locked as required: the store reports mode "
@@ -600,6 +610,26 @@ def _store_error(action: str, exc: Exception) -> BlobStoreError:
 
 
 @contextmanager
+def _refusal_is_worm(action: str) -> Iterator[None]:
+    """As `_translated`, but a store that says AccessDenied to a delete or a retention change
+    refused it: Ceph RGW answers so for a locked or held version and for a shortened lock
+    ("forbidden by object lock"). Our own checks come first, but the store's clock and its
+    record of holds are the ones that count; a refusal is an answer, not an outage (the
+    purge's circuit breaker must not count it)."""
+    try:
+        yield
+    except S3Error as exc:
+        if exc.code == "AccessDenied":
+            raise WormViolation(
+                f"{action}: the store refused it ({exc.code}: {exc.message}): the object is "
+                "locked or held there, or these keys may not change it"
+            ) from exc
+        raise _store_error(action, exc) from exc
+    except (MinioException, urllib3.exceptions.HTTPError) as exc:
+        raise _store_error(action, exc) from exc
+
+
+@contextmanager
 def _translated(action: str) -> Iterator[None]:
     """Turn the client's exceptions into BlobStoreError saying what we were doing."""
     try:
@@ -629,6 +659,24 @@ def _ceil_to_second(value: datetime) -> datetime:
     if value.microsecond:
         return value.replace(microsecond=0) + timedelta(seconds=1)
     return value
+
+
+def _lock_needed(retain_until: datetime) -> bool:
+    """Whether a retention still has time to run. One that has passed (footage already past
+    its expiry) asks for no lock: Ceph RGW and AWS refuse a retain-until date in the past (RGW
+    with a bare InvalidArgument), while moto accepted one, so examvault never sends it."""
+    return _ceil_to_second(retain_until) > datetime.now(UTC)
+
+
+def _future_lock_date(retain_until: datetime, where: str) -> datetime:
+    """The date to send as a COMPLIANCE retain-until; callers ask `_lock_needed` first."""
+    until = _ceil_to_second(retain_until)
+    if until <= datetime.now(UTC):
+        raise BlobStoreError(
+            f"cannot lock {where} until {until.isoformat()}: that date has passed, and Object "
+            "Lock takes only a retain-until date in the future"
+        )
+    return until
 
 
 def _parse_lock_date(value: str | None, key: str) -> datetime | None:

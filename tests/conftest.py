@@ -1,6 +1,6 @@
 """Shared fixtures: a fresh database per test on SQLite and, when EXAMVAULT_TEST_POSTGRES_URL is
-set, on PostgreSQL too (a schema of its own per test); real videos made with PyAV; a real S3
-endpoint (moto's server, from tests/s3server.py).
+set, on PostgreSQL too (a schema of its own per test); real videos made with PyAV; real S3
+endpoints (moto's server and a one-node Ceph RGW, tests/s3server.py and tests/ceph.py).
 
 With EXAMVAULT_TEST_STRICT=1 (set by .ci/run) a skipped test fails the run: CI can run
 everything, so nothing may quietly not run.
@@ -32,8 +32,10 @@ from services.ingest.pipeline import Arrival, Outcome
 from services.registry import import_registry
 from services.settings import Settings, load_settings
 from storage.models import Segment
+from tests import ceph
+from tests.ceph import ceph_endpoint, ceph_rgw_server  # noqa: F401  (fixtures)
 from tests.reliability import Reliability
-from tests.s3server import s3_endpoint  # noqa: F401  (fixture)
+from tests.s3server import moto_endpoint, s3_endpoint  # noqa: F401  (fixtures)
 
 POSTGRES_URL = os.environ.get("EXAMVAULT_TEST_POSTGRES_URL")
 STRICT = os.environ.get("EXAMVAULT_TEST_STRICT") == "1"
@@ -96,6 +98,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when == "call" or report.outcome == "failed":
         _OUTCOMES[report.nodeid] = _OUTCOMES.get(report.nodeid, True) and report.passed
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    # The RGW cases' fixed cost, worth seeing on every run that paid it.
+    for seconds in ceph.STARTED:
+        terminalreporter.write_line(f"Ceph RGW: one-node cluster answered after {seconds:.1f} s")
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -1,8 +1,11 @@
-"""A real S3 endpoint for tests: moto's server in a thread, over plain HTTP on 127.0.0.1.
+"""Real S3 endpoints for tests, over plain HTTP on 127.0.0.1: moto's server in a thread, and a
+one-node Ceph cluster's RGW (tests/ceph.py). `s3_endpoint` is parametrised over both, so every
+test that takes it runs on each: moto is quick and lenient (no Object Lock enforcement), RGW is
+a real engine that enforces COMPLIANCE retention and legal holds.
 
-Import the fixture in a conftest with `from tests.s3server import s3_endpoint  # fixture`.
-Moto accepts any credentials; tests pass `ACCESS_KEY` / `SECRET_KEY` so the requests are signed
-the way a real MinIO would expect. Where moto differs from MinIO/AWS: docs in FIELD-NOTES.md.
+Import the fixtures in a conftest with `from tests.s3server import s3_endpoint  # fixture`.
+Both are signed with `ACCESS_KEY` / `SECRET_KEY` (moto accepts any; RGW has that user).
+Where moto and RGW differ from each other and from AWS: FIELD-NOTES.md.
 """
 
 from __future__ import annotations
@@ -48,7 +51,16 @@ def moto_s3_server() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
+def moto_endpoint() -> Iterator[str]:
     """One moto server for the whole session; tests isolate themselves with fresh buckets."""
     with moto_s3_server() as endpoint:
         yield endpoint
+
+
+@pytest.fixture(scope="session", params=["moto", pytest.param("ceph", marks=pytest.mark.ceph)])
+def s3_endpoint(request: pytest.FixtureRequest) -> str:
+    """ "127.0.0.1:PORT" of moto's server, then of Ceph RGW; each started once per session.
+
+    Session-scoped, so pytest runs all the moto cases, then all the RGW ones.
+    `-m "not ceph"` leaves RGW out (locally, for speed; CI runs both)."""
+    return str(request.getfixturevalue(f"{request.param}_endpoint"))

@@ -489,3 +489,18 @@ def test_a_bucket_wiped_after_opening_is_not_ready(
 
     with pytest.raises(BlobStoreError, match="examvault storage init"):
         store.check_ready()
+
+
+def test_put_with_a_retention_already_past_stores_the_bytes_without_a_lock(
+    store: S3BlobStore, segment: Path
+):
+    # Footage already past its expiry: Ceph RGW (like AWS) refuses a lock date in the past,
+    # moto accepted one; either way there is nothing left to lock.
+    stored = store.put_file(segment, _key_for, retain_until=_days_ahead(-1))
+
+    info = store.stat(stored.key)
+    assert info is not None and info.retain_until is None and not info.legal_hold
+    assert b"".join(store.read(stored.key)) == segment.read_bytes()
+    assert store.extend_retention(stored.key, _days_ahead(-1)) is None
+    locked_until = store.extend_retention(stored.key, _days_ahead(30))
+    assert locked_until is not None and locked_until >= _days_ahead(29)
