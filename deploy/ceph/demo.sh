@@ -21,13 +21,23 @@ cat > /etc/ceph/ceph.conf <<CONF
 [global]
 fsid = $FSID
 mon initial members = $HOST
-mon host = $IP
+mon host = v2:$IP:3300
 auth cluster required = none
 auth service required = none
 auth client required = none
-ms cluster mode = crc
-ms service mode = crc
+# All six, as tests/ceph.py (checked on Debian's 16.2): without the mon ones radosgw hangs in
+# authentication (get_initial_auth_request returned -13) and gives up after 300 s.
+ms mon client mode = crc
 ms client mode = crc
+ms mon service mode = crc
+ms service mode = crc
+ms cluster mode = crc
+ms mon cluster mode = crc
+# RGW makes about eight pools: small fixed PG counts keep one OSD under its PG limit.
+osd pool default pg num = 8
+osd pool default pgp num = 8
+osd pool default pg autoscale mode = off
+osd crush chooseleaf type = 0
 osd pool default size = 1
 osd pool default min size = 1
 mon allow pool size one = true
@@ -41,7 +51,7 @@ rgw dns name = ceph
 CONF
 
 if [ ! -e "/var/lib/ceph/mon/ceph-$HOST/done" ]; then
-  monmaptool --create --add "$HOST" "$IP" --fsid "$FSID" /tmp/monmap
+  monmaptool --create --addv "$HOST" "[v2:$IP:3300]" --fsid "$FSID" /tmp/monmap
   ceph-mon --mkfs -i "$HOST" --monmap /tmp/monmap
   touch "/var/lib/ceph/mon/ceph-$HOST/done"
 fi
