@@ -113,6 +113,8 @@ def _validate(document: Any) -> None:
                 _code(room, room_where, seen["room"])
                 if room.get("kind") not in ROOM_KINDS:
                     raise RegistryError(f"{room_where}.kind: must be 'theory' or 'practical'")
+                if room.get("name") is not None and len(_text(room, "name", room_where)) > 200:
+                    raise RegistryError(f"{room_where}.name: at most 200 characters")
                 cameras = _list(room, "cameras", room_where)
                 if len(cameras) < MIN_CAMERAS_PER_ROOM:
                     raise RegistryError(
@@ -168,7 +170,12 @@ def import_registry(
             summary.sites += 1
             for room_doc in site_doc["rooms"]:
                 room, room_is_new = _upsert(
-                    session, Room, room_doc["code"], site_id=site.id, kind=room_doc["kind"]
+                    session,
+                    Room,
+                    room_doc["code"],
+                    site_id=site.id,
+                    kind=room_doc["kind"],
+                    name=room_doc.get("name"),
                 )
                 summary.rooms += 1
                 listed = {camera["code"] for camera in room_doc["cameras"]}
