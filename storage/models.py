@@ -160,7 +160,7 @@ class Sitting(Base):
     # What the stored verdict saw, per required camera: position, missing seconds and the first
     # gaps (services/coverage/verdicts.py `gap_summary`); written with the verdict so a list
     # page never judges its sittings. None until the sitting is first judged after 0013.
-    coverage_summary: Mapped[dict[str, Any] | None]
+    coverage_summary: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     # Once the centre closes a sitting's review, its findings are final: no author may edit.
     review_closed_at: Mapped[datetime | None]
     review_closed_by: Mapped[str | None] = mapped_column(String(200))
