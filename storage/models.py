@@ -171,6 +171,7 @@ class Sitting(Base):
         Index("ix_sittings_room_time", "room_id", "starts_at", "ends_at"),
         Index("ix_sittings_status", "coverage_status", "ends_at"),
         Index("ix_sittings_starts", "starts_at", "id"),
+        Index("ix_sittings_room_status", "room_id", "coverage_status"),
     )
 
 

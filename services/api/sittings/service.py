@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Row, Select, and_, case, func, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import True_
 
 from services.coverage.rule import Interval, Verdict
 from services.coverage.spans import required_interval
@@ -54,6 +55,13 @@ class DayFilter:
     room_kind: str | None = None
     occupation: str | None = None
     status: str | None = None
+
+    def needs_registry(self) -> bool:
+        """Whether a filter names a column of the registry (not of the sitting itself)."""
+        return any(
+            value is not None
+            for value in (self.district, self.institution, self.site, self.room_kind)
+        )
 
     def conditions(self, *, with_status: bool = True) -> list[ColumnElement[bool]]:
         found: list[ColumnElement[bool]] = []
@@ -139,11 +147,20 @@ def page_rows(
 def verdict_counts(session: Session, day: DayFilter, scope: ColumnElement[bool]) -> dict[str, int]:
     """Sittings per verdict in the filtered set, the verdict filter itself left out, so the
     page can show what each verdict would give."""
-    query = (
-        _joined(select(Sitting.coverage_status, func.count()))
-        .where(scope, *day.conditions(with_status=False))
-        .group_by(Sitting.coverage_status)
-    )
+    conditions = day.conditions(with_status=False)
+    if isinstance(scope, True_) and not day.needs_registry():
+        # The centre over dates only: the status index alone answers.
+        query = (
+            select(Sitting.coverage_status, func.count())
+            .where(*conditions)
+            .group_by(Sitting.coverage_status)
+        )
+    else:
+        # Grouped by an expression, not the bare column: SQLite would otherwise walk the whole
+        # status index and fetch every row for its room (0.6 s at 10^5); this way it reads
+        # ix_sittings_room_status alone, room by room (bench/console.py).
+        status = Sitting.coverage_status.concat("")
+        query = _joined(select(status, func.count())).where(scope, *conditions).group_by(status)
     counts = dict.fromkeys((verdict.value for verdict in Verdict), 0)
     for status, count in session.execute(query):
         counts[status] = counts.get(status, 0) + count

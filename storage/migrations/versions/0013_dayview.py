@@ -10,7 +10,8 @@ Create Date: 2026-12-04 20:45:00
   NULL for sittings judged before this revision; the verdict sweep fills them in, in batches.
 - `rooms.name` (nullable): the registry may name a room ("101 理论考场"); the list shows it
   beside the code.
-- Indexes: `sittings(starts_at)` for the day and range filters and the time sort,
+- Indexes: `sittings(starts_at, id)` for the day and range filters and the time sort;
+  `sittings(room_id, coverage_status)` so the counts per verdict read an index alone;
   `institutions(district)` for the district filter and scope.
 """
 
@@ -31,11 +32,13 @@ def upgrade() -> None:
     with op.batch_alter_table("rooms") as batch:
         batch.add_column(sa.Column("name", sa.String(length=200), nullable=True))
     op.create_index("ix_sittings_starts", "sittings", ["starts_at", "id"])
+    op.create_index("ix_sittings_room_status", "sittings", ["room_id", "coverage_status"])
     op.create_index("ix_institutions_district", "institutions", ["district"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_institutions_district", table_name="institutions")
+    op.drop_index("ix_sittings_room_status", table_name="sittings")
     op.drop_index("ix_sittings_starts", table_name="sittings")
     with op.batch_alter_table("rooms") as batch:
         batch.drop_column("name")
