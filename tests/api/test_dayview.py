@@ -4,8 +4,10 @@ counts, names, each row's gaps, picture problems, findings and holds, and the CS
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,10 +19,11 @@ from services.api.sittings import endpoints
 from services.context import Services
 from services.coverage.verdicts import sweep_pending
 from services.evidence.findings import FindingCategory, FindingDraft, record_finding
+from services.registry import RegistryError, import_registry, parse_registry
 from services.retention.holds import HoldRequest, place_hold
 from storage.models import Camera, HealthFlag, Sitting
 from tests.api.conftest import START, ingest_file, login, make_user
-from tests.conftest import CAMERA_BACK, CAMERA_FRONT, VideoFactory
+from tests.conftest import CAMERA_BACK, CAMERA_FRONT, REGISTRY, VideoFactory
 
 DAY = "2026-11-20"  # START is 09:00 in Asia/Shanghai on that day
 URL = "/api/v1/sittings"
@@ -244,3 +247,19 @@ def test_the_sweep_fills_in_summaries_of_sittings_judged_before_them(
     rows = _list(client, auth)["sittings"]
     assert {row["summarised"] for row in rows} == {True}
     assert all(camera["missing_seconds"] == 3600 for row in rows for camera in row["missing"])
+
+
+def test_a_room_named_in_the_registry_has_its_name_in_the_list(
+    world: tuple[TestClient, Services], admin_token: str
+) -> None:
+    client, services = world
+    named = copy.deepcopy(REGISTRY)
+    named["institutions"][0]["sites"][0]["rooms"][0]["name"] = "101 理论考场"
+    services.db.run_write(lambda s: import_registry(s, json.dumps(named), actor="test"))
+    auth = {"Authorization": f"Bearer {admin_token}"}
+    rows = {row["code"]: row for row in _list(client, auth, date=DAY)["sittings"]}
+    assert rows["OWN-1"]["room_name"] == "101 理论考场"
+    assert rows["FAR-1"]["room_name"] is None
+    named["institutions"][0]["sites"][0]["rooms"][0]["name"] = "长" * 201
+    with pytest.raises(RegistryError, match=r"rooms\[0\]\.name: at most 200"):
+        parse_registry(json.dumps(named))
