@@ -482,9 +482,13 @@ def measure(services: Services, facts: dict[str, Any], rounds: int) -> dict[str,
                 "/api/v1/auth/token", data={"username": name, "password": PASSWORD}
             )
             auth[name] = {"Authorization": f"Bearer {answer.json()['access_token']}"}
+        day_view: list[float] = []
         for label, who, params in _calls(facts):
             timings = _time(client, "/api/v1/sittings", auth[who], params, rounds)
             every.extend(timings)
+            # What the page sends always has dates; the no-dates call is the older clients'.
+            if params:
+                day_view.extend(timings)
             body = client.get("/api/v1/sittings", headers=auth[who], params=params).json()
             out["calls"][label] = {
                 "params": params,
@@ -504,6 +508,8 @@ def measure(services: Services, facts: dict[str, Any], rounds: int) -> dict[str,
         out["list_p50_ms"] = round(statistics.median(every), 1)
         out["list_p99_ms"] = round(_percentile(every, 0.99), 1)
         out["list_calls"] = len(every)
+        out["day_view_p50_ms"] = round(statistics.median(day_view), 1)
+        out["day_view_p99_ms"] = round(_percentile(day_view, 0.99), 1)
         choices = _time(
             client,
             "/api/v1/sitting-choices",
@@ -572,7 +578,8 @@ def main(argv: list[str] | None = None) -> int:
             "postgresql": "local server, schema of its own",
             "creation": "untimed bulk inserts; verdicts and gap summaries stored as the sweep "
             "stores them; ANALYZE after seeding",
-            "statistic": "p50 and p99 of the rounds per call; list_p99 over every list call",
+            "statistic": "p50 and p99 of the rounds per call; list_p99 over every list call, "
+            "day_view_p99 over the calls with dates (what the page sends)",
         },
         "target": {"list_p99_ms_at_100000": TARGET_P99_MS},
         "databases": {},
@@ -599,6 +606,10 @@ def main(argv: list[str] | None = None) -> int:
                 high["list_p50_ms"] / max(low["list_p50_ms"], 0.001), 2
             )
     biggest = str(max(sizes))
+    report["day_view_meets_target"] = all(
+        report["databases"][kind][biggest]["day_view_p99_ms"] < TARGET_P99_MS
+        for kind in report["databases"]
+    )
     report["meets_target"] = all(
         report["databases"][kind][biggest]["list_p99_ms"] < TARGET_P99_MS
         for kind in report["databases"]

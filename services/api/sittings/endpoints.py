@@ -69,10 +69,13 @@ _ROOM_KINDS = ("theory", "practical")
 
 def _day(value: str, name: str) -> date:
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
+        if not date(1970, 1, 2) <= day <= date(9000, 1, 1):
+            raise ValueError(value)
+        return day
     except ValueError as exc:
         raise ApiError(
-            400, "invalid_request", f"{name}: {value!r} is not a YYYY-MM-DD date"
+            400, "invalid_request", f"{name}: {value!r} is not a YYYY-MM-DD date in 1970..9000"
         ) from exc
 
 
