@@ -15,6 +15,9 @@ const SORTS = ["time", "-time", "institution", "verdict"];
 // Shown worst first in the counts, as the "verdict" sort orders them.
 const COUNT_ORDER = ["missing", "incomplete", "pending", "complete"];
 const DAY = /^\d{4}-\d{2}-\d{2}$/;
+// The last day-view state in this tab: a bare "#/" (the menu, a sitting's back link) returns
+// to it, while a link with a query always shows exactly what it says.
+const LAST_KEY = "examvault.days";
 const SHANGHAI_MS = 8 * 3600 * 1000;
 const POSITION_ORDER = { front: 0, back: 1 };
 const byPosition = (a, b) =>
@@ -42,6 +45,7 @@ addStrings({
     "days.sort.verdict": "按结论（问题优先）",
     "days.any": "全部",
     "days.clear": "清除筛选",
+    "days.refresh": "刷新",
     "days.csv": "下载 CSV（当前筛选）",
     "days.csv.busy": "正在生成 CSV…",
     "days.counts": "各结论场次数（当前筛选）",
@@ -100,6 +104,7 @@ addStrings({
     "days.sort.verdict": "By verdict (problems first)",
     "days.any": "All",
     "days.clear": "Clear filters",
+    "days.refresh": "Refresh",
     "days.csv": "Download CSV (current filters)",
     "days.csv.busy": "Preparing CSV…",
     "days.counts": "Sittings per verdict (current filters)",
@@ -455,6 +460,7 @@ export async function renderDays(main, me) {
     const sort = el("select", { id: "days-sort", name: "sort" });
     for (const option of SORTS) sort.append(el("option", { value: option, selected: option === state.sort }, L(`days.sort.${option}`)));
     const clear = el("button", { type: "button", id: "days-clear" }, L("days.clear"));
+    const refresh = el("button", { type: "button", id: "days-refresh" }, L("days.refresh"));
     const csv = el("button", { type: "button", id: "days-csv" }, L("days.csv"));
     const kindLabel = (kind) => L(`kind.${kind}`);
     controls.replaceChildren(
@@ -476,7 +482,7 @@ export async function renderDays(main, me) {
         ["days-verdict", "days.verdict", VERDICTS, state.status, (v) => L(`verdict.${v}`)],
       ].map(([id, key, options, chosen, labelOf]) => el("div", { class: "days-field" }, ...selectOf(id, key, options, chosen, labelOf))),
       el("div", { class: "days-field" }, el("label", { for: "days-sort" }, L("days.sort")), sort),
-      el("div", { class: "days-field days-field-button" }, clear, csv),
+      el("div", { class: "days-field days-field-button" }, refresh, clear, csv),
     );
 
     const change = (patch) => go({ ...stateFromHash(), ...patch, page: 1 });
@@ -502,6 +508,10 @@ export async function renderDays(main, me) {
       go({ date: current.date, from: current.from, to: current.to, sort: current.sort, page: 1 });
     });
     csv.addEventListener("click", () => downloadCsv(stateFromHash(), csv));
+    refresh.addEventListener("click", () => {
+      view.choicesKey = null;
+      view.update();
+    });
     controls.addEventListener("submit", (event) => event.preventDefault());
     if (focused) {
       const again = document.getElementById(focused);
@@ -544,7 +554,10 @@ export async function renderDays(main, me) {
   }
 
   view.update = async () => {
+    const last = sessionStorage.getItem(LAST_KEY);
+    if (!location.hash.includes("?") && last) history.replaceState(null, "", last);
     const state = stateFromHash();
+    sessionStorage.setItem(LAST_KEY, hashFor(state));
     const seq = ++view.seq;
     const key = dates(state).toString();
     try {

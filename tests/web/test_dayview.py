@@ -193,3 +193,10 @@ def test_filters_pages_url_state_and_csv(
     page.locator("#days-to").dispatch_event("change")
     expect(page.locator("#days-status")).to_have_text("第 1–50 个，共 63 个场次")
     assert "from=2026-11-20&to=2026-11-21" in page.url
+
+    # A sitting's back link (a bare "#/") returns to the same view, not to today's.
+    page.locator("#sittings-table tbody tr[data-sitting] a").first.click()
+    page.locator("#coverage-heading").wait_for()
+    page.get_by_role("link", name="← 返回场次列表").click()
+    expect(page.locator("#days-status")).to_have_text("第 1–50 个，共 63 个场次")
+    assert "from=2026-11-20&to=2026-11-21" in page.url
