@@ -212,6 +212,10 @@ def _validate(document: Any, problems: _Problems) -> None:
                     problems.add(
                         f"{room_where}.kind", "must be 'theory' or 'practical'", room, "kind"
                     )
+                if room.get("name") is not None:
+                    name = _text(room, "name", room_where, problems)
+                    if name is not None and len(name) > 200:
+                        problems.add(f"{room_where}.name", "at most 200 characters", room, "name")
                 cameras = _list(room, "cameras", room_where, problems)
                 if (
                     "cameras" in room
@@ -371,7 +375,12 @@ def import_registry(
             summary.sites += 1
             for room_doc in site_doc["rooms"]:
                 room, room_is_new = _upsert(
-                    session, Room, room_doc["code"], site_id=site.id, kind=room_doc["kind"]
+                    session,
+                    Room,
+                    room_doc["code"],
+                    site_id=site.id,
+                    kind=room_doc["kind"],
+                    name=room_doc.get("name"),
                 )
                 summary.rooms += 1
                 listed = {camera["code"] for camera in room_doc["cameras"]}

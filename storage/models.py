@@ -91,7 +91,7 @@ class Institution(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
-    district: Mapped[str] = mapped_column(String(100))
+    district: Mapped[str] = mapped_column(String(100), index=True)
     filing_expires: Mapped[date | None] = mapped_column(Date)
 
     sites: Mapped[list[Site]] = relationship(back_populates="institution")
@@ -116,6 +116,8 @@ class Room(Base):
     code: Mapped[str] = mapped_column(String(64), unique=True)
     site_id: Mapped[int] = mapped_column(ForeignKey("sites.id"))
     kind: Mapped[str] = mapped_column(String(16))  # theory | practical
+    # Optional in the registry ("101 理论考场"); the day view shows it beside the code.
+    name: Mapped[str | None] = mapped_column(String(200))
 
     site: Mapped[Site] = relationship(back_populates="rooms")
     cameras: Mapped[list[Camera]] = relationship(back_populates="room")
@@ -155,6 +157,10 @@ class Sitting(Base):
         String(16), default="pending", server_default="pending"
     )
     coverage_checked_at: Mapped[datetime | None]
+    # What the stored verdict saw, per required camera: position, missing seconds and the first
+    # gaps (services/coverage/verdicts.py `gap_summary`); written with the verdict so a list
+    # page never judges its sittings. None until the sitting is first judged after 0013.
+    coverage_summary: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     # Once the centre closes a sitting's review, its findings are final: no author may edit.
     review_closed_at: Mapped[datetime | None]
     review_closed_by: Mapped[str | None] = mapped_column(String(200))
@@ -164,6 +170,8 @@ class Sitting(Base):
     __table_args__ = (
         Index("ix_sittings_room_time", "room_id", "starts_at", "ends_at"),
         Index("ix_sittings_status", "coverage_status", "ends_at"),
+        Index("ix_sittings_starts", "starts_at", "id"),
+        Index("ix_sittings_room_status", "room_id", "coverage_status"),
     )
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,6 +20,33 @@ from storage.db import Database
 from storage.models import Sitting
 
 logger = logging.getLogger(__name__)
+
+# Gaps kept per camera in the stored summary: enough for the institution to see what to push;
+# a camera with more also has its count and missing seconds, so nothing is understated.
+SUMMARY_GAPS = 20
+# Sittings judged before the summary existed, filled in per sweep pass (bounded work).
+BACKFILL_BATCH = 500
+
+
+def gap_summary(report: CoverageReport) -> dict[str, Any]:
+    """What the list shows of a report at a glance: per required camera its position, missing
+    seconds and first gaps (UTC, with cause). Health flags, findings and holds are read live."""
+    return {
+        "cameras": [
+            {
+                "camera": camera.camera,
+                "position": camera.position,
+                "missing_seconds": round(sum(gap.seconds for gap in camera.coverage.gaps), 3),
+                "has_footage": camera.coverage.has_footage,
+                "gap_count": len(camera.coverage.gaps),
+                "gaps": [
+                    [gap.start.isoformat(), gap.end.isoformat(), gap.cause.value]
+                    for gap in camera.coverage.gaps[:SUMMARY_GAPS]
+                ],
+            }
+            for camera in report.cameras
+        ]
+    }
 
 
 def refresh_verdict(
@@ -35,6 +63,7 @@ def refresh_verdict(
     previous = sitting.coverage_status
     sitting.coverage_status = report.status.value
     sitting.coverage_checked_at = report.computed_at
+    sitting.coverage_summary = gap_summary(report)
     if previous != report.status.value:
         ledger.append(
             session,
@@ -71,6 +100,16 @@ def pending_due(session: Session, settings: Settings, now: datetime) -> Sequence
     ).all()
 
 
+def unsummarised(session: Session, limit: int = BACKFILL_BATCH) -> Sequence[Sitting]:
+    """Sittings judged before the stored summary existed (migration 0013), oldest first."""
+    return session.scalars(
+        select(Sitting)
+        .where(Sitting.coverage_summary.is_(None))
+        .order_by(Sitting.starts_at, Sitting.id)
+        .limit(limit)
+    ).all()
+
+
 def refresh_span(
     db: Database,
     settings: Settings,
@@ -102,6 +141,12 @@ def sweep_pending(db: Database, settings: Settings, *, now: datetime | None = No
             before = sitting.coverage_status
             report = refresh_verdict(
                 session, sitting, settings, actor="sweep", now=now, reason="sweep"
+            )
+            changed += report.status.value != before
+        for sitting in unsummarised(session):
+            before = sitting.coverage_status
+            report = refresh_verdict(
+                session, sitting, settings, actor="sweep", now=now, reason="summary backfill"
             )
             changed += report.status.value != before
         return changed

@@ -1,12 +1,12 @@
-// The page's shell: log in, the sittings list, and routing between it and one sitting
-// (#/ and #/sittings/CODE), so the browser's back button and bookmarks work.
+// The page's shell: log in, the day's sittings (days.js, #/ and #/?date=...), and routing
+// between it and the pages of routes.js, so the browser's back button and bookmarks work.
 
 import { call, logIn, logOut, token, whenUnauthorized } from "./api.js";
 import { L, el, errorNode } from "./dom.js";
 import { applyLanguage, lang, setLang, setText } from "./i18n.js";
-import { showSpan } from "./clock.js";
+import { renderDays } from "./days.js";
 import { ROUTES, menuFor } from "./routes.js";
-import { VERDICTS, flashError, verdictBadge } from "./ui.js";
+import { flashError } from "./ui.js";
 
 const state = { me: null, view: null };
 
@@ -90,8 +90,9 @@ function renderLogin(noticeKey) {
       password.value = "";
       const me = await call("/api/v1/me");
       setSession(me);
-      // Back to where the visitor was headed (a bookmarked sitting), else the list.
-      const target = location.hash.startsWith("#/sittings/") ? location.hash : "#/";
+      // Back to where the visitor was headed (a bookmarked sitting, a shared day-view link),
+      // else the day's sittings.
+      const target = location.hash.startsWith("#/") ? location.hash : "#/";
       if (location.hash === target) route();
       else location.hash = target;
     } catch (failure) {
@@ -104,84 +105,6 @@ function renderLogin(noticeKey) {
   });
   main().replaceChildren(form);
   username.focus();
-}
-
-async function renderList() {
-  leaveView();
-  const status = el("select", { id: "status-filter" });
-  status.append(el("option", { value: "" }, L("list.filter.all")));
-  for (const verdict of VERDICTS) {
-    status.append(el("option", { value: verdict }, L(`verdict.${verdict}`)));
-  }
-  const body = el("div", { id: "sittings-body", "aria-live": "polite" }, L("list.loading"));
-  const refresh = el("button", { type: "button", id: "refresh" }, L("list.refresh"));
-  const section = el(
-    "section",
-    { "aria-labelledby": "list-heading" },
-    el(
-      "div",
-      { class: "section-head" },
-      el("h1", { id: "list-heading" }, L("list.heading")),
-      el(
-        "div",
-        { class: "filters" },
-        el("label", { for: "status-filter" }, L("list.filter.status")),
-        status,
-        refresh,
-      ),
-    ),
-    body,
-  );
-  main().replaceChildren(section);
-  const view = { alive: true, dispose() { this.alive = false; } };
-  state.view = view;
-
-  async function load() {
-    const query = status.value ? `?status=${encodeURIComponent(status.value)}` : "";
-    try {
-      const { sittings } = await call(`/api/v1/sittings${query}`);
-      if (!view.alive) return;
-      body.replaceChildren(sittingsTable(sittings));
-    } catch (error) {
-      if (view.alive) body.replaceChildren(errorNode(error));
-    }
-  }
-  status.addEventListener("change", load);
-  refresh.addEventListener("click", load);
-  await load();
-}
-
-function sittingsTable(sittings) {
-  if (!sittings.length) return el("p", { class: "muted", id: "sittings-empty" }, L("list.empty"));
-  const head = el(
-    "tr",
-    {},
-    ["col.code", "col.room", "col.institution", "col.occupation", "col.time", "col.verdict"].map(
-      (key) => el("th", { scope: "col" }, L(key)),
-    ),
-  );
-  const rows = sittings.map((sitting) =>
-    el(
-      "tr",
-      { dataset: { sitting: sitting.code } },
-      el(
-        "th",
-        { scope: "row" },
-        el("a", { href: `#/sittings/${encodeURIComponent(sitting.code)}` }, sitting.code),
-      ),
-      el("td", {}, sitting.room, " ", el("span", { class: "muted" }, L(`kind.${sitting.kind}`))),
-      el("td", {}, sitting.institution),
-      el("td", {}, `${sitting.occupation} / ${sitting.level}`),
-      el("td", { class: "nowrap" }, showSpan(sitting.starts_at, sitting.ends_at)),
-      el("td", {}, verdictBadge(sitting.status)),
-    ),
-  );
-  return el(
-    "div",
-    {},
-    el("p", { class: "muted" }, L("list.count", { n: sittings.length })),
-    el("table", { class: "grid", id: "sittings-table" }, el("thead", {}, head), el("tbody", {}, rows)),
-  );
 }
 
 async function route() {
@@ -201,8 +124,13 @@ async function route() {
   if (route && (!route.roles || route.roles.includes(state.me.role))) {
     leaveView();
     state.view = (await route.render(main(), route.pattern.exec(location.hash), state.me)) ?? null;
+  } else if (state.view?.kind === "days") {
+    // A filter, page or date changed the hash: the day view redraws in place, focus stays.
+    await state.view.update();
+    return;
   } else {
-    await renderList();
+    leaveView();
+    state.view = await renderDays(main(), state.me);
   }
   main().focus({ preventScroll: true });
 }

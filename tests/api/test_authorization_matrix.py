@@ -319,6 +319,9 @@ MATRIX: dict[tuple[str, str], Rule] = {
         ),
     ),
     ("GET", "/api/v1/sittings"): Rule(_get("/api/v1/sittings"), _everyone_but_hosts()),
+    ("GET", "/api/v1/sitting-choices"): Rule(
+        _get("/api/v1/sitting-choices"), _everyone_but_hosts()
+    ),
     ("PUT", "/api/v1/sittings"): Rule(
         lambda ctx, role, which: (
             "PUT",

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -79,8 +80,13 @@ def page(browser: Browser) -> Iterator[Page]:
     assert errors == [], f"the page raised: {errors}"
 
 
-def log_in(page: Page, base_url: str, name: str, password: str = PASSWORD) -> None:
-    page.goto(f"{base_url}/")
+# The world's sittings are on this local day; the day view opens on today without a date.
+WORLD_DAY = START.astimezone(ZoneInfo("Asia/Shanghai")).date().isoformat()
+
+
+def log_in(page: Page, base_url: str, name: str, password: str = PASSWORD, *, at: str = "") -> None:
+    """Log in on the page at `at` (a hash; the world's day by default), where the login returns."""
+    page.goto(f"{base_url}/{at or f'#/?date={WORLD_DAY}'}")
     page.get_by_label("用户名").fill(name)
     page.get_by_label("密码").fill(password)
     page.get_by_role("button", name="登录").click()

@@ -21,8 +21,78 @@ class SittingSummary(BaseModel):
     site_address: str | None = None
 
 
+class GapBrief(BaseModel):
+    start: str
+    end: str
+    cause: str = Field(description="not_received | rejected | clock_suspect")
+
+
+class CameraMissing(BaseModel):
+    camera: str
+    position: str
+    missing_seconds: float = Field(description="seconds of the required interval with no footage")
+    has_footage: bool
+    gap_count: int
+    gaps: list[GapBrief] = Field(description="the first gaps (at most 20), in time order")
+
+
+class PictureProblem(BaseModel):
+    camera: str
+    position: str
+    kind: str = Field(description="black | frozen | covered | scene_mismatch")
+    seconds: int
+
+
+class DaySitting(SittingSummary):
+    """A row of the day's list: the sitting, names beside codes, and what is wrong at a glance."""
+
+    institution_name: str
+    district: str
+    site: str
+    site_address: str
+    room_name: str | None
+    room_kind: str = Field(description="theory | practical")
+    ended: bool = Field(description="its required interval is over (missing footage is missing)")
+    upload_deadline: str = Field(description="required end + upload grace: late footage until then")
+    summarised: bool = Field(description="false until the verdict sweep stored its gap summary")
+    missing: list[CameraMissing]
+    picture_problems: list[PictureProblem]
+    open_findings: int
+    active_holds: int
+
+
 class SittingList(BaseModel):
-    sittings: list[SittingSummary]
+    sittings: list[DaySitting]
+    total: int = Field(description="sittings matching every filter")
+    offset: int
+    limit: int
+    counts: dict[str, int] = Field(
+        description="per verdict, over the filtered set without the verdict filter"
+    )
+    window_start: str | None = Field(description="the dates asked, as instants (start inclusive)")
+    window_end: str | None = Field(description="end exclusive")
+    now: str
+
+
+class InstitutionChoice(BaseModel):
+    code: str
+    name: str
+    district: str
+
+
+class SiteChoice(BaseModel):
+    code: str
+    address: str
+    institution: str
+
+
+class SittingChoices(BaseModel):
+    districts: list[str]
+    institutions: list[InstitutionChoice]
+    sites: list[SiteChoice]
+    room_kinds: list[str]
+    occupations: list[str]
+    verdicts: list[str]
 
 
 class GapOut(BaseModel):
