@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
-from sqlalchemy import ColumnElement, Row
+from sqlalchemy import ColumnElement, Row, select
 from sqlalchemy.orm import Session
 
 from services.access.scopes import Subject, sitting_scope, visible_sitting
@@ -46,7 +46,7 @@ from services.coverage.schedule import ScheduleError, parse_json
 from services.coverage.verdicts import refresh_verdict
 from services.settings import Settings
 from services.timefmt import rfc3339, rfc3339_or_none
-from storage.models import Sitting
+from storage.models import Institution, Room, Site, Sitting
 
 router = APIRouter(tags=["sittings"])
 
