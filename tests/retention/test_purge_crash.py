@@ -313,10 +313,13 @@ def test_sigkill_mid_purge_leaves_every_segment_untouched_or_tombstoned(
             )
         assert all(run.finished_at is not None for run in runs), runs
         interrupted = [run for run in runs if run.status == "interrupted"]
-        # A kill during start-up may come before the run's row: at most one row per kill.
+        # A kill during start-up may come before the run's row: at most one row per kill. A
+        # SIGKILL may also land after the run committed `completed` but before the process
+        # exited (a loaded machine did that): such a run counts as completed, not interrupted.
         finished_alone = killed.count(False)
-        assert sum(run.status == "completed" for run in runs) == 1 + finished_alone, runs
-        assert len(interrupted) == len(runs) - 1 - finished_alone <= killed.count(True), runs
+        completed = sum(run.status == "completed" for run in runs)
+        assert 1 + finished_alone <= completed <= 1 + len(killed), runs
+        assert len(interrupted) == len(runs) - completed <= killed.count(True), runs
         assert all(run.purged == per_run.get(run.id, 0) for run in interrupted), runs
         closed = [interrupted_last(runs, summary["run"])] if killed[-1] else []
         assert summary["closed_runs"] == closed, (summary["closed_runs"], killed)
