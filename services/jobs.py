@@ -25,15 +25,15 @@ import contextlib
 import hashlib
 import logging
 import os
-import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from procrastinate import App, PsycopgConnector, RetryStrategy, SyncPsycopgConnector
-from procrastinate.exceptions import AlreadyEnqueued
+from procrastinate import App, PsycopgConnector, RetryStrategy
+from procrastinate.exceptions import AlreadyEnqueued, UniqueViolation
+from procrastinate.jobs import Status
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -52,8 +52,8 @@ QUEUE_INGEST = "ingest"
 QUEUE_HEALTH = "health"
 QUEUE_PERIODIC = "periodic"
 QUEUES = (QUEUE_INGEST, QUEUE_HEALTH, QUEUE_PERIODIC)
-# How often the stalled-job check runs (procrastinate cron with a seconds column).
-STALLED_CHECK_CRON = "*/10 * * * * *"
+# How often the stalled-job check runs (croniter's sixth column is the seconds).
+STALLED_CHECK_CRON = "* * * * * */10"
 
 
 def conninfo(database_url: str) -> str:
@@ -67,7 +67,7 @@ def every(seconds: float) -> str:
     minute (or the hour) and is no longer than asked, so periods line up on all workers."""
     if seconds < 60:
         step = max(d for d in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30) if d <= max(1, seconds))
-        return f"*/{step} * * * * *"
+        return f"* * * * * */{step}"
     minutes = seconds / 60
     if minutes < 60:
         step = max(d for d in (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30) if d <= minutes)
@@ -120,17 +120,13 @@ class JobQueue:
         settings = services.settings
         self.metrics = JobMetrics()
         info = conninfo(settings.resolved_database_url)
-        # The async app runs the worker (LISTEN/NOTIFY) and serves async deferrals (the API);
-        # the sync one defers from plain threads (the spool scanner, an ingest's listeners).
+        # One async app: it runs the worker (LISTEN/NOTIFY) and defers; plain threads (the
+        # spool scanner, an ingest's listeners) defer through the worker's own event loop.
         self.app = App(
             connector=PsycopgConnector(conninfo=info, min_size=1, max_size=4),
             periodic_defaults={"max_delay": 120},
         )
-        self.sync_app = self.app.with_connector(
-            SyncPsycopgConnector(conninfo=info, min_size=1, max_size=2)
-        )
-        self._sync_open = False
-        self._sync_lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._register()
 
     # -- the tasks -------------------------------------------------------------------------
@@ -208,13 +204,30 @@ class JobQueue:
                 seconds_since_heartbeat=settings.queue_stalled_seconds
             )
             for job in stalled:
-                logger.warning(
-                    "job %s (%s) of a worker silent for %g s: given to another worker",
-                    job.id,
-                    job.task_name,
-                    settings.queue_stalled_seconds,
-                )
-                await manager.retry_job(job)
+                try:
+                    await manager.retry_job(job)
+                except UniqueViolation:
+                    # A scanner already queued the same file again (the queueing lock allows
+                    # one waiting job per file): that one does the work. Closing this one
+                    # releases the file's lock, which kept the new one from starting.
+                    assert job.id is not None
+                    await manager.finish_job_by_id_async(
+                        job_id=job.id, status=Status.FAILED, delete_job=True
+                    )
+                    logger.warning(
+                        "job %s (%s) of a worker silent for %g s: closed, a waiting job for "
+                        "the same work is given to another worker",
+                        job.id,
+                        job.task_name,
+                        settings.queue_stalled_seconds,
+                    )
+                else:
+                    logger.warning(
+                        "job %s (%s) of a worker silent for %g s: given to another worker",
+                        job.id,
+                        job.task_name,
+                        settings.queue_stalled_seconds,
+                    )
                 self.metrics.stalled.inc()
 
     def _timed(self, task: str, work: Callable[[], Any]) -> Any:
@@ -279,44 +292,40 @@ class JobQueue:
     async def defer_upload(self, upload_id: str) -> None:
         """From the API (async): one staged upload to ingest."""
         # AlreadyEnqueued: a sweep offered it first, and one waiting job is enough.
+        key = f"upload:{upload_id}"
+        await self._defer("ingest_upload", key, key, upload_id=upload_id)
+
+    async def _defer(self, name: str, lock: str, queueing_lock: str | None, **args: Any) -> None:
         with contextlib.suppress(AlreadyEnqueued):
             await self.app.configure_task(
-                name="ingest_upload",
-                lock=f"upload:{upload_id}",
-                queueing_lock=f"upload:{upload_id}",
-            ).defer_async(upload_id=upload_id)
+                name=name, lock=lock, queueing_lock=queueing_lock
+            ).defer_async(**args)
 
-    def _open_sync(self) -> None:
-        with self._sync_lock:
-            if not self._sync_open:
-                self.sync_app.open()
-                self._sync_open = True
+    def _defer_from_thread(
+        self, name: str, lock: str, queueing_lock: str | None, **args: Any
+    ) -> None:
+        if self._loop is None:
+            raise RuntimeError("the job queue's worker is not running: nothing can be deferred")
+        asyncio.run_coroutine_threadsafe(
+            self._defer(name, lock, queueing_lock, **args), self._loop
+        ).result(timeout=60)
 
     def defer_arrival(self, path: Path) -> None:
         """From a thread (the spool scanner): a spool file or a kept upload to ingest."""
-        self._open_sync()
         incoming = self.services.settings.incoming_dir
         if path.suffix == ".bin" and path.parent == incoming:
-            upload_id = path.stem
-            name, args, key = "ingest_upload", {"upload_id": upload_id}, f"upload:{upload_id}"
+            key = f"upload:{path.stem}"
+            self._defer_from_thread("ingest_upload", key, key, upload_id=path.stem)
         else:
-            name, args, key = (
-                "ingest_spool_file",
-                {"path_hex": os.fsencode(path).hex()},
-                spool_job_key(path),
-            )
-        with contextlib.suppress(AlreadyEnqueued):
-            self.sync_app.configure_task(name=name, lock=key, queueing_lock=key).defer(**args)
+            key = spool_job_key(path)
+            self._defer_from_thread("ingest_spool_file", key, key, path_hex=os.fsencode(path).hex())
 
     def defer_health(self, result: IngestResult) -> None:
         """An ingest listener: a stored segment's health check, on the slow queue."""
         if result.outcome is not Outcome.STORED or result.segment is None:
             return
-        self._open_sync()
         segment_id = result.segment.id
-        self.sync_app.configure_task(name="check_health", lock=f"health:{segment_id}").defer(
-            segment_id=segment_id
-        )
+        self._defer_from_thread("check_health", f"health:{segment_id}", None, segment_id=segment_id)
 
     # -- running -----------------------------------------------------------------------------
 
@@ -332,6 +341,7 @@ class JobQueue:
         the running jobs finish, then it stops)."""
         settings = self.services.settings
         async with self.app.open_async():
+            self._loop = asyncio.get_running_loop()
             if on_started is not None:
                 on_started()
             await self.app.run_worker_async(
@@ -348,9 +358,7 @@ class JobQueue:
             )
 
     def close(self) -> None:
-        if self._sync_open:
-            self.sync_app.close()
-            self._sync_open = False
+        self._loop = None
 
 
 def queue_depths(services: Services) -> dict[tuple[str, str], int]:

@@ -109,8 +109,9 @@ def ingest_staged_upload(
             quarantine_kept=result.quarantine_kept,
             damaged=result.damaged,
         )
-        # A kill right here (evidence committed, arrival removed, no result yet) leaves the
-        # status URL answering 404: the host then pushes again and hears 200 with the SHA-256.
+        # The API waits a few seconds for this after the arrival is gone; a kill right here
+        # (evidence committed, arrival removed, no result) makes the status URL answer 404:
+        # the host then pushes again and hears 200 with the same SHA-256.
         write_json_atomically(data_path.with_suffix(RESULT_SUFFIX), written.to_json())
     return result
 

@@ -62,6 +62,8 @@ router = APIRouter(tags=["ingest"])
 FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
 SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 _WRITE_BATCH = 1024 * 1024
+# How long the status URL waits for a result whose upload a worker has just removed.
+_RESULT_GRACE_SECONDS = 10.0
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
@@ -416,16 +418,24 @@ async def upload_status(upload_id: str, services: ServicesDep, subject: CameraPu
         return actor == subject.actor and camera in subject.cameras
 
     record = await anyio.to_thread.run_sync(read_result, result_path)
+    sidecar = await anyio.to_thread.run_sync(read_sidecar, meta_path)
+    if record is None and not (sidecar and os.path.lexists(data_path)):
+        # The worker removes the upload a moment before it writes the result (its coverage
+        # and hold follow-ups run between): wait for that moment rather than answer 404,
+        # which would make the host push the bytes again.
+        deadline = time.monotonic() + _RESULT_GRACE_SECONDS
+        while record is None and time.monotonic() < deadline:
+            await anyio.sleep(0.1)
+            record = await anyio.to_thread.run_sync(read_result, result_path)
     if record is not None:
         if not allowed(record.actor, record.camera):
             raise unknown
         return await run_in_threadpool(_answer_record, record, services)
-    sidecar = await anyio.to_thread.run_sync(read_sidecar, meta_path)
     if not sidecar or not allowed(sidecar.get("actor"), sidecar.get("camera")):
         raise unknown
     if not os.path.lexists(data_path):
-        # Between the worker removing the upload and writing its result, or killed there:
-        # the host asks again, and after a 404 pushes again (answered 200 if it was stored).
+        # A worker killed between removing the upload and writing its result: the host
+        # pushes again after this 404, and is answered 200 if it was stored.
         raise unknown
     return JSONResponse(
         {"status": "queued", "upload_id": upload_id, "status_url": _status_url(upload_id),
