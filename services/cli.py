@@ -73,8 +73,9 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if settings.uses_job_queue:
         # PostgreSQL: uploads become jobs that `examvault worker`s take; the spool, health,
         # sweeps, checkpoints and the purge are theirs too (docs/architecture.md).
-        from services.jobs import JobQueue
+        from services.jobs import JobQueue, queue_depths
 
+        services.metrics.watch_queue(lambda: queue_depths(services))
         app = create_app(
             services, jobs=services.background_jobs(queued=True), job_queue=JobQueue(services)
         )

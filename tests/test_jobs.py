@@ -448,3 +448,54 @@ def test_an_upload_job_run_twice_stores_once(postgres_url: str, tmp_path: Path) 
         queue.close()
     finally:
         services.close()
+
+
+def test_202_status_url_is_the_pushing_tokens_only_and_queue_depth_is_a_metric(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """`Prefer: respond-async` is answered 202 with a status URL at once; that URL answers
+    202 `queued` to the token that pushed, 404 to another camera host's token; /metrics shows
+    the waiting job in `examvault_queue_jobs` (no worker runs here)."""
+    from fastapi.testclient import TestClient
+
+    from services.api.app import create_app
+
+    settings = load_settings(
+        data_dir=tmp_path / "var", database_url=postgres_url, health_checks=False
+    )
+    services = Services.from_settings(settings)
+    try:
+        services.db.run_write(
+            lambda session: import_registry(session, json.dumps(REGISTRY), actor="test")
+        )
+        tokens = [
+            services.db.run_write(
+                lambda session, name=name: create_token(
+                    session, role="camera_host", name=name, cameras=[CAMERA_FRONT], actor="test"
+                )
+            )[1]
+            for name in ("host", "other")
+        ]
+        services.metrics.watch_queue(lambda: queue_depths(services))
+        recording = _recordings(tmp_path / "videos", 1)[0]
+        app = create_app(services, job_queue=JobQueue(services))
+        with TestClient(app) as client:
+            pushed = client.put(
+                f"/api/v1/ingest/{CAMERA_FRONT}/{recording.name}",
+                content=recording.path.read_bytes(),
+                headers={"Authorization": f"Bearer {tokens[0]}", "Prefer": "respond-async"},
+            )
+            assert pushed.status_code == 202, pushed.text
+            assert pushed.headers["Preference-Applied"] == "respond-async"
+            status_url = pushed.json()["status_url"]
+            assert pushed.headers["Location"] == status_url
+            mine = client.get(status_url, headers={"Authorization": f"Bearer {tokens[0]}"})
+            assert mine.status_code == 202
+            assert mine.json()["sha256"] == recording.sha256
+            theirs = client.get(status_url, headers={"Authorization": f"Bearer {tokens[1]}"})
+            assert theirs.status_code == 404
+            assert theirs.json()["code"] == "unknown_upload"
+            metrics = services.metrics.render()
+            assert 'examvault_queue_jobs{queue="ingest",status="todo"} 1.0' in metrics
+    finally:
+        services.close()
