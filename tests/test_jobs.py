@@ -120,6 +120,7 @@ def cluster(postgres_url: str, tmp_path: Path) -> Iterator[Cluster]:
         EXAMVAULT_QUEUE_STALLED_SECONDS=str(STALLED_SECONDS),
         EXAMVAULT_UPLOAD_WAIT_SECONDS="90",
         EXAMVAULT_OUTAGE_RETRY_SECONDS="2",
+        EXAMVAULT_QUEUE="postgres",
     )
     built = Cluster(root=tmp_path, url=postgres_url, env=env)
     upgraded = run_cli(env, "db", "upgrade")

@@ -54,6 +54,8 @@ MESSAGES_ZH: dict[str, str] = {
     "clock_reset": "录像开始时间早于 2000 年（主机时钟可能被重置），文件已隔离保存。",
     "clock_far_ahead": "录像开始时间在 2100 年或之后（主机时钟错误），文件已隔离保存。",
     "busy": "该文件正在被处理，请稍后重试。",
+    "queued": "上传内容已完整接收，正在排队等待入库；可通过状态地址查询最终结果，或稍后重新上传。",
+    "unknown_upload": "未找到该上传记录（或不属于此令牌）。",
     "internal_error": "服务器内部错误。",
     "invalid_schedule": "场次数据不合法，未导入任何场次。",
     "unsupported_media_type": "请上传 JPEG 或 PNG 图片。",
