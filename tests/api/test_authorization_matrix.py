@@ -195,7 +195,8 @@ def _upload_status(ctx: Ctx, role: str, which: str) -> Request:
     upload_id = f"{next(ctx.counter):032x}"
     incoming = ctx.services.settings.incoming_dir
     incoming.mkdir(parents=True, exist_ok=True)
-    actor = ctx.subject_actor("camera_host") if which == "own" else "camera_host:elsewhere"
+    # The matrix's camera host token is named m-host (the fixture below).
+    actor = "camera_host:m-host" if which == "own" else "camera_host:elsewhere"
     sidecar = {"camera": ctx.camera(which), "actor": actor, "sha256": "0" * 64}
     (incoming / f"{upload_id}.json").write_text(json.dumps(sidecar), encoding="utf-8")
     (incoming / f"{upload_id}.bin").write_bytes(b"waiting for a worker")
