@@ -3,13 +3,14 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-PYTEST_ARGS ?=
+# The slowest tests are named at the end of every run (CI too), so the suite time stays watched.
+PYTEST_ARGS ?= --durations=25
 # Every test run writes what the hostile-input, fault, crash and load tests tried and lost
 # (tests/reliability.py) here; var/ is not tracked, so `make test` dirties nothing.
 RELIABILITY_DIR := var/reliability
 FUZZ_EXAMPLES ?= 5000
 
-.PHONY: install run test lint bench mutate clean browser nginx soak fuzz reliability
+.PHONY: install run test lint bench mutate clean browser nginx axe soak fuzz reliability
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,12 +24,15 @@ run: install
 	$(VENV)/bin/examvault serve --demo
 
 # The web page's browser tests drive Debian's Chromium; no browser is ever downloaded by pip or
-# Playwright. Without apt (not Debian) the tests skip locally and fail in CI (strict mode).
+# Playwright. Without apt (not Debian) the tests skip locally and fail in CI (strict mode). A CJK
+# font too: the page is Chinese first, and the screenshots should show it, not empty boxes.
 CHROMIUM := /usr/bin/chromium
-APT_CHROMIUM := env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium
+CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
+APT_CHROMIUM := env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium \
+  fonts-wqy-microhei
 
 browser:
-	@if [ ! -x $(CHROMIUM) ]; then \
+	@if [ ! -x $(CHROMIUM) ] || [ ! -f $(CJK_FONT) ]; then \
 	  if ! command -v apt-get >/dev/null 2>&1; then \
 	    echo "make browser: no apt-get here; install Chromium at $(CHROMIUM) by hand" >&2; \
 	  else \
@@ -38,22 +42,39 @@ browser:
 	fi
 
 # deploy/'s checks and the nginx-fronted tests and bench run Debian's nginx (nginx-light) from a
-# temporary prefix; systemd-analyze (systemd) verifies deploy/systemd/. Installed like Chromium.
+# temporary prefix; systemd-analyze (systemd) verifies deploy/systemd/, promtool (prometheus)
+# deploy/prometheus/. Installed like Chromium.
 NGINX := /usr/sbin/nginx
 APT_NGINX := env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-  nginx-light systemd
+  nginx-light systemd prometheus
 
 nginx:
-	@if [ ! -x $(NGINX) ] || ! command -v systemd-analyze >/dev/null 2>&1; then \
+	@if [ ! -x $(NGINX) ] || ! command -v systemd-analyze >/dev/null 2>&1 \
+	    || ! command -v promtool >/dev/null 2>&1; then \
 	  if ! command -v apt-get >/dev/null 2>&1; then \
-	    echo "make nginx: no apt-get here; install nginx and systemd by hand" >&2; \
+	    echo "make nginx: no apt-get here; install nginx, systemd and promtool by hand" >&2; \
 	  else \
 	    if [ "$$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	    $$SUDO $(APT_NGINX) || { $$SUDO apt-get update && $$SUDO $(APT_NGINX); }; \
 	  fi; \
 	fi
 
-test: install browser nginx
+# The browser tests check every page with axe-core (tests/web/a11y.py), from npm at a pinned
+# version into var/npm (untracked); npm itself from apt when the machine lacks it.
+AXE_VERSION := 4.14.1
+AXE := var/npm/node_modules/axe-core/axe.min.js
+APT_NPM := env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends npm
+
+$(AXE):
+	@if ! command -v npm >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO $(APT_NPM) || { $$SUDO apt-get update && $$SUDO $(APT_NPM); }; \
+	fi
+	npm install --prefix var/npm --no-audit --no-fund --no-save axe-core@$(AXE_VERSION)
+
+axe: $(AXE)
+
+test: install browser nginx axe
 	EXAMVAULT_RELIABILITY_JSON=$(RELIABILITY_DIR)/test.json $(PY) -m pytest $(PYTEST_ARGS)
 
 # The long versions (minutes to an hour): every test that records into the reliability record

@@ -655,6 +655,32 @@ def cmd_user_create(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
+def cmd_user_reset_password(args: argparse.Namespace, settings: Settings) -> int:
+    import secrets
+
+    from services.access.people import PeopleError, reset_password
+
+    # Without --password-stdin a random one is made and printed once (a forgotten demo
+    # password is the usual reason to be here, and a prompt would not fit a script).
+    generated = not args.password_stdin
+    password = secrets.token_urlsafe(12) if generated else sys.stdin.readline().rstrip("\n")
+    services = _services(settings)
+    try:
+        user = services.db.run_write(
+            lambda session: reset_password(
+                session, args.name, password, actor="cli:user-reset-password"
+            )
+        )
+    except PeopleError as exc:
+        raise CommandError(str(exc)) from exc
+    finally:
+        services.close()
+    print(f"password of {user.name} reset; their sessions have ended")
+    if generated:
+        print(f"new password (shown once): {password}")
+    return EXIT_OK
+
+
 def cmd_assign(args: argparse.Namespace, settings: Settings) -> int:
     from datetime import timedelta
 
@@ -764,6 +790,8 @@ def cmd_user_disable(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_ledger_verify(_args: argparse.Namespace, settings: Settings) -> int:
     from services.ledger.checkpoints import verify_stored_checkpoints
     from services.ledger.keys import load_signer
+    from services.witness.cosignatures import parse_witnesses
+    from services.witness.cosigning import verify_stored_cosignatures
     from storage import ledger
 
     # Read only: verify never creates a key; without one, stored checkpoints cannot verify.
@@ -783,6 +811,11 @@ def cmd_ledger_verify(_args: argparse.Namespace, settings: Settings) -> int:
             # The stored tree is what checkpoints and proofs are now read from: every node is
             # recomputed from the entries, so a node changed behind the triggers is named.
             nodes = ledger.verify_stored_tree(session)
+            # The witnesses' word is only worth keeping if it still checks: each kept
+            # cosignature against its stored checkpoint and the configured witness's key.
+            cosignatures = verify_stored_cosignatures(
+                session, services.store, parse_witnesses(settings.witnesses)
+            )
     finally:
         services.close()
     if verdict.mismatch is not None:
@@ -801,13 +834,21 @@ def cmd_ledger_verify(_args: argparse.Namespace, settings: Settings) -> int:
             f"ledger tree does not verify: {nodes.mismatch.name}: {nodes.mismatch.reason}",
             file=sys.stderr,
         )
-    if not (verdict.ok and checkpoints.ok and nodes.ok):
+    if cosignatures.mismatch is not None:
+        print(f"ledger cosignature does not verify: {cosignatures.mismatch}", file=sys.stderr)
+    if not (verdict.ok and checkpoints.ok and nodes.ok and cosignatures.ok):
         return EXIT_FAILED
+    unknown = (
+        f" ({cosignatures.unknown_witness} by witnesses not in EXAMVAULT_WITNESSES, not checked)"
+        if cosignatures.unknown_witness
+        else ""
+    )
     print(
         f"ledger verifies: {verdict.entries} entries, head {verdict.head_hash}; "
         f"{checkpoints.checked} stored checkpoint(s) match, "
         f"{checkpoints.recorded} of them recorded in the database; "
-        f"{nodes.nodes} stored tree nodes match"
+        f"{nodes.nodes} stored tree nodes match; "
+        f"{cosignatures.verified} witness cosignature(s) verify{unknown}"
     )
     return EXIT_OK
 
@@ -1352,6 +1393,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--password-stdin", action="store_true", help="read the password from standard input"
     )
     user_create.set_defaults(handler=cmd_user_create)
+    user_reset = user_actions.add_parser(
+        "reset-password", help="set a new password (printed once if generated), end sessions"
+    )
+    user_reset.add_argument("name")
+    user_reset.add_argument(
+        "--password-stdin", action="store_true", help="read the new password from standard input"
+    )
+    user_reset.set_defaults(handler=cmd_user_reset_password)
     user_disable = user_actions.add_parser("disable", help="lock a person out, end sessions")
     user_disable.add_argument("name")
     user_disable.add_argument("--reason", required=True)

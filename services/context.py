@@ -46,7 +46,14 @@ class Services:
         self.pipeline = IngestPipeline(
             db=self.db, store=self.store, quarantine=self.quarantine, settings=self.settings
         )
-        self.readiness = Readiness(self.settings, self.db, self.store)
+        self.readiness = Readiness(
+            self.settings,
+            self.db,
+            self.store,
+            witness_key_ids=tuple(
+                witness.key_id for witness in parse_witnesses(self.settings.witnesses)
+            ),
+        )
         self.metrics = OperationsMetrics(self.readiness)
         self.pipeline.failure_listeners.append(self.readiness.note_failure)
         self.pipeline.listeners.append(self._judge_coverage)

@@ -18,6 +18,14 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from services.exchange import (
+    MAX_PROBLEMS,
+    JsonLines,
+    Problem,
+    parse_json_with_lines,
+    quoted,
+    summary_text,
+)
 from storage import ledger
 from storage.models import Camera, Institution, Room, Site
 
@@ -27,7 +35,21 @@ MIN_CAMERAS_PER_ROOM = 2
 
 
 class RegistryError(ValueError):
-    """A registry file that is refused whole; the message names the line or field."""
+    """A registry file that is refused whole; the message names the line or field, and
+    `problems` lists every problem found (each with its line and field)."""
+
+    def __init__(self, problems: list[Problem] | str) -> None:
+        if isinstance(problems, str):
+            problems = [Problem(problems)]
+        self.problems = problems
+        super().__init__(summary_text(problems))
+
+
+KINDS = ("institution", "site", "room", "camera")
+
+
+def _by_kind() -> dict[str, list[str]]:
+    return {kind: [] for kind in KINDS}
 
 
 @dataclass
@@ -37,93 +59,272 @@ class ImportSummary:
     rooms: int = 0
     cameras: int = 0
     retired_cameras: list[str] = field(default_factory=list)
+    # Codes per kind (institution, site, room, camera) by what the import did, or in a
+    # preview would do, to them.
+    created: dict[str, list[str]] = field(default_factory=_by_kind)
+    updated: dict[str, list[str]] = field(default_factory=_by_kind)
+    unchanged: dict[str, list[str]] = field(default_factory=_by_kind)
 
 
 def parse_registry(text: str) -> dict[str, Any]:
+    """The document, or RegistryError listing every problem (each with its line and field)."""
     try:
-        document = json.loads(text)
+        document, lines = parse_json_with_lines(text)
     except json.JSONDecodeError as exc:
         raise RegistryError(
-            f"line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})"
+            [
+                Problem(
+                    f"line {exc.lineno}, column {exc.colno}: not valid JSON ({exc.msg})",
+                    line=exc.lineno,
+                    detail=f"not valid JSON (column {exc.colno}: {exc.msg})",
+                )
+            ]
         ) from exc
-    _validate(document)
+    except RecursionError as exc:
+        raise RegistryError(
+            [Problem("the JSON is nested too deeply", detail="the JSON is nested too deeply")]
+        ) from exc
+    problems = _Problems(lines)
+    _validate(document, problems)
+    if problems.found:
+        raise RegistryError(problems.found)
     return document
 
 
-def _require(value: Any, where: str, kind: type | tuple[type, ...], what: str) -> Any:
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise RegistryError(
-            f"{where}: expected {what}, found {json.dumps(value, ensure_ascii=False)}"
+class _Problems:
+    """Collects problems with the line of the member they concern."""
+
+    def __init__(self, lines: JsonLines) -> None:
+        self.lines = lines
+        self.found: list[Problem] = []
+
+    def add(self, where: str, message: str, container: object, member: object = None) -> None:
+        if len(self.found) >= MAX_PROBLEMS:
+            return
+        line = self.lines.of(container, member)
+        prefix = f"line {line}, " if line is not None else ""
+        self.found.append(
+            Problem(f"{prefix}{where}: {message}", line=line, field=where, detail=message)
         )
-    return value
 
 
-def _text(node: dict[str, Any], key: str, where: str) -> str:
+def _is(value: Any, kind: type | tuple[type, ...]) -> bool:
+    return isinstance(value, kind) and not isinstance(value, bool)
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)[:80]
+
+
+def _text(node: dict[str, Any], key: str, where: str, problems: _Problems) -> str | None:
     if key not in node:
-        raise RegistryError(f"{where}.{key}: missing")
-    value = _require(node[key], f"{where}.{key}", str, "a string")
+        problems.add(f"{where}.{key}", "missing", node)
+        return None
+    value = node[key]
+    if not _is(value, str):
+        problems.add(f"{where}.{key}", f"expected a string, found {_shown(value)}", node, key)
+        return None
     if not value.strip():
-        raise RegistryError(f"{where}.{key}: must not be empty")
+        problems.add(f"{where}.{key}", "must not be empty", node, key)
+        return None
     return value
 
 
-def _code(node: dict[str, Any], where: str, seen: set[str]) -> str:
-    code = _text(node, "code", where)
+def _code(node: dict[str, Any], where: str, seen: dict[str, str], problems: _Problems) -> None:
+    code = _text(node, "code", where, problems)
+    if code is None:
+        return
     if not CODE.match(code):
-        raise RegistryError(f"{where}.code: {code!r} must be 1-64 letters, digits, '_', '.' or '-'")
-    if code in seen:
-        raise RegistryError(f"{where}.code: {code!r} appears twice in the file")
-    seen.add(code)
-    return code
+        problems.add(
+            f"{where}.code",
+            f"{quoted(code)} must be 1-64 letters, digits, '_', '.' or '-'",
+            node,
+            "code",
+        )
+    elif code in seen:
+        problems.add(
+            f"{where}.code",
+            f"{code!r} appears twice in the file (first at {seen[code]})",
+            node,
+            "code",
+        )
+    else:
+        seen[code] = where
 
 
-def _list(node: dict[str, Any], key: str, where: str) -> list[Any]:
+def _list(node: dict[str, Any], key: str, where: str, problems: _Problems) -> list[Any]:
     if key not in node:
-        raise RegistryError(f"{where}.{key}: missing")
-    return _require(node[key], f"{where}.{key}", list, "a list")
+        problems.add(f"{where}.{key}", "missing", node)
+        return []
+    value = node[key]
+    if not _is(value, list):
+        problems.add(f"{where}.{key}", f"expected a list, found {_shown(value)}", node, key)
+        return []
+    return list(value)
 
 
-def _validate(document: Any) -> None:
-    _require(document, "(top level)", dict, 'an object with "institutions"')
-    seen: dict[str, set[str]] = {
-        "institution": set(),
-        "site": set(),
-        "room": set(),
-        "camera": set(),
+def _object(value: Any, where: str, parent: object, index: int, problems: _Problems) -> bool:
+    if _is(value, dict):
+        return True
+    problems.add(where, f"expected an object, found {_shown(value)}", parent, index)
+    return False
+
+
+def _validate(document: Any, problems: _Problems) -> None:
+    if not _is(document, dict):
+        problems.add("(top level)", 'expected an object with "institutions"', document)
+        return
+    seen: dict[str, dict[str, str]] = {
+        "institution": {},
+        "site": {},
+        "room": {},
+        "camera": {},
     }
-    for i, inst in enumerate(_list(document, "institutions", "(top level)")):
+    institutions = _list(document, "institutions", "(top level)", problems)
+    for i, inst in enumerate(institutions):
         where = f"institutions[{i}]"
-        _require(inst, where, dict, "an object")
-        _code(inst, where, seen["institution"])
-        _text(inst, "name", where)
-        _text(inst, "district", where)
+        if not _object(inst, where, document["institutions"], i, problems):
+            continue
+        _code(inst, where, seen["institution"], problems)
+        _text(inst, "name", where, problems)
+        _text(inst, "district", where, problems)
         if inst.get("filing_expires") is not None:
+            expires = _text(inst, "filing_expires", where, problems)
             try:
-                date.fromisoformat(_text(inst, "filing_expires", where))
-            except ValueError as exc:
-                raise RegistryError(f"{where}.filing_expires: not a YYYY-MM-DD date") from exc
-        for s, site in enumerate(_list(inst, "sites", where)):
+                if expires is not None:
+                    date.fromisoformat(expires)
+            except ValueError:
+                problems.add(
+                    f"{where}.filing_expires", "not a YYYY-MM-DD date", inst, "filing_expires"
+                )
+        for s, site in enumerate(_list(inst, "sites", where, problems)):
             site_where = f"{where}.sites[{s}]"
-            _require(site, site_where, dict, "an object")
-            _code(site, site_where, seen["site"])
-            _text(site, "address", site_where)
-            for r, room in enumerate(_list(site, "rooms", site_where)):
+            if not _object(site, site_where, inst["sites"], s, problems):
+                continue
+            _code(site, site_where, seen["site"], problems)
+            _text(site, "address", site_where, problems)
+            for r, room in enumerate(_list(site, "rooms", site_where, problems)):
                 room_where = f"{site_where}.rooms[{r}]"
-                _require(room, room_where, dict, "an object")
-                _code(room, room_where, seen["room"])
+                if not _object(room, room_where, site["rooms"], r, problems):
+                    continue
+                _code(room, room_where, seen["room"], problems)
                 if room.get("kind") not in ROOM_KINDS:
-                    raise RegistryError(f"{room_where}.kind: must be 'theory' or 'practical'")
-                cameras = _list(room, "cameras", room_where)
-                if len(cameras) < MIN_CAMERAS_PER_ROOM:
-                    raise RegistryError(
-                        f"{room_where}.cameras: a room needs at least {MIN_CAMERAS_PER_ROOM} "
-                        f"cameras (front and back), found {len(cameras)}"
+                    problems.add(
+                        f"{room_where}.kind", "must be 'theory' or 'practical'", room, "kind"
+                    )
+                cameras = _list(room, "cameras", room_where, problems)
+                if (
+                    "cameras" in room
+                    and _is(room["cameras"], list)
+                    and (len(cameras) < MIN_CAMERAS_PER_ROOM)
+                ):
+                    problems.add(
+                        f"{room_where}.cameras",
+                        f"a room needs at least {MIN_CAMERAS_PER_ROOM} cameras (front and "
+                        f"back), found {len(cameras)}",
+                        room,
+                        "cameras",
                     )
                 for c, camera in enumerate(cameras):
                     camera_where = f"{room_where}.cameras[{c}]"
-                    _require(camera, camera_where, dict, "an object")
-                    _code(camera, camera_where, seen["camera"])
-                    _text(camera, "position", camera_where)
+                    if not _object(camera, camera_where, room["cameras"], c, problems):
+                        continue
+                    _code(camera, camera_where, seen["camera"], problems)
+                    _text(camera, "position", camera_where, problems)
+
+
+def _plan(session: Session, document: dict[str, Any]) -> ImportSummary:
+    """What importing `document` does to each code, read from the database without writing:
+    the preview the centre confirms, and the summary the import answers."""
+    institutions = {row.code: row for row in session.scalars(select(Institution))}
+    sites = {row.code: row for row in session.scalars(select(Site))}
+    rooms = {row.code: row for row in session.scalars(select(Room))}
+    cameras = {row.code: row for row in session.scalars(select(Camera))}
+    institution_code = {row.id: code for code, row in institutions.items()}
+    site_code = {row.id: code for code, row in sites.items()}
+    room_code = {row.id: code for code, row in rooms.items()}
+    cameras_in: dict[int, list[Camera]] = {}
+    for camera_row in cameras.values():
+        cameras_in.setdefault(camera_row.room_id, []).append(camera_row)
+    summary = ImportSummary()
+
+    def judge(kind: str, code: str, row: Any, now: dict[str, Any], then: dict[str, Any]) -> None:
+        if row is None:
+            summary.created[kind].append(code)
+        elif now != then:
+            summary.updated[kind].append(code)
+        else:
+            summary.unchanged[kind].append(code)
+
+    for inst in document["institutions"]:
+        expires = inst.get("filing_expires")
+        row = institutions.get(inst["code"])
+        judge(
+            "institution",
+            inst["code"],
+            row,
+            {
+                "name": inst["name"],
+                "district": inst["district"],
+                "filing_expires": date.fromisoformat(expires) if expires else None,
+            },
+            {"name": row.name, "district": row.district, "filing_expires": row.filing_expires}
+            if row
+            else {},
+        )
+        summary.institutions += 1
+        for site_doc in inst["sites"]:
+            site = sites.get(site_doc["code"])
+            judge(
+                "site",
+                site_doc["code"],
+                site,
+                {"institution": inst["code"], "address": site_doc["address"]},
+                {"institution": institution_code.get(site.institution_id), "address": site.address}
+                if site
+                else {},
+            )
+            summary.sites += 1
+            for room_doc in site_doc["rooms"]:
+                room = rooms.get(room_doc["code"])
+                judge(
+                    "room",
+                    room_doc["code"],
+                    room,
+                    {"site": site_doc["code"], "kind": room_doc["kind"]},
+                    {"site": site_code.get(room.site_id), "kind": room.kind} if room else {},
+                )
+                summary.rooms += 1
+                listed = {camera["code"] for camera in room_doc["cameras"]}
+                for camera_doc in room_doc["cameras"]:
+                    camera = cameras.get(camera_doc["code"])
+                    judge(
+                        "camera",
+                        camera_doc["code"],
+                        camera,
+                        {"room": room_doc["code"], "position": camera_doc["position"], "on": True},
+                        {
+                            "room": room_code.get(camera.room_id),
+                            "position": camera.position,
+                            "on": camera.retired_at is None,
+                        }
+                        if camera
+                        else {},
+                    )
+                    summary.cameras += 1
+                if room is not None:
+                    summary.retired_cameras.extend(
+                        camera.code
+                        for camera in cameras_in.get(room.id, [])
+                        if camera.code not in listed and camera.retired_at is None
+                    )
+    return summary
+
+
+def preview_registry(session: Session, text: str) -> ImportSummary:
+    """Every problem of the file (RegistryError), or what importing it would do; writes
+    nothing."""
+    return _plan(session, parse_registry(text))
 
 
 def _upsert(session: Session, model: type[Any], code: str, **values: Any) -> tuple[Any, bool]:
@@ -145,7 +346,9 @@ def import_registry(
     """Validate the whole file, then upsert it inside the caller's transaction."""
     document = parse_registry(text)
     now = now or datetime.now(UTC)
-    summary = ImportSummary()
+    summary = _plan(session, document)
+    summary.institutions = summary.sites = summary.rooms = summary.cameras = 0
+    summary.retired_cameras = []
     for inst in document["institutions"]:
         expires = inst.get("filing_expires")
         institution, _ = _upsert(

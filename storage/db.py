@@ -11,6 +11,7 @@ tell an outage from a bad query by the class, not by parsing driver messages.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -34,6 +35,11 @@ logger = logging.getLogger(__name__)
 class DatabaseUnavailable(Exception):
     """The database could not be reached or dropped the connection: not the query's fault, and
     it may succeed later."""
+
+
+class SchemaBehind(Exception):
+    """The database's schema lacks migrations this code needs: `examvault db upgrade` was not
+    run for this release, or an older backup was restored under a running process."""
 
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
@@ -198,6 +204,25 @@ class Database:
             # names the damage, so the operator is told there, not by a service that won't start.
             logger.error("the ledger's stored tree cannot be built: %s", exc)
 
+    def check_schema_current(self) -> None:
+        """Raise SchemaBehind unless the database holds every migration of this code.
+
+        A revision this code does not know counts as current: a newer release migrated first
+        (docs/operations.md, "Upgrades"), and its migrations keep the old code working while
+        the processes are rolled."""
+        from alembic.runtime.migration import MigrationContext
+
+        heads, known = _code_revisions()
+        with _pool_outage(), self.engine.connect() as connection:
+            current = set(MigrationContext.configure(connection).get_current_heads())
+        if current == heads or current - known:
+            return
+        at = ", ".join(sorted(current)) or "no schema"
+        raise SchemaBehind(
+            f"the database is at revision {at}, this code needs {', '.join(sorted(heads))}: "
+            "run `examvault db upgrade`"
+        )
+
     def has_schema(self) -> bool:
         return inspect(self.engine).has_table("alembic_version")
 
@@ -252,6 +277,15 @@ def schema_differences(connection: Connection) -> list[Any]:
 
     context = MigrationContext.configure(connection, opts={"include_name": ours})
     return list(compare_metadata(context, Base.metadata))
+
+
+@functools.cache
+def _code_revisions() -> tuple[set[str], set[str]]:
+    """(heads, every revision) of this code's migrations, read from their files once."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    return set(script.get_heads()), {revision.revision for revision in script.walk_revisions()}
 
 
 def alembic_config(url: str) -> Any:

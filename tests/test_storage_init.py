@@ -18,6 +18,8 @@ from services.settings import Settings
 from storage.stores import init_blob_store
 from tests.s3server import ACCESS_KEY, SECRET_KEY
 
+SCRAPER = "storage-init-scraper-0123456789"
+
 
 @pytest.fixture
 def raw_client(s3_endpoint: str) -> Minio:
@@ -79,14 +81,16 @@ def test_readyz_is_not_ready_once_the_bucket_is_gone(
     settings.s3_access_key, settings.s3_secret_key = ACCESS_KEY, SECRET_KEY
     # /readyz answers from a background check: make it frequent, and wait for it below.
     settings.readiness_interval_seconds = 0.1
+    settings.metrics_token = SCRAPER  # the problems are shown only to the operator's scraper
     init_blob_store(settings.storage_url, access_key=ACCESS_KEY, secret_key=SECRET_KEY)
     services = Services.from_settings(settings)
+    as_scraper = {"Authorization": f"Bearer {SCRAPER}"}
     try:
         with TestClient(create_app(services)) as client:
             assert client.get("/readyz").status_code == 200
             raw_client.remove_bucket(bucket_name=bucket)  # the store wiped under a running server
             deadline = time.monotonic() + 10
-            while (response := client.get("/readyz")).status_code == 200:
+            while (response := client.get("/readyz", headers=as_scraper)).status_code == 200:
                 assert time.monotonic() < deadline, "/readyz still ready 10 s after the wipe"
                 time.sleep(0.1)
     finally:

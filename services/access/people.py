@@ -86,11 +86,11 @@ def create_user(
     if session.scalar(select(User.id).where(User.name == name)) is not None:
         raise PeopleError(f"user {name!r} exists already")
     if role == "district_officer" and not district:
-        raise PeopleError("a district officer needs --district")
+        raise PeopleError("a district officer needs a district (--district)")
     institution_id = None
     if role == "institution":
         if not institution_code:
-            raise PeopleError("an institution user needs --institution CODE")
+            raise PeopleError("an institution user needs an institution code (--institution CODE)")
         institution_id = session.scalar(
             select(Institution.id).where(Institution.code == institution_code)
         )
@@ -380,6 +380,35 @@ def disable_user(session: Session, name: str, *, actor: str, reason: str) -> Use
         subject_type="user",
         subject_id=name,
         details={"reason": reason, "sessions_ended": ended},
+        recorded_at=now,
+    )
+    return user
+
+
+def reset_password(session: Session, name: str, password: str, *, actor: str) -> User:
+    """Give a person a new password; every session they hold ends now, so a leaked old
+    password or token stops working at once. The password itself goes nowhere but its hash."""
+    user = session.scalar(select(User).where(User.name == name))
+    if user is None:
+        raise PeopleError(f"no user {name!r}")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise PeopleError(f"a password needs at least {MIN_PASSWORD_LENGTH} characters")
+    now = datetime.now(UTC)
+    user.password_hash = _hasher.hash(password)
+    ended = 0
+    for token in session.scalars(
+        select(ApiToken).where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+    ):
+        token.revoked_at = now
+        ended += 1
+    session.flush()
+    ledger.append(
+        session,
+        actor=actor,
+        action="user.password_reset",
+        subject_type="user",
+        subject_id=user.name,
+        details={"sessions_ended": ended},
         recorded_at=now,
     )
     return user

@@ -20,6 +20,7 @@ from services.api.findings.endpoints import router as findings_router
 from services.api.footage.endpoints import router as footage_router
 from services.api.footage.links import router as links_router
 from services.api.holds.endpoints import router as holds_router
+from services.api.imports.endpoints import router as imports_router
 from services.api.ingest.endpoints import router as ingest_router
 from services.api.ledger.endpoints import router as ledger_router
 from services.api.ops.endpoints import router as ops_router
@@ -96,6 +97,7 @@ def create_app(
     app.include_router(sittings_router, responses=errors)
     app.include_router(cameras_router, responses=errors)
     app.include_router(holds_router, responses=errors)
+    app.include_router(imports_router, responses=errors)
     app.include_router(ledger_router, responses=errors)
     app.include_router(people_router, responses=errors)
     app.include_router(footage_router, responses=errors)

@@ -58,6 +58,8 @@ MESSAGES_ZH: dict[str, str] = {
     "unknown_upload": "未找到该上传记录（或不属于此令牌）。",
     "internal_error": "服务器内部错误。",
     "invalid_schedule": "场次数据不合法，未导入任何场次。",
+    "invalid_registry": "登记数据不合法，未导入任何内容。",
+    "invalid_file": "文件不是 UTF-8 文本，未导入任何内容。",
     "unsupported_media_type": "请上传 JPEG 或 PNG 图片。",
     "not_an_image": "文件不是可识别的图片。",
     "no_footage": "该摄像机在该时刻没有录像。",

@@ -14,14 +14,14 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from services.access.scopes import Subject
+from services.access.scopes import Subject, sitting_scope
 from services.coverage.spans import required_interval
 from services.settings import Settings
 from storage import ledger
-from storage.models import Camera, Finding, Sitting
+from storage.models import Camera, Finding, Institution, Room, Site, Sitting
 
 MAX_TEXT = 4000
 
@@ -231,3 +231,129 @@ def set_review(
         details={"reason": reason},
         recorded_at=now,
     )
+
+
+class FindingStatus(StrEnum):
+    """Where a finding stands: `open` while its sitting's review is open, `final` once the
+    centre closed it, `withdrawn` when its author took it back (the row stays)."""
+
+    open = "open"
+    final = "final"
+    withdrawn = "withdrawn"
+
+
+def status_of(finding: Finding, sitting: Sitting) -> FindingStatus:
+    if finding.withdrawn_at is not None:
+        return FindingStatus.withdrawn
+    if sitting.review_closed_at is not None:
+        return FindingStatus.final
+    return FindingStatus.open
+
+
+@dataclass(frozen=True)
+class FindingFilter:
+    """What the findings list narrows to; None means any. `observed_from`/`observed_before`
+    bound the finding's instant (its start), UTC."""
+
+    district: str | None = None
+    institution: str | None = None
+    sitting: str | None = None
+    camera: str | None = None
+    category: FindingCategory | None = None
+    status: FindingStatus | None = None
+    author: str | None = None
+    observed_from: datetime | None = None
+    observed_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ListedFinding:
+    finding: Finding
+    sitting: Sitting
+    camera: str
+    position: str
+    institution: str
+    institution_name: str
+    district: str
+    status: FindingStatus
+
+
+def scoped_findings(
+    session: Session,
+    subject: Subject,
+    now: datetime,
+    wanted: FindingFilter,
+    *,
+    limit: int,
+    offset: int,
+) -> tuple[int, list[ListedFinding]]:
+    """The findings of every sitting `subject` may see (sitting_scope: a district officer
+    their district's), narrowed by `wanted`, newest observation first; with the total count.
+    A filter outside the caller's scope (another district) narrows to nothing, as a list of
+    sittings does."""
+    conditions = [sitting_scope(subject, now)]
+    if wanted.district is not None:
+        conditions.append(Institution.district == wanted.district)
+    if wanted.institution is not None:
+        conditions.append(Institution.code == wanted.institution)
+    if wanted.sitting is not None:
+        conditions.append(Sitting.code == wanted.sitting)
+    if wanted.camera is not None:
+        conditions.append(Camera.code == wanted.camera)
+    if wanted.category is not None:
+        conditions.append(Finding.category == wanted.category.value)
+    if wanted.author is not None:
+        conditions.append(Finding.author == wanted.author)
+    if wanted.status is FindingStatus.withdrawn:
+        conditions.append(Finding.withdrawn_at.is_not(None))
+    elif wanted.status is FindingStatus.final:
+        conditions.append(
+            and_(Finding.withdrawn_at.is_(None), Sitting.review_closed_at.is_not(None))
+        )
+    elif wanted.status is FindingStatus.open:
+        conditions.append(and_(Finding.withdrawn_at.is_(None), Sitting.review_closed_at.is_(None)))
+    if wanted.observed_from is not None:
+        conditions.append(Finding.observed_from >= wanted.observed_from)
+    if wanted.observed_before is not None:
+        conditions.append(Finding.observed_from < wanted.observed_before)
+
+    def joined(query: Any) -> Any:
+        return (
+            query.join(Sitting, Finding.sitting_id == Sitting.id)
+            .join(Camera, Finding.camera_id == Camera.id)
+            .join(Room, Sitting.room_id == Room.id)
+            .join(Site, Room.site_id == Site.id)
+            .join(Institution, Site.institution_id == Institution.id)
+            .where(*conditions)
+        )
+
+    total = session.scalar(joined(select(func.count(Finding.id)).select_from(Finding))) or 0
+    rows = session.execute(
+        joined(
+            select(
+                Finding,
+                Sitting,
+                Camera.code,
+                Camera.position,
+                Institution.code,
+                Institution.name,
+                Institution.district,
+            ).select_from(Finding)
+        )
+        .order_by(Finding.observed_from.desc(), Finding.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return total, [
+        ListedFinding(
+            finding=finding,
+            sitting=sitting,
+            camera=camera,
+            position=position,
+            institution=code,
+            institution_name=name,
+            district=district,
+            status=status_of(finding, sitting),
+        )
+        for finding, sitting, camera, position, code, name, district in rows
+    ]

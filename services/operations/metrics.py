@@ -7,7 +7,9 @@ What to alert on is in docs/operations.md.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -37,6 +39,8 @@ class OperationsMetrics:
             registry=self.registry,
         )
         self.registry.register(_ReadinessCollector(readiness))
+        self.registry.register(_LedgerCollector(readiness))
+        self.registry.register(_PurgeCollector(readiness))
 
     def watch_queue(self, depths: Callable[[], dict[tuple[str, str], int]]) -> None:
         """Queue depth per queue and status, from `depths` (services/jobs.queue_depths) at
@@ -62,7 +66,7 @@ class _ReadinessCollector(Collector):
             labels=("dependency",),
         )
         for name, ok in self._readiness.dependency_up().items():
-            up.add_metric((name.replace(" ", "_"),), 1 if ok else 0)
+            up.add_metric((name,), 1 if ok else 0)
         yield up
         ready = GaugeMetricFamily("examvault_ready", "1 when /readyz answers ready")
         ready.add_metric((), 0 if self._readiness.problems() else 1)
@@ -88,6 +92,115 @@ class _ReadinessCollector(Collector):
         )
         size.add_metric((), disk.waiting_bytes)
         yield size
+        # Wall clock against the file's mtime: how long the oldest recording has waited.
+        oldest = GaugeMetricFamily(
+            "examvault_spool_oldest_waiting_seconds",
+            "Age of the oldest recording or kept upload waiting to be stored; 0 when none",
+        )
+        waited = disk.oldest_waiting_mtime
+        oldest.add_metric((), 0.0 if waited is None else max(0.0, time.time() - waited))
+        yield oldest
+
+
+class _LedgerCollector(Collector):
+    """How late the ledger's signatures are (services/operations/ledger_watch.py): instants read
+    in the background, turned into ages against the clock now, so no query runs at scrape time
+    and an age keeps growing while nothing new gets signed."""
+
+    def __init__(self, readiness: Readiness) -> None:
+        self._readiness = readiness
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        figures = self._readiness.ledger_watch.latest
+        if figures is None:
+            return
+        now = datetime.now(UTC)
+
+        def age(moment: datetime | None) -> float:
+            return 0.0 if moment is None else max(0.0, (now - moment).total_seconds())
+
+        size = GaugeMetricFamily(
+            "examvault_ledger_checkpoint_size", "Entries the latest signed checkpoint covers"
+        )
+        size.add_metric((), figures.checkpoint_size)
+        yield size
+        if figures.checkpoint_signed_at is not None:
+            signed = GaugeMetricFamily(
+                "examvault_ledger_checkpoint_age_seconds",
+                "Seconds since the latest checkpoint was signed (grows while the ledger is idle)",
+            )
+            signed.add_metric((), age(figures.checkpoint_signed_at))
+            yield signed
+        unsigned = GaugeMetricFamily(
+            "examvault_ledger_unsigned_age_seconds",
+            "Age of the oldest ledger entry no signed checkpoint covers; 0 when all are covered",
+        )
+        unsigned.add_metric((), age(figures.unsigned_since))
+        yield unsigned
+        if not figures.witnesses:
+            return
+        cosigned = GaugeMetricFamily(
+            "examvault_witness_cosigned_size",
+            "Size of the newest checkpoint the witness cosigned; 0 when none yet",
+            labels=("witness",),
+        )
+        cosignature_age = GaugeMetricFamily(
+            "examvault_witness_cosignature_age_seconds",
+            "Seconds since the witness's newest cosignature was kept (absent before the first)",
+            labels=("witness",),
+        )
+        waiting = GaugeMetricFamily(
+            "examvault_witness_waiting_seconds",
+            "Seconds since the oldest checkpoint the witness has not cosigned was signed; "
+            "0 when it cosigned the newest",
+            labels=("witness",),
+        )
+        for key_id, witness in sorted(figures.witnesses.items()):
+            cosigned.add_metric((key_id,), witness.cosigned_size)
+            if witness.cosigned_at is not None:
+                cosignature_age.add_metric((key_id,), age(witness.cosigned_at))
+            waiting.add_metric((key_id,), age(witness.waiting_since))
+        yield cosigned
+        yield cosignature_age
+        yield waiting
+
+
+class _PurgeCollector(Collector):
+    """The purge's runs and leftovers (services/operations/purge_watch.py), read in the
+    background like the ledger's figures."""
+
+    # Every status a run can have, so a rate over `stopped` exists before the first failure.
+    _STATUSES = ("running", "completed", "stopped", "interrupted")
+
+    def __init__(self, readiness: Readiness) -> None:
+        self._readiness = readiness
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        figures = self._readiness.purge_watch.latest
+        if figures is None:
+            return
+        runs = GaugeMetricFamily(
+            "examvault_purge_runs",
+            "Purge runs recorded, by how they ended (stopped: the store failed; interrupted: "
+            "asked to stop or killed)",
+            labels=("status",),
+        )
+        for status in sorted({*self._STATUSES, *figures.runs}):
+            runs.add_metric((status,), figures.runs.get(status, 0))
+        yield runs
+        if figures.last_completed_at is not None:
+            completed = GaugeMetricFamily(
+                "examvault_purge_last_completed_timestamp_seconds",
+                "When the newest completed purge run finished (Unix time)",
+            )
+            completed.add_metric((), figures.last_completed_at.timestamp())
+            yield completed
+        pending = GaugeMetricFamily(
+            "examvault_purge_blobs_pending_deletion",
+            "Tombstoned segments whose blob is still in the store, left for the next run",
+        )
+        pending.add_metric((), figures.blobs_pending_deletion)
+        yield pending
 
 
 class _QueueCollector(Collector):

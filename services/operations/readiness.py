@@ -1,10 +1,11 @@
 """Readiness, checked in the background and answered from the last result.
 
-Each dependency (database, blob store, local disk) is checked by its own thread every
-`EXAMVAULT_READINESS_INTERVAL_SECONDS`, so `/readyz` never waits on a dependency and never takes
-a request thread, and one dependency that hangs does not hold up the others' answers. A check
-that has not finished for longer than its bound counts as failed ("no answer for N s"): a
-blackholed store is reported within seconds even though the call itself is still waiting.
+Each dependency (database, blob store, migrations current, local disk) is checked by its own
+thread every `EXAMVAULT_READINESS_INTERVAL_SECONDS`, so `/readyz` never waits on a dependency
+and never takes a request thread, and one dependency that hangs does not hold up the others'
+answers. A check that has not finished for longer than its bound counts as failed ("no answer
+for N s"): a blackholed store is reported within seconds even though the call itself is still
+waiting.
 
 The disk check also reports what the local filesystems hold (free bytes, the spool's backlog)
 for /metrics, and a write that failed on a full disk keeps readiness down for a while, even if
@@ -24,9 +25,11 @@ from pathlib import Path
 from sqlalchemy import text
 
 from services.background import BackgroundThread
+from services.operations.ledger_watch import LedgerWatch
+from services.operations.purge_watch import PurgeWatch
 from services.settings import Settings
 from storage.blobs import BlobStore, BlobStoreError, LocalBlobStore
-from storage.db import Database, DatabaseUnavailable
+from storage.db import Database, DatabaseUnavailable, SchemaBehind
 from storage.space import free_bytes, is_disk_full
 
 logger = logging.getLogger(__name__)
@@ -49,6 +52,8 @@ class DiskFigures:
     free_bytes: dict[str, int]  # "data", "spool", "store" (a local store only)
     waiting_files: int
     waiting_bytes: int
+    # Modification time (epoch seconds) of the oldest waiting file: how far ingest lags.
+    oldest_waiting_mtime: float | None
 
 
 class DependencyCheck(BackgroundThread):
@@ -94,9 +99,13 @@ class DependencyCheck(BackgroundThread):
         return latest.ok, latest.problem
 
 
+def public_name(check: str) -> str:
+    return check.replace(" ", "_")
+
+
 def describe(exc: Exception) -> str:
     """One line for an operator; our own exceptions say what and where, without secrets."""
-    if isinstance(exc, BlobStoreError | DatabaseUnavailable | OSError):
+    if isinstance(exc, BlobStoreError | DatabaseUnavailable | SchemaBehind | OSError):
         return str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
     return exc.__class__.__name__
 
@@ -108,7 +117,11 @@ class Readiness:
     settings: Settings
     db: Database
     store: BlobStore
+    # Witnesses whose cosignatures the ledger watch follows (EXAMVAULT_WITNESSES' key ids).
+    witness_key_ids: tuple[str, ...] = ()
     checks: dict[str, DependencyCheck] = field(init=False)
+    ledger_watch: LedgerWatch = field(init=False)
+    purge_watch: PurgeWatch = field(init=False)
     disk: DiskFigures | None = field(default=None, init=False)
     _last_disk_full: tuple[float, str] | None = field(default=None, init=False)
     _started: bool = field(default=False, init=False)
@@ -123,8 +136,16 @@ class Readiness:
         self.checks = {
             "database": DependencyCheck("database", self._check_database, interval, bound),
             "blob store": DependencyCheck("blob store", self.store.check_ready, interval, bound),
+            # Behind means this code would query columns that are not there yet.
+            "migrations": DependencyCheck(
+                "migrations", self.db.check_schema_current, interval, bound
+            ),
             "disk": DependencyCheck("disk", self._check_disk, interval, bound),
         }
+        # Not readiness checks: a late signature or a failed purge is an alert, not a reason
+        # to refuse traffic.
+        self.ledger_watch = LedgerWatch(self.db, self.witness_key_ids, interval)
+        self.purge_watch = PurgeWatch(self.db, interval)
 
     def start(self) -> None:
         if self._started:
@@ -132,10 +153,14 @@ class Readiness:
         self._started = True
         for check in self.checks.values():
             check.start()
+        self.ledger_watch.start()
+        self.purge_watch.start()
 
     def stop(self, timeout: float = 30.0) -> None:
         for check in self.checks.values():
             check.stop(timeout=min(timeout, 5.0))
+        self.ledger_watch.stop(timeout=min(timeout, 5.0))
+        self.purge_watch.stop(timeout=min(timeout, 5.0))
         # Fresh threads for the next start (another app on the same services, in tests).
         self._started = False
         self.__post_init__()
@@ -166,8 +191,10 @@ class Readiness:
         return None if ok or self.checks[name].latest is None else problem
 
     def dependency_up(self) -> dict[str, bool]:
+        """Each check's state as of now, by its public name (`blob_store`), as /readyz and the
+        `dependency` label of /metrics say it."""
         now = time.monotonic()
-        return {name: check.status(now)[0] for name, check in self.checks.items()}
+        return {public_name(name): check.status(now)[0] for name, check in self.checks.items()}
 
     def note_failure(self, exc: BaseException) -> None:
         """A write failed (ingest, an upload): a full disk keeps readiness down for a while."""
@@ -193,8 +220,13 @@ class Readiness:
             for name, path in self._watched_paths().items()
             if (found := free_bytes(path)) is not None
         }
-        files, size = spool_backlog(self.settings.resolved_spool_dir)
-        self.disk = DiskFigures(free_bytes=free, waiting_files=files, waiting_bytes=size)
+        backlog = spool_backlog(self.settings.resolved_spool_dir)
+        self.disk = DiskFigures(
+            free_bytes=free,
+            waiting_files=backlog.files,
+            waiting_bytes=backlog.bytes,
+            oldest_waiting_mtime=backlog.oldest_mtime,
+        )
         floor = self.settings.min_free_bytes
         short = [f"{name} {found // MiB} MiB" for name, found in free.items() if found < floor]
         if short:
@@ -209,14 +241,22 @@ class Readiness:
             raise OSError(f"a write failed {ago:.0f} s ago on a full disk: {failed[1]}")
 
 
-def spool_backlog(spool_dir: Path) -> tuple[int, int]:
+@dataclass(frozen=True)
+class SpoolBacklog:
+    files: int
+    bytes: int
+    oldest_mtime: float | None  # None when nothing waits
+
+
+def spool_backlog(spool_dir: Path) -> SpoolBacklog:
     """Files and bytes waiting to become evidence: complete spool recordings (not `.part`)
     in camera folders, and HTTP uploads kept as `.incoming/*.bin`. Symlinks are not followed."""
     files = size = 0
+    oldest: float | None = None
     try:
         folders = list(os.scandir(spool_dir))
     except OSError:
-        return 0, 0
+        return SpoolBacklog(0, 0, None)
     for folder in folders:
         if not folder.is_dir(follow_symlinks=False):
             continue
@@ -233,8 +273,10 @@ def spool_backlog(spool_dir: Path) -> tuple[int, int]:
                 continue
             try:
                 if entry.is_file(follow_symlinks=False):
+                    found = entry.stat(follow_symlinks=False)
                     files += 1
-                    size += entry.stat(follow_symlinks=False).st_size
+                    size += found.st_size
+                    oldest = found.st_mtime if oldest is None else min(oldest, found.st_mtime)
             except OSError:
                 continue
-    return files, size
+    return SpoolBacklog(files, size, oldest)

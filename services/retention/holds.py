@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from services.coverage.spans import required_interval
@@ -140,6 +140,43 @@ def _segments_in(session: Session, scopes: Sequence[HoldScope]) -> list[Segment]
         for segment in session.scalars(query):
             found[segment.id] = segment
     return list(found.values())
+
+
+@dataclass(frozen=True)
+class HoldProtection:
+    """What a hold keeps right now: the stored (unpurged) segments its frozen scope covers,
+    their bytes, and when their normal retention would have let them go."""
+
+    segments: int
+    bytes: int
+    earliest_expiry: datetime | None
+    latest_expiry: datetime | None
+
+
+def protection(session: Session, hold_id: int) -> HoldProtection:
+    """One query over the hold's scope records; a segment in two of them counts once."""
+    parts = []
+    for scope in frozen_scope(session, hold_id):
+        if scope.segment_id is not None:
+            parts.append(Segment.id == scope.segment_id)
+            continue
+        conditions = [Segment.camera_id == scope.camera_id]
+        if scope.start is not None:
+            conditions.append(Segment.ends_at > scope.start)
+        if scope.end is not None:
+            conditions.append(Segment.starts_at < scope.end)
+        parts.append(and_(*conditions))
+    if not parts:
+        return HoldProtection(0, 0, None, None)
+    count, size, earliest, latest = session.execute(
+        select(
+            func.count(Segment.id),
+            func.coalesce(func.sum(Segment.size_bytes), 0),
+            func.min(Segment.expires_at),
+            func.max(Segment.expires_at),
+        ).where(Segment.purged_at.is_(None), or_(*parts))
+    ).one()
+    return HoldProtection(int(count), int(size), earliest, latest)
 
 
 def _facts(segment: Segment) -> SegmentFacts:

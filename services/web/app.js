@@ -5,15 +5,27 @@ import { call, logIn, logOut, token, whenUnauthorized } from "./api.js";
 import { L, el, errorNode } from "./dom.js";
 import { applyLanguage, lang, setLang, setText } from "./i18n.js";
 import { showSpan } from "./clock.js";
-import { renderSitting } from "./sitting.js";
+import { ROUTES, menuFor } from "./routes.js";
 import { VERDICTS, flashError, verdictBadge } from "./ui.js";
 
 const state = { me: null, view: null };
 
 const main = () => document.getElementById("main");
 
+// The pages this user's role may open (routes.js), as links in the top bar.
+function renderMenu(me) {
+  const menu = document.getElementById("pages");
+  const entries = me ? menuFor(me.role) : [];
+  menu.hidden = entries.length === 0;
+  menu.replaceChildren(
+    ...(entries.length ? [el("a", { href: "#/" }, L("nav.sittings"))] : []),
+    ...entries.map((route) => el("a", { href: route.href }, L(route.nav))),
+  );
+}
+
 function setSession(me) {
   state.me = me;
+  renderMenu(me);
   const who = document.getElementById("who");
   const logout = document.getElementById("logout");
   if (!me) {
@@ -185,10 +197,10 @@ async function route() {
       return;
     }
   }
-  const match = /^#\/sittings\/(.+)$/.exec(location.hash);
-  if (match) {
+  const route = ROUTES.find((entry) => entry.pattern.test(location.hash));
+  if (route && (!route.roles || route.roles.includes(state.me.role))) {
     leaveView();
-    state.view = renderSitting(main(), decodeURIComponent(match[1]), state.me);
+    state.view = (await route.render(main(), route.pattern.exec(location.hash), state.me)) ?? null;
   } else {
     await renderList();
   }

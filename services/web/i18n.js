@@ -13,6 +13,7 @@ const STRINGS = {
     "nav.skip": "跳到主要内容",
     "nav.logout": "退出登录",
     "nav.back": "← 返回场次列表",
+    "nav.sittings": "场次",
     "nav.signedInAs": "当前用户",
     "role.admin": "市职鉴中心",
     "role.district_officer": "区县人社部门",
@@ -157,6 +158,7 @@ const STRINGS = {
     "lang.switch.label": "Switch to Chinese",
     "nav.skip": "Skip to main content",
     "nav.logout": "Log out",
+    "nav.sittings": "Sittings",
     "nav.back": "← Back to sittings",
     "nav.signedInAs": "Signed in as",
     "role.admin": "Municipal centre",
@@ -296,6 +298,12 @@ const STRINGS = {
     "error.required": "Required.",
   },
 };
+
+// Each console page brings its own words (a module per page, one place per word): merged in
+// here at import time, before the first render.
+export function addStrings(more) {
+  for (const language of LANGS) Object.assign(STRINGS[language], more[language] ?? {});
+}
 
 let current = LANGS.includes(localStorage.getItem(LANG_KEY))
   ? localStorage.getItem(LANG_KEY)

@@ -3,16 +3,18 @@
 // wall clock through the plan's pieces, because the stream cuts gaps out (docs/playback.md).
 
 import { call, footageLink } from "./api.js";
-import { parseInstant, showDateTime, showTime, toRfc3339, wallAt } from "./clock.js";
+import { mediaAt, parseInstant, showDateTime, showTime, toRfc3339, wallAt } from "./clock.js";
 import { L, el, errorNode } from "./dom.js";
 import { setAttr, setText } from "./i18n.js";
 
 export class Player {
-  constructor({ sitting, camera, position, offsetMin, onClock, onPause }) {
+  constructor({ sitting, camera, position, offsetMin, onClock, onPause, onRate }) {
     this.sitting = sitting;
     this.camera = camera;
     this.offsetMin = offsetMin;
     this.onClock = onClock;
+    // The playback speed the page chose for both cameras (sitting.js); kept across new streams.
+    this.rate = 1;
     this.plan = null;
     this.request = 0;
     this.lastMedia = 0;
@@ -70,6 +72,10 @@ export class Player {
       if (!this.held && !this.video.ended && this.wallMs !== null) onPause?.(this);
     });
     this.video.addEventListener("ended", () => this.ended());
+    // A speed picked in the video's own menu is taken up by the page, for both cameras.
+    this.video.addEventListener("ratechange", () => {
+      if (this.video.playbackRate !== this.rate) onRate?.(this, this.video.playbackRate);
+    });
     this.video.addEventListener("error", () => {
       if (!this.video.getAttribute("src")) return;
       const code = this.video.error ? this.video.error.code : "?";
@@ -123,6 +129,9 @@ export class Player {
       this.status.replaceChildren();
       this.lastMedia = 0;
       this.video.src = url;
+      // Loading a new source resets the speed to the default one: make that the chosen speed.
+      this.video.defaultPlaybackRate = this.rate;
+      this.video.playbackRate = this.rate;
       this.setWall(wallAt(plan, 0));
       await this.video.play().catch(() => {});
     } catch (error) {
@@ -135,6 +144,45 @@ export class Player {
   get active() {
     return Boolean(this.plan && this.video.getAttribute("src") && !this.video.ended) &&
       (this.held || !this.video.paused);
+  }
+
+  setRate(rate) {
+    this.rate = rate;
+    this.video.defaultPlaybackRate = rate;
+    this.video.playbackRate = rate;
+  }
+
+  get streaming() {
+    return Boolean(this.plan && this.plan.pieces.length && this.video.getAttribute("src"));
+  }
+
+  // Move to wall-clock `ms` inside the stream already loaded, if its picture is there
+  // (buffered, not in a gap); false when the page must ask for a new stream instead.
+  seekWall(ms) {
+    if (!this.streaming) return false;
+    const media = mediaAt(this.plan, ms);
+    if (media === null) return false;
+    const buffered = this.video.buffered;
+    for (let i = 0; i < buffered.length; i += 1) {
+      if (buffered.start(i) <= media && media < buffered.end(i) - 0.1) {
+        this.video.currentTime = media;
+        this.setWall(ms);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // Paused by the user (space): no longer held for the other camera.
+  pauseByUser() {
+    if (this.held) this.status.replaceChildren();
+    this.held = false;
+    delete this.video.dataset.held;
+    this.video.pause();
+  }
+
+  resume() {
+    if (this.streaming && !this.video.ended) this.video.play().catch(() => {});
   }
 
   hold() {

@@ -4,7 +4,7 @@
 import { call, footageLink } from "./api.js";
 import { parseInstant, resolveClock, showDateTime, showInstant, showSpan, showTime, toRfc3339 } from "./clock.js";
 import { L, el, errorNode } from "./dom.js";
-import { setAttr, setText, t } from "./i18n.js";
+import { addStrings, setAttr, setText, t } from "./i18n.js";
 import { Player } from "./player.js";
 import { askReason, flash, flashError, verdictBadge } from "./ui.js";
 
@@ -13,6 +13,101 @@ const POSITION_ORDER = { front: 0, back: 1 };
 const FINDING_AUTHORS = ["supervisor", "admin"];
 // Roles that see verdicts only: no findings, no export (the API refuses them anyway).
 const VERDICTS_ONLY = ["institution"];
+
+addStrings({
+  "zh-CN": {
+    "player.meta.district": "所属区县",
+    "player.meta.site": "鉴定场所",
+    "player.where.room": "考场 {room}（{kind}）",
+    "player.speed": "播放速度",
+    "player.speed.title": "{rate} 倍速（快捷键 {key}）",
+    "player.kind.gap": "缺口",
+    "player.kind.problem": "画面异常",
+    "player.kind.finding": "督导记录",
+    "player.kind.gap.plural": "缺口",
+    "player.kind.problem.plural": "画面异常",
+    "player.kind.finding.plural": "督导记录",
+    "player.jump.previous": "上一个",
+    "player.jump.next": "下一个",
+    "player.jump.previous.item": "上一条",
+    "player.jump.next.item": "下一条",
+    "player.jump.previous.gap": "上一个缺口",
+    "player.jump.next.gap": "下一个缺口",
+    "player.jump.previous.problem": "上一个画面异常",
+    "player.jump.next.problem": "下一个画面异常",
+    "player.jump.previous.finding": "上一条督导记录",
+    "player.jump.next.finding": "下一条督导记录",
+    "player.jump.none.next.gap": "此后没有缺口。",
+    "player.jump.none.previous.gap": "此前没有缺口。",
+    "player.jump.none.next.problem": "此后没有画面异常。",
+    "player.jump.none.previous.problem": "此前没有画面异常。",
+    "player.jump.none.next.finding": "此后没有督导记录。",
+    "player.jump.none.previous.finding": "此前没有督导记录。",
+    "player.jump.none.next.any": "此后没有缺口、画面异常或督导记录。",
+    "player.jump.none.previous.any": "此前没有缺口、画面异常或督导记录。",
+    "player.jump.to": "已跳到{kind} {start}{end}：{position} {camera}，{what}",
+    "player.keys.heading": "键盘快捷键",
+    "player.keys.note": "在输入框中打字时快捷键不起作用。",
+    "player.keys.space": "空格",
+    "player.keys.playPause": "两路同时播放 / 暂停",
+    "player.keys.arrows": "← / →",
+    "player.keys.seek": "后退 / 前进 5 秒",
+    "player.keys.shiftArrows": "Shift + ← / →",
+    "player.keys.seekLong": "后退 / 前进 30 秒",
+    "player.keys.brackets": "[ / ]",
+    "player.keys.jump": "上一个 / 下一个缺口、画面异常或督导记录",
+    "player.keys.digits": "1 2 3 4",
+    "player.keys.speed": "播放速度 1× 2× 4× 8×",
+    "player.keys.question": "?",
+    "player.keys.help": "打开 / 收起本说明",
+  },
+  en: {
+    "player.meta.district": "District",
+    "player.meta.site": "Site",
+    "player.where.room": "room {room} ({kind})",
+    "player.speed": "Speed",
+    "player.speed.title": "{rate}× speed (key {key})",
+    "player.kind.gap": "gap",
+    "player.kind.problem": "picture problem",
+    "player.kind.finding": "finding",
+    "player.kind.gap.plural": "Gaps",
+    "player.kind.problem.plural": "Picture problems",
+    "player.kind.finding.plural": "Findings",
+    "player.jump.previous": "Previous",
+    "player.jump.next": "Next",
+    "player.jump.previous.item": "Previous",
+    "player.jump.next.item": "Next",
+    "player.jump.previous.gap": "Previous gap",
+    "player.jump.next.gap": "Next gap",
+    "player.jump.previous.problem": "Previous picture problem",
+    "player.jump.next.problem": "Next picture problem",
+    "player.jump.previous.finding": "Previous finding",
+    "player.jump.next.finding": "Next finding",
+    "player.jump.none.next.gap": "No gap after this point.",
+    "player.jump.none.previous.gap": "No gap before this point.",
+    "player.jump.none.next.problem": "No picture problem after this point.",
+    "player.jump.none.previous.problem": "No picture problem before this point.",
+    "player.jump.none.next.finding": "No finding after this point.",
+    "player.jump.none.previous.finding": "No finding before this point.",
+    "player.jump.none.next.any": "No gap, picture problem or finding after this point.",
+    "player.jump.none.previous.any": "No gap, picture problem or finding before this point.",
+    "player.jump.to": "Jumped to {kind} {start}{end}: {position} {camera}, {what}",
+    "player.keys.heading": "Keyboard shortcuts",
+    "player.keys.note": "Shortcuts do nothing while you type in a field.",
+    "player.keys.space": "Space",
+    "player.keys.playPause": "play / pause both cameras",
+    "player.keys.arrows": "← / →",
+    "player.keys.seek": "back / forward 5 s",
+    "player.keys.shiftArrows": "Shift + ← / →",
+    "player.keys.seekLong": "back / forward 30 s",
+    "player.keys.brackets": "[ / ]",
+    "player.keys.jump": "previous / next gap, picture problem or finding",
+    "player.keys.digits": "1 2 3 4",
+    "player.keys.speed": "speed 1× 2× 4× 8×",
+    "player.keys.question": "?",
+    "player.keys.help": "show / hide this list",
+  },
+});
 
 const byPosition = (a, b) =>
   (POSITION_ORDER[a.position] ?? 9) - (POSITION_ORDER[b.position] ?? 9) ||
@@ -33,21 +128,24 @@ function inService(camera, coverage) {
   return { ...camera, from, until, fromMs, untilMs };
 }
 
-export function renderSitting(container, code, me) {
+// `options.at` (RFC 3339, from a link such as the findings page's) starts both players there.
+export function renderSitting(container, code, me, options = {}) {
   const view = {
     alive: true,
     players: [],
+    cleanups: [],
     dispose() {
       this.alive = false;
       for (const player of this.players) player.stop();
+      for (const cleanup of this.cleanups) cleanup();
     },
   };
   container.replaceChildren(el("p", { class: "muted" }, L("sitting.loading")));
-  load(container, code, me, view);
+  load(container, code, me, view, options);
   return view;
 }
 
-async function load(container, code, me, view) {
+async function load(container, code, me, view, options) {
   const base = `/api/v1/sittings/${encodeURIComponent(code)}`;
   let summary, coverage, segments;
   try {
@@ -78,6 +176,11 @@ async function load(container, code, me, view) {
       .sort(byPositionThenService),
     timelines: new Map(),
     findingsForm: null,
+    // The speed both players run at, and the instant last asked for (a jump, a seek, a typed
+    // time): until the picture reaches it, "where we are" is that instant.
+    speed: 1,
+    requestedMs: null,
+    findings: [],
   };
   ctx.playAll = (ms) => playAll(ctx, ms);
 
@@ -91,23 +194,57 @@ async function load(container, code, me, view) {
     segmentsSection(ctx, segments),
   ];
   container.replaceChildren(...sections.filter(Boolean));
+  if (!verdictsOnly) {
+    const onKey = (event) => shortcut(ctx, event);
+    document.addEventListener("keydown", onKey);
+    view.cleanups.push(() => document.removeEventListener("keydown", onKey));
+  }
+  const at = options.at ? parseInstantOrNull(options.at) : null;
+  if (at !== null && at >= ctx.startMs && at <= ctx.endMs && !verdictsOnly) {
+    for (const timeline of ctx.timelines.values()) timeline.setPick(at);
+    ctx.playAll(at);
+  }
+}
+
+function parseInstantOrNull(text) {
+  try {
+    return parseInstant(text).ms;
+  } catch {
+    return null;
+  }
 }
 
 function backLink() {
   return el("p", {}, el("a", { href: "#/", class: "back", id: "back-link" }, L("nav.back")));
 }
 
+// "Name (CODE)" when the API gives the name, the code alone otherwise.
+const named = (name, code) => (name ? `${name}（${code}）` : code);
+
 function headerSection(ctx, summary, coverage, verdictsOnly) {
   const meta = [
+    ["sitting.meta.institution", named(summary.institution_name, summary.institution)],
+    summary.district ? ["player.meta.district", summary.district] : null,
     ["sitting.meta.room", `${summary.room} · ${t(`kind.${summary.kind}`)}`],
-    ["sitting.meta.institution", summary.institution],
+    summary.site_address ? ["player.meta.site", summary.site_address] : null,
     ["sitting.meta.occupation", `${summary.occupation} / ${summary.level}`],
     ["sitting.meta.time", showSpan(summary.starts_at, summary.ends_at)],
     ["sitting.meta.required", showSpan(coverage.required_start, coverage.required_end)],
     ["sitting.meta.checked", showInstant(coverage.computed_at)],
   ];
   const list = el("dl", { class: "meta" });
-  for (const [key, value] of meta) list.append(el("dt", {}, L(key)), el("dd", {}, value));
+  for (const [key, value] of meta.filter(Boolean)) {
+    list.append(el("dt", {}, L(key)), el("dd", {}, value));
+  }
+  // Who and where at a glance, under the code: the institution's and the room's names.
+  const where = el(
+    "p",
+    { class: "sitting-where", id: "sitting-where" },
+    el("span", { class: "sitting-where-institution" }, summary.institution_name ?? summary.institution),
+    " · ",
+    L("player.where.room", { room: summary.room, kind: `@kind.${summary.kind}` }),
+    summary.site_address ? [" · ", summary.site_address] : null,
+  );
   const exportButton = verdictsOnly
     ? null
     : el("button", { type: "button", id: "export-button", class: "primary" }, L("export.button"));
@@ -127,6 +264,7 @@ function headerSection(ctx, summary, coverage, verdictsOnly) {
       ),
       exportButton,
     ),
+    where,
     list,
   );
 }
@@ -250,6 +388,7 @@ function coverageRow(ctx, camera) {
     bar.setAttribute("aria-valuenow", String(Math.round((timeline.pickMs - ctx.startMs) / 1000)));
     bar.setAttribute("aria-valuetext", showTime(timeline.pickMs, ctx.offsetMin));
   };
+  timeline.setPick = setPick;
   bar.addEventListener("click", (event) => {
     const box = bar.getBoundingClientRect();
     const ratio = Math.min(Math.max((event.clientX - box.left) / box.width, 0), 1);
@@ -424,6 +563,7 @@ function playbackSection(ctx) {
           keepInStep(ctx);
         },
         onPause: (player) => ctx.findingsForm?.prefill(player),
+        onRate: (_player, rate) => setSpeed(ctx, rate),
       }),
   );
   ctx.view.players = players;
@@ -441,7 +581,9 @@ function playbackSection(ctx) {
     el("p", { class: "small check-line" }, sync, el("label", { for: "play-sync" }, L("play.sync"))),
     el("p", { class: "muted small", id: "play-hint" }, L("play.hint")),
     error,
+    controlsBar(ctx),
     el("div", { class: "players" }, players.map((player) => player.node)),
+    shortcutsHelp(ctx),
   );
 }
 
@@ -459,8 +601,10 @@ function keepInStep(ctx) {
     return;
   }
   const slowest = Math.min(...running.map((player) => player.wallMs));
+  // Faster playback moves each clock further between two timeupdate events (about 250 ms).
+  const allowed = STEP_MS + (ctx.speed - 1) * 400;
   for (const player of active) {
-    if (!player.held && player.wallMs > slowest + STEP_MS) player.hold();
+    if (!player.held && player.wallMs > slowest + allowed) player.hold();
     else if (player.held && player.wallMs <= slowest + 300) player.release();
   }
 }
@@ -469,6 +613,7 @@ function playAll(ctx, requested) {
   // Playback needs a moment before the interval's end to show anything (end > at).
   const ms = Math.min(Math.max(requested, ctx.startMs), ctx.endMs - 1000);
   ctx.playInput.value = showTime(ms, ctx.offsetMin);
+  ctx.requestedMs = ms;
   for (const player of ctx.players) player.play(ms);
 }
 
@@ -477,6 +622,267 @@ function moveCursor(ctx, camera, ms) {
   if (!timeline) return;
   timeline.cursor.hidden = false;
   timeline.cursor.style.left = `${Math.min(Math.max(percentOf(ctx, ms), 0), 100)}%`;
+}
+
+// --- speed, jumps and keyboard ----------------------------------------------------------
+
+export const SPEEDS = [1, 2, 4, 8];
+const SEEK_MS = 5000;
+const SEEK_LONG_MS = 30000;
+// A mark this close behind the current instant still counts as "here" for "previous", so a
+// second press goes one further back instead of replaying the same mark.
+const PREVIOUS_SLACK_MS = 2000;
+const JUMP_KINDS = ["gap", "problem", "finding"];
+
+// Both cameras at `rate`; a speed the buttons do not offer (picked in a video's own menu) runs
+// both too, with no button pressed.
+function setSpeed(ctx, rate) {
+  if (!(rate > 0) || rate === ctx.speed) return;
+  ctx.speed = rate;
+  for (const player of ctx.players) player.setRate(rate);
+  for (const button of ctx.speedButtons ?? []) {
+    button.setAttribute("aria-pressed", String(Number(button.dataset.speed) === rate));
+  }
+}
+
+// Every place worth a look, from the data the page already has: each camera's gaps and picture
+// problems (coverage report) and the findings not withdrawn, in time order.
+function marks(ctx) {
+  const found = [];
+  for (const camera of ctx.cameras) {
+    for (const gap of camera.gaps) {
+      found.push({
+        kind: "gap",
+        ms: parseInstant(gap.start).ms,
+        endMs: parseInstant(gap.end).ms,
+        camera,
+        what: `@cause.${gap.cause}`,
+      });
+    }
+    for (const flag of camera.health) {
+      found.push({
+        kind: "problem",
+        ms: parseInstant(flag.start).ms,
+        endMs: parseInstant(flag.end).ms,
+        camera,
+        what: `@health.${flag.kind}`,
+      });
+    }
+  }
+  for (const finding of ctx.findings) {
+    const camera = ctx.cameras.find((c) => c.camera === finding.camera) ?? {
+      camera: finding.camera,
+      position: "front",
+    };
+    found.push({
+      kind: "finding",
+      ms: parseInstant(finding.observed_from).ms,
+      endMs: finding.observed_until ? parseInstant(finding.observed_until).ms : null,
+      camera,
+      what: `@category.${finding.category}`,
+    });
+  }
+  return found.sort((a, b) => a.ms - b.ms || (a.endMs ?? a.ms) - (b.endMs ?? b.ms));
+}
+
+// Where the supervisor is: the slowest camera's picture (a camera held for the other is ahead),
+// or the instant last asked for while the picture has not reached it yet (it starts at the
+// keyframe before), or the typed time when nothing plays.
+function position(ctx) {
+  const clocks = ctx.players
+    .filter((player) => player.streaming && player.wallMs !== null && !player.held)
+    .map((player) => player.wallMs);
+  if (!clocks.length) {
+    if (ctx.requestedMs !== null) return ctx.requestedMs;
+    const typed = resolveClock(ctx.playInput.value, ctx.startMs, ctx.endMs, ctx.offsetMin);
+    return typed ?? ctx.startMs;
+  }
+  const clock = Math.min(...clocks);
+  return ctx.requestedMs !== null && clock < ctx.requestedMs ? ctx.requestedMs : clock;
+}
+
+function jump(ctx, kind, direction) {
+  const here = position(ctx);
+  const candidates = marks(ctx).filter((mark) => kind === "any" || mark.kind === kind);
+  // Before anything was played, a mark right at the typed time (a gap from the very start)
+  // is the next one; after that, "next" means later than the picture.
+  const fresh = ctx.requestedMs === null && !ctx.players.some((player) => player.streaming);
+  const after = fresh ? here - 1 : here + 500;
+  const target =
+    direction > 0
+      ? candidates.find((mark) => mark.ms > after)
+      : candidates.filter((mark) => mark.ms < here - PREVIOUS_SLACK_MS).pop();
+  if (!target) {
+    setText(ctx.jumpStatus, `player.jump.none.${direction > 0 ? "next" : "previous"}.${kind}`);
+    return;
+  }
+  const vars = {
+    kind: `@player.kind.${target.kind}`,
+    start: showTime(target.ms, ctx.offsetMin),
+    end: target.endMs === null ? "" : `–${showTime(target.endMs, ctx.offsetMin)}`,
+    position: `@position.${target.camera.position}`,
+    camera: target.camera.camera,
+    what: target.what,
+  };
+  setText(ctx.jumpStatus, "player.jump.to", vars);
+  ctx.jumpStatus.dataset.target = toRfc3339(target.ms, ctx.offsetMin);
+  for (const timeline of ctx.timelines.values()) timeline.setPick(target.ms);
+  ctx.playAll(target.ms);
+}
+
+// Arrow keys: move both pictures by `deltaMs`, inside the streams already loaded when both have
+// the picture there, else by asking for new streams from that instant.
+function seekBy(ctx, deltaMs) {
+  const target = Math.min(Math.max(position(ctx) + deltaMs, ctx.startMs), ctx.endMs - 1000);
+  const streaming = ctx.players.filter((player) => player.streaming);
+  if (streaming.length === ctx.players.length && streaming.length) {
+    const moved = streaming.map((player) => player.seekWall(target));
+    if (moved.every(Boolean)) {
+      ctx.requestedMs = target;
+      ctx.playInput.value = showTime(target, ctx.offsetMin);
+      for (const player of streaming) player.release();
+      return;
+    }
+  }
+  ctx.playAll(target);
+}
+
+function togglePlay(ctx) {
+  const streams = ctx.players.filter((player) => player.streaming && !player.video.ended);
+  if (!streams.length) {
+    ctx.playAll(position(ctx));
+    return;
+  }
+  if (streams.some((player) => player.held || !player.video.paused)) {
+    for (const player of streams) player.pauseByUser();
+  } else {
+    for (const player of streams) player.resume();
+  }
+}
+
+// Keys for the whole sitting page; never while typing (a text field, a list box, an open
+// dialog), and never instead of what a focused control does with the same key.
+function shortcut(ctx, event) {
+  if (event.defaultPrevented || event.isComposing) return;
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  if (!ctx.view.alive || document.querySelector("dialog[open]")) return;
+  const target = event.target instanceof Element ? event.target : null;
+  if (target?.closest("input, textarea, select, [contenteditable]:not([contenteditable='false'])")) {
+    return;
+  }
+  const onControl = target?.closest("button, a[href], summary, [role='slider']");
+  const key = event.key;
+  if (key === " ") {
+    if (onControl) return;
+    togglePlay(ctx);
+  } else if (key === "ArrowLeft" || key === "ArrowRight") {
+    if (target?.closest("[role='slider']")) return;
+    const step = event.shiftKey ? SEEK_LONG_MS : SEEK_MS;
+    seekBy(ctx, key === "ArrowLeft" ? -step : step);
+  } else if (key === "[" || key === "]") {
+    jump(ctx, "any", key === "]" ? 1 : -1);
+  } else if (/^[1-4]$/.test(key)) {
+    setSpeed(ctx, SPEEDS[Number(key) - 1]);
+  } else if (key === "?") {
+    ctx.shortcutsBox.open = !ctx.shortcutsBox.open;
+  } else {
+    return;
+  }
+  event.preventDefault();
+}
+
+function controlsBar(ctx) {
+  const speedLabel = el("span", { id: "speed-label", class: "player-controls-label" }, L("player.speed"));
+  ctx.speedButtons = SPEEDS.map((rate) => {
+    const button = el(
+      "button",
+      {
+        type: "button",
+        class: "player-speed",
+        "aria-pressed": String(rate === ctx.speed),
+        dataset: { speed: String(rate) },
+      },
+      `${rate}×`,
+    );
+    setAttr(button, "title", "player.speed.title", { rate, key: SPEEDS.indexOf(rate) + 1 });
+    button.addEventListener("click", () => setSpeed(ctx, rate));
+    return button;
+  });
+  const jumpGroups = JUMP_KINDS.map((kind) => {
+    const count = el("span", { class: "player-jump-count", dataset: { kind } });
+    const label = el(
+      "span",
+      { id: `jump-label-${kind}`, class: "player-controls-label" },
+      L(`player.kind.${kind}.plural`),
+      count,
+    );
+    const buttons = [-1, 1].map((direction) => {
+      const way = direction > 0 ? "next" : "previous";
+      const button = el(
+        "button",
+        { type: "button", class: `player-jump player-jump-${way}`, dataset: { kind, way } },
+        // Chinese counts findings by 条, gaps and problems by 个.
+        L(kind === "finding" ? `player.jump.${way}.item` : `player.jump.${way}`),
+      );
+      // The accessible name says what the visible word leaves to its group: "next gap".
+      setAttr(button, "aria-label", `player.jump.${way}.${kind}`);
+      button.addEventListener("click", () => jump(ctx, kind, direction));
+      return button;
+    });
+    return el(
+      "div",
+      { class: "player-jump-group", role: "group", "aria-labelledby": `jump-label-${kind}` },
+      label,
+      buttons,
+    );
+  });
+  ctx.jumpStatus = el("p", { id: "jump-status", class: "small", role: "status" });
+  ctx.refreshMarks = () => {
+    const all = marks(ctx);
+    for (const kind of JUMP_KINDS) {
+      const n = all.filter((mark) => mark.kind === kind).length;
+      const group = jumpGroups[JUMP_KINDS.indexOf(kind)];
+      group.querySelector(".player-jump-count").textContent = ` (${n})`;
+      for (const button of group.querySelectorAll("button")) button.disabled = n === 0;
+    }
+  };
+  ctx.refreshMarks();
+  return el(
+    "div",
+    { class: "player-controls", id: "player-controls" },
+    el(
+      "div",
+      { class: "player-speed-group", role: "group", "aria-labelledby": "speed-label" },
+      speedLabel,
+      ctx.speedButtons,
+    ),
+    jumpGroups,
+    ctx.jumpStatus,
+  );
+}
+
+function shortcutsHelp(ctx) {
+  const rows = [
+    ["player.keys.space", "player.keys.playPause"],
+    ["player.keys.arrows", "player.keys.seek"],
+    ["player.keys.shiftArrows", "player.keys.seekLong"],
+    ["player.keys.brackets", "player.keys.jump"],
+    ["player.keys.digits", "player.keys.speed"],
+    ["player.keys.question", "player.keys.help"],
+  ];
+  const list = el("dl", { class: "player-keys" });
+  for (const [keys, does] of rows) {
+    list.append(el("dt", {}, el("kbd", {}, L(keys))), el("dd", {}, L(does)));
+  }
+  const box = el(
+    "details",
+    { class: "player-shortcuts small", id: "shortcuts" },
+    el("summary", {}, L("player.keys.heading")),
+    el("p", { class: "muted" }, L("player.keys.note")),
+    list,
+  );
+  ctx.shortcutsBox = box;
+  return box;
 }
 
 // --- findings ---------------------------------------------------------------------------
@@ -496,6 +902,8 @@ function findingsSection(ctx) {
     try {
       const body = await call(`${ctx.base}/findings`);
       if (!ctx.view.alive) return;
+      ctx.findings = body.findings.filter((finding) => !finding.withdrawn_at);
+      ctx.refreshMarks?.();
       list.replaceChildren(findingsList(ctx, body, reload));
       if (body.review_closed_at) {
         formBox.replaceChildren(

@@ -13,10 +13,11 @@ import json
 import logging
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, literal, select, tuple_
 
 from services.background import BackgroundThread
 from services.ledger.checkpoints import (
@@ -295,3 +296,79 @@ class WitnessCosigner(BackgroundThread):
                     "checkpoint %d cosigned by witness %s", checkpoint.size, item.witness_key_id
                 )
         return gained
+
+
+@dataclass(frozen=True)
+class CosignatureVerdict:
+    """What `ledger verify` says of the stored cosignatures: how many verified with a configured
+    witness key, how many came from a witness no longer configured (not checkable here), and
+    the first that failed, if any."""
+
+    verified: int
+    unknown_witness: int
+    mismatch: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.mismatch is None
+
+
+def verify_stored_cosignatures(
+    session: Any, store: BlobStore, witnesses: list[WitnessEndpoint], batch: int = 1000
+) -> CosignatureVerdict:
+    """Re-check every kept cosignature against the stored checkpoint of its size and the
+    configured witness's key. A row changed in the database (its signature, its root or its
+    time) no longer verifies, and a row whose checkpoint file is gone is named: a cosignature is
+    only worth keeping if anyone can check it later."""
+    keys = {witness.key_id: witness.public_key for witness in witnesses}
+    verified = unknown = 0
+    checkpoints: dict[int, Checkpoint | str] = {}
+    after: tuple[int, str] = (-1, "")
+    while True:
+        rows = session.scalars(
+            select(LedgerCosignature)
+            .where(
+                tuple_(LedgerCosignature.checkpoint_size, LedgerCosignature.witness_key_id)
+                > tuple_(literal(after[0]), literal(after[1]))
+            )
+            .order_by(LedgerCosignature.checkpoint_size, LedgerCosignature.witness_key_id)
+            .limit(batch)
+        ).all()
+        if not rows:
+            return CosignatureVerdict(verified, unknown, None)
+        for row in rows:
+            after = (row.checkpoint_size, row.witness_key_id)
+            name = (
+                f"cosignature of checkpoint {row.checkpoint_size} by witness {row.witness_key_id}"
+            )
+            public_key = keys.get(row.witness_key_id)
+            if public_key is None:
+                unknown += 1
+                continue
+            checkpoint = checkpoints.get(row.checkpoint_size)
+            if checkpoint is None:
+                checkpoint = _stored_checkpoint(store, row.checkpoint_size)
+                checkpoints = {row.checkpoint_size: checkpoint}  # rows come size by size
+            if isinstance(checkpoint, str):
+                return CosignatureVerdict(verified, unknown, f"{name}: {checkpoint}")
+            cosignature = Cosignature(
+                witness_key_id=row.witness_key_id,
+                checkpoint_size=row.checkpoint_size,
+                checkpoint_root=row.checkpoint_root,
+                timestamp=row.timestamp,
+                signature=row.signature,
+            )
+            problem = verify_cosignature(cosignature, checkpoint, public_key)
+            if problem is not None:
+                return CosignatureVerdict(verified, unknown, f"{name}: {problem}")
+            verified += 1
+
+
+def _stored_checkpoint(store: BlobStore, size: int) -> Checkpoint | str:
+    """The stored checkpoint of `size`, or why it cannot be read."""
+    try:
+        return Checkpoint.from_json(read_stored(store, checkpoint_key(size)))
+    except (BlobStoreError, OSError) as exc:  # the local store says FileNotFoundError
+        return f"its checkpoint {checkpoint_key(size)} cannot be read from the store: {exc}"
+    except CheckpointFormatError as exc:
+        return f"its checkpoint {checkpoint_key(size)} is not a checkpoint: {exc}"

@@ -46,7 +46,7 @@ from tests.api.conftest import (
     make_user,
     sitting_row,
 )
-from tests.conftest import CAMERA_FRONT, ROOM
+from tests.conftest import CAMERA_FRONT, REGISTRY, ROOM
 
 ROLES = ("anonymous", "admin", "district_officer", "supervisor", "institution", "camera_host")
 OK = "ok"
@@ -472,6 +472,26 @@ MATRIX: dict[tuple[str, str], Rule] = {
         ),
         _admin_only(),
     ),
+    ("POST", "/api/v1/users/{name}/password"): Rule(
+        lambda ctx, role, which: ("POST", f"/api/v1/users/{_new_user(ctx)}/password", {}),
+        _admin_only(),
+    ),
+    ("POST", "/api/v1/imports/registry"): Rule(
+        lambda ctx, role, which: (
+            "POST",
+            "/api/v1/imports/registry?dry_run=true",
+            {"content": json.dumps(REGISTRY).encode("utf-8")},
+        ),
+        _admin_only(),
+    ),
+    ("POST", "/api/v1/imports/schedule"): Rule(
+        lambda ctx, role, which: (
+            "POST",
+            "/api/v1/imports/schedule?dry_run=true",
+            {"content": b"sitting_code,room_code,kind,occupation,level,starts_at,ends_at\n"},
+        ),
+        _admin_only(),
+    ),
     ("GET", "/api/v1/assignments"): Rule(_get("/api/v1/assignments"), _admin_only()),
     ("POST", "/api/v1/assignments"): Rule(
         lambda ctx, role, which: (
@@ -518,6 +538,19 @@ MATRIX: dict[tuple[str, str], Rule] = {
             {"json": {"reason": "matrix"}},
         ),
         _admin_only(),
+    ),
+    # Across sittings: the centre and district officers (a foreign sitting narrows to nothing,
+    # tests/api/test_player.py checks the rows); supervisors read per sitting only.
+    ("GET", "/api/v1/findings"): Rule(
+        lambda ctx, role, which: ("GET", f"/api/v1/findings?sitting={ctx.sitting(which)}", {}),
+        _expect(
+            anonymous=401,
+            admin=OK,
+            district_officer=OK,
+            supervisor=403,
+            institution=403,
+            camera_host=403,
+        ),
     ),
     ("GET", "/api/v1/sittings/{code}/findings"): Rule(
         lambda ctx, role, which: ("GET", f"/api/v1/sittings/{ctx.sitting(which)}/findings", {}),

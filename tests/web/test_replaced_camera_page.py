@@ -147,7 +147,7 @@ def test_a_replaced_camera_has_its_own_row_and_is_not_in_service_outside_its_par
     tables = page.locator("#segments .segments-camera h3").all_text_contents()
     assert [text.split("：")[0] for text in tables] == [CAMERA_FRONT, CAMERA_BACK, CAMERA_NEW_BACK]
 
-    page.get_by_role("button", name="切换到英文界面").click()
+    page.locator("#lang-toggle").click()
     assert "not in service" in page.locator("#coverage .legend").inner_text()
     [old] = _bands(page, CAMERA_BACK, "out-of-service")
     assert old["title"] == "not in service 09:00:30–09:01:00 (no footage required)"

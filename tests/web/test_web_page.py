@@ -149,7 +149,7 @@ def test_english_labels_after_the_switch_and_after_a_reload(
     _open_sitting(page, server, "OWN-1")
     assert page.locator("#coverage-heading").inner_text() == "录像覆盖"
 
-    page.get_by_role("button", name="切换到英文界面").click()
+    page.locator("#lang-toggle").click()
     assert page.locator("html").get_attribute("lang") == "en"
     assert page.locator("#findings-heading").inner_text() == "Findings"
     assert page.locator("#play-heading").inner_text() == "Playback"
@@ -227,3 +227,18 @@ def test_a_camera_that_skips_a_gap_waits_for_the_other(
     back_at = datetime.fromisoformat(str(back_clock.get_attribute("data-wall")))
     assert front_at >= START + timedelta(seconds=39)
     assert abs((front_at - back_at).total_seconds()) < 3
+
+
+def test_list_and_sitting_pages_pass_axe(server: str, page: Page, footage: Services) -> None:
+    """The supervisor's list and sitting pages have no serious accessibility violation."""
+    from tests.web.a11y import assert_accessible
+    from tests.web.artifacts import screenshots
+
+    _supervisor(footage, "axe-sup", "OWN-1")
+    log_in(page, server, "axe-sup")
+    expect(page.locator("#sittings-table")).to_be_visible()
+    assert_accessible(page, "the sittings list")
+    page.locator("a", has_text="OWN-1").click()
+    expect(page.locator("h1", has_text="OWN-1")).to_be_visible()
+    assert_accessible(page, "a sitting")
+    assert all(path.stat().st_size > 0 for path in screenshots(page, "supervisor-sitting"))

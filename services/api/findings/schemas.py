@@ -3,7 +3,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from services.api.deps import BoundedAwareDatetime
-from services.evidence.findings import MAX_TEXT, FindingCategory
+from services.evidence.findings import MAX_TEXT, FindingCategory, FindingStatus
 
 
 class FindingIn(BaseModel):
@@ -56,3 +56,43 @@ class ReviewOut(BaseModel):
     sitting: str
     review_closed_at: str | None
     review_closed_by: str | None
+
+
+class ListedFindingOut(BaseModel):
+    id: int
+    sitting: str
+    sitting_starts_at: str = Field(description="RFC 3339 with offset")
+    sitting_ends_at: str
+    institution: str = Field(description="institution code")
+    institution_name: str
+    district: str
+    camera: str
+    position: str = Field(description="front | back | ...")
+    category: FindingCategory
+    observed_from: str = Field(description="RFC 3339 with offset")
+    observed_until: str | None
+    text: str
+    author: str
+    created_at: str
+    updated_at: str
+    revision: int
+    withdrawn_at: str | None
+    status: FindingStatus = Field(
+        description="open (review open) | final (review closed) | withdrawn"
+    )
+
+
+class InstitutionChoice(BaseModel):
+    code: str
+    name: str
+    district: str
+
+
+class ScopedFindingList(BaseModel):
+    findings: list[ListedFindingOut]
+    total: int = Field(description="findings matching the filter, over all pages")
+    limit: int
+    offset: int
+    institutions: list[InstitutionChoice] = Field(
+        description="the institutions in the caller's scope, for the filter"
+    )

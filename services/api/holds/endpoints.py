@@ -23,7 +23,13 @@ from services.api.deps import (
     ServicesDep,
 )
 from services.api.errors import ApiError
-from services.retention.holds import HoldError, HoldRequest, place_hold, release_hold
+from services.retention.holds import (
+    HoldError,
+    HoldRequest,
+    place_hold,
+    protection,
+    release_hold,
+)
 from services.timefmt import rfc3339, rfc3339_or_none
 from storage.models import Camera, Hold, Sitting
 
@@ -59,13 +65,46 @@ class HoldOut(BaseModel):
     released_by: str | None
     released_at: str | None
     release_reason: str | None
+    sitting: str | None = Field(default=None, description="sitting code")
+    camera: str | None = Field(default=None, description="camera code")
+    protects: ProtectsOut | None = None
+
+
+class ProtectsOut(BaseModel):
+    segments: int = Field(description="stored segments the hold covers now")
+    bytes: int
+    until: str = Field(default="released", description="a hold lasts until it is released")
+    earliest_expiry: str | None = Field(
+        description="when the first of them would go without the hold (RFC 3339)"
+    )
+    latest_expiry: str | None = Field(description="when the last of them would go")
 
 
 class HoldList(BaseModel):
     holds: list[HoldOut]
 
 
-def _out(hold: Hold, services: ServicesDep) -> HoldOut:
+def _out(hold: Hold, services: ServicesDep, session: Session | None = None) -> HoldOut:
+    zone = services.settings.zone
+    out = _plain(hold, services)
+    if session is None:
+        return out
+    sitting = session.get(Sitting, hold.sitting_id) if hold.sitting_id else None
+    camera = session.get(Camera, hold.camera_id) if hold.camera_id else None
+    kept = protection(session, hold.id)
+    out.sitting = sitting.code if sitting else None
+    out.camera = camera.code if camera else None
+    out.protects = ProtectsOut(
+        segments=kept.segments,
+        bytes=kept.bytes,
+        until="released" if hold.released_at is None else "released already",
+        earliest_expiry=rfc3339_or_none(kept.earliest_expiry, zone),
+        latest_expiry=rfc3339_or_none(kept.latest_expiry, zone),
+    )
+    return out
+
+
+def _plain(hold: Hold, services: ServicesDep) -> HoldOut:
     zone = services.settings.zone
     return HoldOut(
         id=hold.id,
@@ -150,7 +189,7 @@ def list_holds(
     with services.db.read() as session:
         return HoldList(
             holds=[
-                _out(hold, services)
+                _out(hold, services, session)
                 for hold in session.scalars(query)
                 if _visible(session, hold, subject, services)
             ]
@@ -172,7 +211,7 @@ def post_hold(body: HoldIn, services: ServicesDep, subject: HoldKeeper) -> HoldO
     def work(session: Session) -> HoldOut:
         _check_target(session, request, subject, services)
         hold = place_hold(session, services.store, services.settings, request, actor=subject.actor)
-        return _out(hold, services)
+        return _out(hold, services, session)
 
     try:
         return services.db.run_write(work)
@@ -199,7 +238,7 @@ def post_release(
             actor=subject.actor,
             reason=body.reason,
         )
-        return _out(hold, services)
+        return _out(hold, services, session)
 
     try:
         return services.db.run_write(work)

@@ -1,5 +1,6 @@
-"""Operations: liveness and readiness (no auth: nothing here is evidence), and Prometheus
-metrics behind their own bearer token (EXAMVAULT_METRICS_TOKEN; off without one).
+"""Operations: liveness and readiness (no auth for the verdict; readiness's details only for the
+metrics token), and Prometheus metrics behind their own bearer token (EXAMVAULT_METRICS_TOKEN;
+off without one).
 
 `/healthz` and `/readyz` are `async` and touch no dependency: they never wait for a thread of
 the pool that requests share, so they answer while the store or the database hangs.
@@ -35,9 +36,10 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="The database and blob store answered the last background check, the disk has room",
+    summary="Ready or not, by coarse check (database, blob_store, migrations, disk); the "
+    "problems themselves only for the metrics token",
 )
-async def readyz(services: ServicesDep) -> JSONResponse:
+async def readyz(request: Request, services: ServicesDep) -> JSONResponse:
     readiness = services.readiness
     # Normally started with the app; started here too for an app run without its lifespan.
     readiness.start()
@@ -46,9 +48,27 @@ async def readyz(services: ServicesDep) -> JSONResponse:
             break
         await asyncio.sleep(0.05)
     problems = readiness.problems()
-    if problems:
-        return JSONResponse({"status": "unavailable", "problems": problems}, status_code=503)
-    return JSONResponse({"status": "ready"})
+    body: dict[str, object] = {
+        "status": "unavailable" if problems else "ready",
+        "checks": {
+            name: "ok" if ok else "failing" for name, ok in readiness.dependency_up().items()
+        },
+    }
+    # A load balancer needs only the verdict; the problems name hosts, buckets, paths and
+    # driver errors, so only the operator's scraper (the /metrics token) reads them. A wrong
+    # or missing token still gets the verdict: a probe must never fail on credentials.
+    if problems and _is_scraper(request, services.settings.metrics_token):
+        body["problems"] = problems
+    return JSONResponse(body, status_code=503 if problems else 200)
+
+
+def _is_scraper(request: Request, expected: str | None) -> bool:
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    return (
+        expected is not None
+        and scheme.lower() == "bearer"
+        and hmac.compare_digest(presented.strip().encode(), expected.encode())
+    )
 
 
 def _metrics_reader(request: Request, services: ServicesDep) -> None:
@@ -59,10 +79,7 @@ def _metrics_reader(request: Request, services: ServicesDep) -> None:
         raise ApiError(
             404, "metrics_off", "metrics are off: set EXAMVAULT_METRICS_TOKEN and scrape with it"
         )
-    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        presented.strip().encode(), expected.encode()
-    ):
+    if not _is_scraper(request, expected):
         raise ApiError(401, "unauthorized", "/metrics needs the bearer token of the scraper")
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from services.access.people import (
@@ -22,6 +23,7 @@ from services.access.people import (
     disable_user,
     normalise_user_name,
     open_login_session,
+    reset_password,
     revoke_assignment,
 )
 from services.access.tokens import TokenError, create_token, revoke_token
@@ -35,9 +37,12 @@ from services.api.deps import (
 )
 from services.api.errors import ApiError
 from services.timefmt import rfc3339, rfc3339_or_none
-from storage.models import ApiToken, Assignment, Institution, Sitting, User
+from storage.models import ApiToken, Assignment, Institution, Room, Site, Sitting, User
 
 router = APIRouter(tags=["people"])
+
+# One page of history is plenty for a person or a sitting; the list is never unbounded.
+MAX_ASSIGNMENTS_LISTED = 5000
 
 
 class TokenOut(BaseModel):
@@ -109,6 +114,12 @@ class UserDetail(BaseModel):
 
 class UserList(BaseModel):
     users: list[UserDetail]
+
+
+class PasswordReset(BaseModel):
+    name: str
+    password: str = Field(description="shown once; only its hash is kept")
+    sessions_ended: bool = True
 
 
 class MeOut(BaseModel):
@@ -272,16 +283,66 @@ def _assignment_out(session: Session, row: Assignment, services: ServicesDep) ->
 @router.get(
     "/api/v1/assignments",
     response_model=AssignmentList,
-    summary="Supervisor assignments (user=NAME to filter)",
+    summary="Supervisor assignments: a person's (user=NAME), or who may see a sitting "
+    "(sitting=CODE: its own and its institution's over its date) or an institution",
 )
 def list_assignments(
-    services: ServicesDep, _subject: AdminSubject, user: Annotated[str | None, Query()] = None
+    services: ServicesDep,
+    _subject: AdminSubject,
+    user: Annotated[str | None, Query(max_length=4 * MAX_USER_NAME)] = None,
+    sitting: Annotated[str | None, Query(max_length=64)] = None,
+    institution: Annotated[str | None, Query(max_length=64)] = None,
+    live: Annotated[bool, Query(description="only those granting access now")] = False,
 ) -> AssignmentList:
     query = select(Assignment).order_by(Assignment.id)
     if user is not None:
         query = query.join(User, Assignment.user_id == User.id).where(User.name == user)
     with services.db.read() as session:
-        rows = session.scalars(query).all()
+        if sitting is not None:
+            found = session.scalar(select(Sitting).where(Sitting.code == sitting))
+            if found is None:
+                raise ApiError(404, "not_found", f"no sitting {sitting!r}")
+            owner = session.scalar(
+                select(Site.institution_id)
+                .join(Room, Room.site_id == Site.id)
+                .where(Room.id == found.room_id)
+            )
+            query = query.where(
+                or_(
+                    Assignment.sitting_id == found.id,
+                    and_(
+                        Assignment.institution_id == owner,
+                        Assignment.covers_from <= found.starts_at,
+                        Assignment.covers_until > found.starts_at,
+                    ),
+                )
+            )
+        if institution is not None:
+            institution_id = session.scalar(
+                select(Institution.id).where(Institution.code == institution)
+            )
+            if institution_id is None:
+                raise ApiError(404, "not_found", f"no institution {institution!r}")
+            in_sittings = (
+                select(Sitting.id)
+                .join(Room, Sitting.room_id == Room.id)
+                .join(Site, Room.site_id == Site.id)
+                .where(Site.institution_id == institution_id)
+            )
+            query = query.where(
+                or_(
+                    Assignment.institution_id == institution_id,
+                    Assignment.sitting_id.in_(in_sittings),
+                )
+            )
+        if live:
+            now = datetime.now(UTC)
+            query = query.where(
+                Assignment.revoked_at.is_(None),
+                Assignment.valid_from <= now,
+                Assignment.valid_until > now,
+            )
+        rows = session.scalars(query.limit(MAX_ASSIGNMENTS_LISTED)).all()
         return AssignmentList(assignments=[_assignment_out(session, r, services) for r in rows])
 
 
@@ -344,6 +405,27 @@ def disable_user_route(
         return services.db.run_write(work)
     except PeopleError as exc:
         raise ApiError(409, "already_disabled", str(exc)) from exc
+
+
+@router.post(
+    "/api/v1/users/{name}/password",
+    response_model=PasswordReset,
+    summary="Reset a person's password: a new random one, shown once; their sessions end",
+)
+def reset_password_route(
+    name: str, response: Response, services: ServicesDep, subject: AdminSubject
+) -> PasswordReset:
+    # The one copy of the new password: no cache, no proxy, no back button keeps it.
+    response.headers["Cache-Control"] = "no-store"
+
+    def work(session: Session) -> PasswordReset:
+        if session.scalar(select(User.id).where(User.name == name)) is None:
+            raise ApiError(404, "not_found", f"no user {name!r}")
+        password = secrets.token_urlsafe(12)  # 16 characters, 96 bits
+        reset_password(session, name, password, actor=subject.actor)
+        return PasswordReset(name=name, password=password)
+
+    return services.db.run_write(work)
 
 
 @router.get("/api/v1/me", response_model=MeOut, summary="Who the caller is, and their access")

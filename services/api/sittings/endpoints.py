@@ -108,6 +108,12 @@ def get_sitting(code: str, services: ServicesDep, subject: SittingReader) -> Sit
     zone = services.settings.zone
     with services.db.read() as session:
         sitting = _find(session, code, subject)
+        names = session.execute(
+            select(Institution.name, Institution.district, Site.address)
+            .join(Site, Site.institution_id == Institution.id)
+            .join(Room, Room.site_id == Site.id)
+            .where(Room.id == sitting.room_id)
+        ).one()
         return SittingSummary(
             code=sitting.code,
             room=report.room,
@@ -119,6 +125,9 @@ def get_sitting(code: str, services: ServicesDep, subject: SittingReader) -> Sit
             ends_at=rfc3339(sitting.ends_at, zone),
             status=report.status.value,
             checked_at=rfc3339(report.computed_at, zone),
+            institution_name=names.name,
+            district=names.district,
+            site_address=names.address,
         )
 
 

@@ -14,6 +14,11 @@ class SittingSummary(BaseModel):
     ends_at: str
     status: str = Field(description="pending | complete | incomplete | missing")
     checked_at: str | None
+    # Names beside the codes; the single-sitting route fills them (the registry has no room
+    # names: a room is known by its code, its kind and its site's address).
+    institution_name: str | None = None
+    district: str | None = None
+    site_address: str | None = None
 
 
 class SittingList(BaseModel):

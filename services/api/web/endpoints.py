@@ -20,8 +20,10 @@ from services.api.errors import ApiError
 router = APIRouter(include_in_schema=False)
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"
-# One flat folder of plainly named files: a name that does not match cannot climb out of it.
+# Plainly named files, flat or one folder down (admin/): a name or folder that does not match
+# cannot climb out of the web folder.
 _ASSET_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*\.(?:html|js|css|svg|png|ico)")
+_FOLDER_NAME = re.compile(r"[a-z][a-z0-9_-]*")
 _MEDIA_TYPES = {
     ".html": "text/html; charset=utf-8",
     # Module scripts are refused by browsers unless served with a JavaScript type.
@@ -49,10 +51,12 @@ _HEADERS = {
 }
 
 
-def _file(name: str) -> FileResponse:
-    if not _ASSET_NAME.fullmatch(name):
+def _file(name: str, folder: str | None = None) -> FileResponse:
+    if not _ASSET_NAME.fullmatch(name) or (
+        folder is not None and not _FOLDER_NAME.fullmatch(folder)
+    ):
         raise ApiError(404, "not_found", f"no web file {name!r}")
-    path = WEB_DIR / name
+    path = WEB_DIR / folder / name if folder is not None else WEB_DIR / name
     if not path.is_file():
         raise ApiError(404, "not_found", f"no web file {name!r}")
     return FileResponse(path, media_type=_MEDIA_TYPES[path.suffix], headers=_HEADERS)
@@ -66,3 +70,11 @@ def index() -> FileResponse:
 @router.get("/web/{name}")
 def asset(name: Annotated[str, PathParam(max_length=100)]) -> FileResponse:
     return _file(name)
+
+
+@router.get("/web/{folder}/{name}")
+def folder_asset(
+    folder: Annotated[str, PathParam(max_length=40)],
+    name: Annotated[str, PathParam(max_length=100)],
+) -> FileResponse:
+    return _file(name, folder)
