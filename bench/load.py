@@ -495,6 +495,8 @@ def examvault_env(data_dir: Path, database_url: str, config: LoadConfig) -> dict
         EXAMVAULT_DATA_DIR=str(data_dir),
         EXAMVAULT_DATABASE_URL=database_url,
         EXAMVAULT_HEALTH_CHECKS="true" if config.health_checks else "false",
+        # One `serve` doing all the work (bench/scale.py measures the job queue's workers).
+        EXAMVAULT_QUEUE="in_process",
         PYTHONUNBUFFERED="1",
         PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
     )

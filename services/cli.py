@@ -70,8 +70,20 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
         if not seed_demo_if_empty(services):
             logger.info("demo data not seeded: the database already holds a registry")
-    worker = IngestWorker(services.pipeline)
-    app = create_app(services, worker=worker, jobs=services.background_jobs(scheduled_purge=True))
+    if settings.uses_job_queue:
+        # PostgreSQL: uploads become jobs that `examvault worker`s take; the spool, health,
+        # sweeps, checkpoints and the purge are theirs too (docs/architecture.md).
+        from services.jobs import JobQueue, queue_depths
+
+        services.metrics.watch_queue(lambda: queue_depths(services))
+        app = create_app(
+            services, jobs=services.background_jobs(queued=True), job_queue=JobQueue(services)
+        )
+    else:
+        worker = IngestWorker(services.pipeline)
+        app = create_app(
+            services, worker=worker, jobs=services.background_jobs(scheduled_purge=True)
+        )
     # Everything imported and built so far lives as long as the process: freezing it keeps the
     # collector's full passes (35-47 ms each, measured by bench/coverage.py) from walking it
     # again and again in the middle of requests.
@@ -89,10 +101,32 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def cmd_worker(_args: argparse.Namespace, settings: Settings) -> int:
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     from services.ingest.worker import IngestWorker
 
     services = _services(settings, store_may_be_down=True)
+    if settings.uses_job_queue:
+        from services.jobs import QUEUES, run_worker
+
+        queues = [name.strip() for name in (args.queues or ",".join(QUEUES)).split(",")]
+        unknown = sorted(set(queues) - set(QUEUES) - {""})
+        if unknown or not any(queues):
+            services.close()
+            raise CommandError(
+                f"--queues takes a comma-separated list of {', '.join(QUEUES)}, not {args.queues!r}"
+            )
+        concurrency = args.concurrency or settings.queue_concurrency
+        logger.info("worker taking jobs from %s (%d at a time)", ", ".join(queues), concurrency)
+        run_worker(
+            services,
+            queues=[name for name in queues if name],
+            concurrency=concurrency,
+            metrics_port=args.metrics_port,
+        )
+        services.close()
+        return EXIT_OK
+    if args.queues:
+        logger.warning("--queues is for the PostgreSQL job queue; this worker does everything")
     jobs = [IngestWorker(services.pipeline), *services.background_jobs()]
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -1221,6 +1255,16 @@ def _push_daemon(args: argparse.Namespace) -> int:
     return PushDaemon(daemon_config, stop=stop).run()
 
 
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number of at least 1")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="examvault", description="考场录像证据服务")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -1236,7 +1280,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=cmd_serve)
 
-    commands.add_parser("worker", help="ingest only").set_defaults(handler=cmd_worker)
+    worker = commands.add_parser(
+        "worker",
+        help="take jobs from the PostgreSQL queue (ingest, health, periodic), or, on SQLite, "
+        "ingest the spool",
+    )
+    worker.add_argument(
+        "--queues", help="comma-separated: ingest,health,periodic (default: all three)"
+    )
+    worker.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        help="jobs run at once (default EXAMVAULT_QUEUE_CONCURRENCY, 2)",
+    )
+    worker.add_argument(
+        "--metrics-port",
+        type=_positive_int,
+        help="serve this worker's job counters at http://127.0.0.1:PORT/metrics",
+    )
+    worker.set_defaults(handler=cmd_worker)
 
     db = commands.add_parser("db", help="database schema").add_subparsers(
         dest="db_command", required=True, metavar="ACTION"
@@ -1541,6 +1603,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # Migration chatter is noise at INFO on every command.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # procrastinate says every job's start and end at INFO: thousands of lines a day.
+    if not args.verbose:
+        logging.getLogger("procrastinate").setLevel(logging.WARNING)
     handler: Callable[[argparse.Namespace, Settings | None], int] = args.handler
     try:
         # Offline checks (a package in hand) must work on any machine, whatever its EXAMVAULT_*.

@@ -62,19 +62,24 @@ class Services:
         # Schedule changes reach retention through here: coverage never imports it.
         self.schedule_listeners: list[SittingChanged] = [self._extend_expiries, self._widen_holds]
 
-    def background_jobs(self, *, scheduled_purge: bool = False) -> list[BackgroundJob]:
+    def background_jobs(
+        self, *, scheduled_purge: bool = False, queued: bool = False
+    ) -> list[BackgroundJob]:
         """What runs beside ingest: health checks, the verdict sweep, and (in `serve` only,
-        when EXAMVAULT_PURGE_SCHEDULE is set) the daily purge."""
-        jobs: list[BackgroundJob] = [
-            VerdictSweeper(self.db, self.settings),
-            CheckpointWriter(
-                self.db,
-                self.store,
-                self.settings.data_dir,
-                every_entries=self.settings.ledger_checkpoint_entries,
-                every_seconds=self.settings.ledger_checkpoint_seconds,
-            ),
-        ]
+        when EXAMVAULT_PURGE_SCHEDULE is set) the daily purge. `queued`: the PostgreSQL job
+        queue's workers do all of that (services/jobs.py); only the witness cosigner stays."""
+        jobs: list[BackgroundJob] = []
+        if not queued:
+            jobs += [
+                VerdictSweeper(self.db, self.settings),
+                CheckpointWriter(
+                    self.db,
+                    self.store,
+                    self.settings.data_dir,
+                    every_entries=self.settings.ledger_checkpoint_entries,
+                    every_seconds=self.settings.ledger_checkpoint_seconds,
+                ),
+            ]
         witnesses = parse_witnesses(self.settings.witnesses)
         if witnesses:
             jobs.append(
@@ -86,6 +91,8 @@ class Services:
                     retry_seconds=self.settings.witness_retry_seconds,
                 )
             )
+        if queued:
+            return jobs
         if scheduled_purge and self.settings.purge_schedule:
             jobs.append(PurgeScheduler(self.db, self.store, self.settings))
         if self.settings.health_checks:

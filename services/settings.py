@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import ValidationInfo, field_validator
+from pydantic import ValidationInfo, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -126,6 +126,22 @@ class Settings(BaseSettings):
     # After an outage: the Retry-After of the 503, and how soon the worker retries a file.
     outage_retry_seconds: int = 30
 
+    # Who does the work (docs/architecture.md "The job queue"): `auto` is the PostgreSQL job
+    # queue (procrastinate) when the database is PostgreSQL and in-process threads otherwise;
+    # `in_process` keeps a single-machine PostgreSQL deployment working without `worker`s.
+    queue: Literal["auto", "postgres", "in_process"] = "auto"
+    # A job whose worker sent no heartbeat for this long is given to another worker; the
+    # heartbeat goes every third of it, and the check for such jobs every 10 s.
+    queue_stalled_seconds: float = 30.0
+    # Jobs one `examvault worker` runs at once (threads): ingest is half I/O, half CPU.
+    queue_concurrency: int = 2
+    # How long a PUT waits for the worker's result before answering 503 `queued` (the upload
+    # is kept, and its status URL gives the final answer).
+    upload_wait_seconds: float = 60.0
+    # Where HTTP uploads wait for a worker: with the queue it must be one folder every API and
+    # worker machine mounts (NFS, CephFS), not one machine's disk. Default: <spool>/.incoming.
+    staging_dir: Path | None = None
+
     # The HTTP edge against hostile clients (docs/operations.md "Connections and timeouts"):
     # idle time between requests, time to send a request head, the body's pace (each window
     # of HTTP_BODY_TIMEOUT_SECONDS spent waiting must bring HTTP_BODY_MIN_BYTES_PER_SECOND x
@@ -207,6 +223,9 @@ class Settings(BaseSettings):
         "outage_retry_seconds",
         "witness_timeout_seconds",
         "witness_retry_seconds",
+        "queue_stalled_seconds",
+        "upload_wait_seconds",
+        "queue_concurrency",
     )
     @classmethod
     def _positive_wait(cls, value: float, info: ValidationInfo) -> float:
@@ -355,7 +374,25 @@ class Settings(BaseSettings):
     @property
     def incoming_dir(self) -> Path:
         """HTTP uploads land here until they are evidence; hidden from the spool's camera scan."""
+        if self.staging_dir is not None:
+            return self.staging_dir.resolve()
         return self.resolved_spool_dir / ".incoming"
+
+    @property
+    def uses_job_queue(self) -> bool:
+        """Work goes through the PostgreSQL job queue rather than this process's threads."""
+        if self.queue == "in_process":
+            return False
+        return self.resolved_database_url.startswith("postgresql")
+
+    @model_validator(mode="after")
+    def _queue_needs_postgres(self) -> Settings:
+        if self.queue == "postgres" and not self.resolved_database_url.startswith("postgresql"):
+            raise ValueError(
+                "EXAMVAULT_QUEUE=postgres needs a PostgreSQL EXAMVAULT_DATABASE_URL: the job "
+                "queue lives in PostgreSQL"
+            )
+        return self
 
     @property
     def quarantine_dir(self) -> Path:

@@ -264,6 +264,21 @@ def _is_retryable(exc: Exception) -> bool:
     )
 
 
+def schema_differences(connection: Connection) -> list[Any]:
+    """What the database's schema lacks or has beyond the models, ignoring the job queue's
+    own tables (procrastinate's, made by migration 0013, not described by our models)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from storage.models import Base
+
+    def ours(name: str | None, kind: str, _parent: Any) -> bool:
+        return not (kind in ("table", "index") and (name or "").startswith("procrastinate_"))
+
+    context = MigrationContext.configure(connection, opts={"include_name": ours})
+    return list(compare_metadata(context, Base.metadata))
+
+
 @functools.cache
 def _code_revisions() -> tuple[set[str], set[str]]:
     """(heads, every revision) of this code's migrations, read from their files once."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import threading
 import time
@@ -86,6 +87,15 @@ def reliability(request: pytest.FixtureRequest) -> Iterator[Reliability]:
             return _RELIABILITY.record(*args, **kwargs)
 
     yield _ForThisTest()
+
+
+@pytest.fixture(autouse=True)
+def _sigpipe_ignored() -> Iterator[None]:
+    """`services.cli.main()` puts SIGPIPE back to its default (so `examvault ... | head` ends
+    quietly); called in this process by a test, it would let a later test's write to a server
+    it killed end the whole run (exit 141). Python's own setting is restored after each test."""
+    yield
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

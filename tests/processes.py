@@ -21,6 +21,9 @@ def examvault_env(data_dir: Path, database_url: str, **extra: str) -> dict[str, 
         EXAMVAULT_DATABASE_URL=database_url,
         EXAMVAULT_SPOOL_SETTLE_SECONDS="0.3",
         EXAMVAULT_SPOOL_RESCAN_SECONDS="1",
+        # One `serve` or `worker` doing all the work, as these tests mean, on PostgreSQL too;
+        # tests/test_jobs.py runs the job queue with several workers (EXAMVAULT_QUEUE=postgres).
+        EXAMVAULT_QUEUE="in_process",
         PYTHONUNBUFFERED="1",
     )
     env.update(extra)

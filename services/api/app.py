@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from typing import Any
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Depends, FastAPI
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -35,6 +35,9 @@ from services.background import BackgroundJob
 from services.context import Services
 from services.ingest.worker import IngestWorker
 
+if TYPE_CHECKING:
+    from services.jobs import JobQueue
+
 _ERROR_RESPONSES = {
     400: "invalid request: the message names the parameter",
     401: "no valid bearer token",
@@ -49,20 +52,25 @@ def create_app(
     *,
     worker: IngestWorker | None = None,
     jobs: Sequence[BackgroundJob] = (),
+    job_queue: JobQueue | None = None,
 ) -> FastAPI:
     """The app; `worker` and `jobs` run for the app's lifetime (started and stopped with it),
-    and so do the readiness checks."""
+    and so do the readiness checks. With `job_queue` (PostgreSQL), uploads are ingested by
+    the queue's workers, not in this process."""
     background: list[BackgroundJob] = [services.readiness, *([worker] if worker else []), *jobs]
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        for job in background:
-            job.start()
-        try:
-            yield
-        finally:
-            for job in reversed(background):
-                job.stop()
+        async with AsyncExitStack() as stack:
+            if job_queue is not None:
+                await stack.enter_async_context(job_queue.app.open_async())
+            for job in background:
+                job.start()
+            try:
+                yield
+            finally:
+                for job in reversed(background):
+                    job.stop()
 
     app = FastAPI(
         title="examvault",
@@ -77,6 +85,7 @@ def create_app(
     )
     app.state.services = services
     app.state.worker = worker
+    app.state.job_queue = job_queue
     app.state.login_throttle = LoginThrottle()
     install_error_handlers(app)
     app.add_middleware(IngestAnswers, metrics=services.metrics)

@@ -18,6 +18,7 @@ import os
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -227,9 +228,11 @@ def upload(
     stop: threading.Event | None = None,
     bytes_per_second: float | None = None,
     progress: ProgressCallback | None = None,
+    respond_async: bool = False,
 ) -> dict[str, Any]:
     """PUT the file once; the server's answer with `http_status`, only when it confirmed
-    exactly `digest.sha256`. Raises PushError otherwise."""
+    exactly `digest.sha256`. Raises PushError otherwise. A 202 (asked for with
+    `respond_async`) or a 503 `queued` is followed to its status URL for the final answer."""
     headers = {
         "Authorization": f"Bearer {token}",
         "Content-Length": str(digest.size),
@@ -238,6 +241,8 @@ def upload(
     }
     if start:
         headers["X-Recording-Start"] = start
+    if respond_async:
+        headers["Prefer"] = "respond-async"
     url = f"{server.rstrip('/')}/api/v1/ingest/{quote(camera, safe='')}/{quote(path.name, safe='')}"
     try:
         handle = path.open("rb")
@@ -257,16 +262,24 @@ def upload(
                 status = response.status
                 raw = response.read()
     except urllib.error.HTTPError as exc:
-        raise _http_error(exc) from exc
+        error = _http_error(exc)
+        status_url = error.problem.get("status_url")
+        if error.status != 503 or not error.problem.get("kept") or not status_url:
+            raise error from exc
+        # Arrived whole and queued, not stored in the server's wait: its status URL gives
+        # the final answer, without sending the bytes again.
+        status, raw = _final_answer(server, str(status_url), token, timeout=timeout, stop=stop)
     except PushError:
         raise
     except (OSError, http.client.HTTPException) as exc:
         # URLError, refused, reset, time-out, a connection closed mid-answer: all transient.
         raise _network_error(exc, timeout) from exc
-    try:
-        answer: dict[str, Any] = json.loads(raw or b"{}")
-    except ValueError as exc:
-        raise PushError(f"HTTP {status} with an unreadable answer", retryable=True) from exc
+    answer = _json_answer(status, raw)
+    if status == 202 and answer.get("status_url"):
+        status, raw = _final_answer(
+            server, str(answer["status_url"]), token, timeout=timeout, stop=stop
+        )
+        answer = _json_answer(status, raw)
     if answer.get("sha256") != digest.sha256:
         raise PushError(
             f"server reported sha256 {answer.get('sha256')}, expected {digest.sha256}",
@@ -275,6 +288,59 @@ def upload(
         )
     answer["http_status"] = status
     return answer
+
+
+def _json_answer(status: int, raw: bytes) -> dict[str, Any]:
+    try:
+        answer = json.loads(raw or b"{}")
+    except ValueError as exc:
+        raise PushError(f"HTTP {status} with an unreadable answer", retryable=True) from exc
+    if not isinstance(answer, dict):
+        raise PushError(f"HTTP {status} with an unreadable answer", retryable=True)
+    return answer
+
+
+def _final_answer(
+    server: str,
+    status_url: str,
+    token: str,
+    *,
+    timeout: float,
+    stop: threading.Event | None,
+) -> tuple[int, bytes]:
+    """Ask the upload's status URL until it is no longer 202 (the queue's worker stored or
+    refused it), for at most `timeout`: the final (status, body). Any error answer raises
+    PushError as the PUT's would; a 404 (the server no longer knows the upload) is retryable,
+    so the file is pushed again and answered 200 if it was stored."""
+    url = urllib.parse.urljoin(server.rstrip("/") + "/", status_url.lstrip("/"))
+    deadline = time.monotonic() + timeout
+    while True:
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(request, timeout=min(timeout, 60.0)) as response:
+                status, raw = response.status, response.read()
+                pause = _retry_after(response.headers.get("Retry-After")) or 1.0
+        except urllib.error.HTTPError as exc:
+            error = _http_error(exc)
+            if error.status == 404:
+                error.retryable = True
+            raise error from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise _network_error(exc, timeout) from exc
+        if status != 202:
+            return status, raw
+        pause = min(pause, 5.0)
+        if time.monotonic() + pause > deadline:
+            raise PushError(
+                f"still queued on the server after {timeout:g} s; kept, tried again later",
+                status=202,
+                retryable=True,
+            )
+        if stop is not None:
+            if stop.wait(pause):
+                raise PushInterrupted("stopping: the answer was not awaited, the file is kept")
+        else:
+            time.sleep(pause)
 
 
 def still_the_confirmed_bytes(path: Path, sha256: str) -> bool:
@@ -338,6 +404,7 @@ def push_file(
     retries: int = 0,
     stop: threading.Event | None = None,
     before_sleep: Callable[[PushError, float], None] | None = None,
+    respond_async: bool = False,
 ) -> dict[str, Any]:
     """Hash, upload and (optionally) delete one file; retried `retries` times when the
     failure is transient. Raises PushError when it was not confirmed."""
@@ -347,7 +414,7 @@ def push_file(
             digest = digest_file(path)
             answer = upload(
                 path, digest, server=server, token=token, camera=camera, start=start,
-                timeout=timeout, stop=stop,
+                timeout=timeout, stop=stop, respond_async=respond_async,
             )  # fmt: skip
     if remove_when_confirmed:
         if not still_the_confirmed_bytes(path, answer["sha256"]):

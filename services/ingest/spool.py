@@ -36,6 +36,8 @@ STALE_UPLOAD_SECONDS = 3600.0
 # A completed upload is normally ingested by its own request; the sweep takes over only after
 # this long, so that it does not race a request that is still working.
 ORPHANED_UPLOAD_SECONDS = 60.0
+# An upload's result record (services/ingest/uploads.py) answers its status URL this long.
+UPLOAD_RESULT_SECONDS = 24 * 3600.0
 # The upload endpoint writes a few hundred bytes; anything far larger is not its sidecar.
 SIDECAR_MAX_BYTES = 64 * 1024
 # Distinct skipped paths said in the log; past this a hostile tree is only counted.
@@ -258,6 +260,9 @@ def _sweep(
                 logger.warning("removing upload %s: its client stopped sending", name)
                 _remove(name, folder)
                 _remove(path.with_suffix(".json").name, folder)
+        elif path.suffix == ".result":
+            if age >= UPLOAD_RESULT_SECONDS:
+                _remove(name, folder)
         elif path.suffix == ".json":
             data_missing = not (
                 _present(path.with_suffix(".bin").name, folder)

@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from watchdog.events import (
@@ -45,9 +46,25 @@ logger = logging.getLogger(__name__)
 RETRY_SECONDS = 30.0
 
 
+# With the job queue, a file offered again within this long is not deferred again: the job
+# deferred before is still waiting or running (a lost one is offered again after it).
+REDISPATCH_SECONDS = 60.0
+
+
 class IngestWorker:
-    def __init__(self, pipeline: IngestPipeline, *, watch: bool = True) -> None:
+    """`dispatch`: instead of ingesting a ready file here, hand it on (the PostgreSQL job
+    queue defers a job any worker may take); it raises when the hand-over failed."""
+
+    def __init__(
+        self,
+        pipeline: IngestPipeline,
+        *,
+        watch: bool = True,
+        dispatch: Callable[[Path], None] | None = None,
+    ) -> None:
         self.pipeline = pipeline
+        self.dispatch = dispatch
+        self._dispatched: dict[Path, float] = {}
         settings = pipeline.settings
         self.spool_dir = settings.resolved_spool_dir
         self.incoming_dir = settings.incoming_dir
@@ -166,6 +183,9 @@ class IngestWorker:
             return
         if arrival is None:
             return
+        if self.dispatch is not None:
+            self._hand_on(path)
+            return
         try:
             result = self.pipeline.ingest(arrival, actor=arrival.uploader or "ingest")
         except Exception as exc:
@@ -190,6 +210,29 @@ class IngestWorker:
         self.outcomes[result.outcome.value] += 1
         if result.outcome is Outcome.SKIPPED and os.path.lexists(path):
             self.submit(path, time.time() + self.settle_seconds)
+
+    def _hand_on(self, path: Path) -> None:
+        now = time.monotonic()
+        if now - self._dispatched.get(path, float("-inf")) < REDISPATCH_SECONDS:
+            return
+        assert self.dispatch is not None
+        try:
+            self.dispatch(path)
+        except Exception as exc:
+            if outage_of(exc) is None:
+                logger.exception("could not queue %s; offered again in %.0f s", path, RETRY_SECONDS)
+            else:
+                logger.warning("could not queue %s (%s); offered again later", path, exc)
+            self.submit(path, time.time() + RETRY_SECONDS)
+            self.outcomes["not_queued"] += 1
+            return
+        if len(self._dispatched) > 100_000:
+            # Forget what is long past (a spool with a huge backlog must not grow this forever).
+            self._dispatched = {
+                known: at for known, at in self._dispatched.items() if now - at < REDISPATCH_SECONDS
+            }
+        self._dispatched[path] = now
+        self.outcomes["queued"] += 1
 
 
 class _SpoolEvents(FileSystemEventHandler):

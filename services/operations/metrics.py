@@ -6,8 +6,9 @@ What to alert on is in docs/operations.md.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -15,6 +16,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from services.operations.readiness import Readiness
+
+logger = logging.getLogger(__name__)
 
 # From a small segment on an idle local disk to a large one on a slow store.
 _INGEST_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
@@ -38,6 +41,11 @@ class OperationsMetrics:
         self.registry.register(_ReadinessCollector(readiness))
         self.registry.register(_LedgerCollector(readiness))
         self.registry.register(_PurgeCollector(readiness))
+
+    def watch_queue(self, depths: Callable[[], dict[tuple[str, str], int]]) -> None:
+        """Queue depth per queue and status, from `depths` (services/jobs.queue_depths) at
+        each scrape: the jobs table is the one place that knows all workers' backlog."""
+        self.registry.register(_QueueCollector(depths))
 
     def render(self) -> str:
         return generate_latest(self.registry).decode("utf-8")
@@ -193,3 +201,28 @@ class _PurgeCollector(Collector):
         )
         pending.add_metric((), figures.blobs_pending_deletion)
         yield pending
+
+
+class _QueueCollector(Collector):
+    """`examvault_queue_jobs{queue, status}`: jobs waiting (todo), running (doing) and given up
+    after their retries (failed) in the PostgreSQL job queue. One bounded query per scrape."""
+
+    def __init__(self, depths: Callable[[], dict[tuple[str, str], int]]) -> None:
+        self._depths = depths
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            depths = self._depths()
+        except Exception as exc:
+            # The database's own gauge (examvault_dependency_up) says it is down.
+            logger.warning("queue depth not read for /metrics: %s", exc)
+            return
+        jobs = GaugeMetricFamily(
+            "examvault_queue_jobs",
+            "Jobs in the PostgreSQL queue by queue (ingest, health, periodic) and status "
+            "(todo: waiting, doing: running, failed: given up after retries)",
+            labels=("queue", "status"),
+        )
+        for (queue, status), count in sorted(depths.items()):
+            jobs.add_metric((queue, status), count)
+        yield jobs

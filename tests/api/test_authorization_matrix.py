@@ -189,6 +189,20 @@ def _push(ctx: Ctx, role: str, which: str) -> Request:
     )
 
 
+def _upload_status(ctx: Ctx, role: str, which: str) -> Request:
+    """A staged upload waiting for a worker: "own" pushed by the camera host for its camera,
+    "foreign" by another host for a foreign camera. Its status URL answers 202 to its own."""
+    upload_id = f"{next(ctx.counter):032x}"
+    incoming = ctx.services.settings.incoming_dir
+    incoming.mkdir(parents=True, exist_ok=True)
+    # The matrix's camera host token is named m-host (the fixture below).
+    actor = "camera_host:m-host" if which == "own" else "camera_host:elsewhere"
+    sidecar = {"camera": ctx.camera(which), "actor": actor, "sha256": "0" * 64}
+    (incoming / f"{upload_id}.json").write_text(json.dumps(sidecar), encoding="utf-8")
+    (incoming / f"{upload_id}.bin").write_bytes(b"waiting for a worker")
+    return ("GET", f"/api/v1/uploads/{upload_id}", {})
+
+
 def _finding_by(ctx: Ctx, role: str, which: str) -> int:
     """A finding on the sitting, authored by the caller if a supervisor, else by the centre."""
     author = (
@@ -316,6 +330,17 @@ MATRIX: dict[tuple[str, str], Rule] = {
             supervisor=403,
             institution=403,
             camera_host=(OK, 403),
+        ),
+    ),
+    ("GET", "/api/v1/uploads/{upload_id}"): Rule(
+        _upload_status,
+        _expect(
+            anonymous=401,
+            admin=OK,
+            district_officer=403,
+            supervisor=403,
+            institution=403,
+            camera_host=(OK, 404),
         ),
     ),
     ("GET", "/api/v1/sittings"): Rule(_get("/api/v1/sittings"), _everyone_but_hosts()),

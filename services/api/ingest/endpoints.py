@@ -18,7 +18,7 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Header, Request
@@ -38,18 +38,32 @@ from services.api.errors import (
 )
 from services.api.ingest.schemas import StoredSegment
 from services.ingest.clock import StartError, name_carries_start, parse_name_start, parse_rfc3339
-from services.ingest.pipeline import Arrival, IngestResult, Outcome
+from services.ingest.pipeline import IngestResult, Outcome
 from services.ingest.quarantine import write_json_atomically
+from services.ingest.uploads import (
+    UPLOAD_ID,
+    UploadResult,
+    ingest_staged_upload,
+    read_result,
+    read_sidecar,
+    staged_paths,
+)
 from services.registry import CODE as CAMERA_CODE
 from services.timefmt import rfc3339
 from storage.faults import fault_point
+from storage.models import Segment
 from storage.outages import Outage, outage_of
+
+if TYPE_CHECKING:
+    from services.jobs import JobQueue
 
 router = APIRouter(tags=["ingest"])
 
 FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
 SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 _WRITE_BATCH = 1024 * 1024
+# How long the status URL waits for a result whose upload a worker has just removed.
+_RESULT_GRACE_SECONDS = 10.0
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
@@ -180,6 +194,7 @@ async def push_segment(
     subject: CameraPusher,
     x_recording_start: Annotated[str | None, Header()] = None,
     x_content_sha256: Annotated[str | None, Header()] = None,
+    prefer: Annotated[str | None, Header()] = None,
 ) -> Response:
     if not CAMERA_CODE.match(camera_code):
         # Never a path, never a quarantine record for a camera that cannot exist.
@@ -252,17 +267,22 @@ async def push_segment(
     upload.handle.close()  # releases the lock: the pipeline takes its own on the .bin
     fault_point("upload.renamed")
 
-    arrival = Arrival(
-        path=data_path,
-        camera_code=camera_code,
-        file_name=file_name,
-        source="http",
-        received_at=received_at,
-        declared_start=declared_start,
-        meta_path=meta_path,
-    )
+    upload_id = upload.stem.name
+    job_queue = getattr(request.app.state, "job_queue", None)
+    if job_queue is not None:
+        return await _queued(
+            request,
+            services,
+            job_queue,
+            upload_id,
+            camera_code,
+            sha256,
+            respond_async="respond-async" in (prefer or "").lower(),
+        )
     try:
-        result = await run_in_threadpool(services.pipeline.ingest, arrival, actor=subject.actor)
+        result = await run_in_threadpool(
+            ingest_staged_upload, services.pipeline, data_path, record=False
+        )
     except Exception as exc:
         outage = outage_of(exc)
         if outage is None:
@@ -274,19 +294,155 @@ async def push_segment(
         if worker is not None:
             worker.submit(data_path, time.time() + services.settings.outage_retry_seconds)
         logger.warning("upload %s of %s kept for later: %s", data_path.name, camera_code, exc)
-        kept = Outage(
-            outage.code,
-            f"{outage.message}; the upload arrived whole and is kept: it is stored when the "
-            "dependency is back, and a retry is then answered 200 with the same SHA-256",
-        )
-        return outage_response(
-            request,
-            kept,
-            kept=True,
-            sha256=sha256,
-            message_zh=f"{MESSAGES_ZH[outage.code]}上传内容已完整接收并暂存，恢复后自动入库。",
-        )
+        return _kept(request, outage, sha256)
+    if result is None:
+        result = IngestResult(Outcome.SKIPPED)
     return _answer(result, camera_code, services)
+
+
+def _kept(request: Request, outage: Outage, sha256: str, **extra: Any) -> JSONResponse:
+    kept = Outage(
+        outage.code,
+        f"{outage.message}; the upload arrived whole and is kept: it is stored when the "
+        "dependency is back, and a retry is then answered 200 with the same SHA-256",
+    )
+    return outage_response(
+        request,
+        kept,
+        kept=True,
+        sha256=sha256,
+        message_zh=f"{MESSAGES_ZH[outage.code]}上传内容已完整接收并暂存，恢复后自动入库。",
+        **extra,
+    )
+
+
+def _status_url(upload_id: str) -> str:
+    return f"/api/v1/uploads/{upload_id}"
+
+
+async def _queued(
+    request: Request,
+    services: ServicesDep,
+    job_queue: JobQueue,
+    upload_id: str,
+    camera_code: str,
+    sha256: str,
+    *,
+    respond_async: bool,
+) -> Response:
+    """The job queue's answer: the worker's result within EXAMVAULT_UPLOAD_WAIT_SECONDS (as
+    if ingested here), or at once 202 when the client asked (`Prefer: respond-async`)."""
+    status_url = _status_url(upload_id)
+    try:
+        await job_queue.defer_upload(upload_id)
+    except Exception as exc:
+        outage = outage_of(exc) or Outage(
+            "database_unavailable", f"the job queue did not take the upload: {exc}"
+        )
+        # Kept in the staging folder: a worker's sweep queues it after a minute anyway.
+        logger.warning("upload %s of %s not queued, kept: %s", upload_id, camera_code, exc)
+        return _kept(request, outage, sha256, upload_id=upload_id, status_url=status_url)
+    if respond_async:
+        return JSONResponse(
+            {"status": "queued", "upload_id": upload_id, "status_url": status_url,
+             "sha256": sha256, "camera": camera_code},
+            status_code=202,
+            headers={"Location": status_url, "Preference-Applied": "respond-async",
+                     "Retry-After": "1"},
+        )  # fmt: skip
+    _, _, result_path = staged_paths(services.settings.incoming_dir, upload_id)
+    deadline = time.monotonic() + services.settings.upload_wait_seconds
+    pause = 0.05
+    while time.monotonic() < deadline:
+        record = await anyio.to_thread.run_sync(read_result, result_path)
+        if record is not None:
+            return await run_in_threadpool(_answer_record, record, services)
+        await anyio.sleep(pause)
+        pause = min(pause * 1.5, 0.5)
+    return error_response(
+        503,
+        "queued",
+        f"the upload arrived whole and waits for a worker (not stored within "
+        f"{services.settings.upload_wait_seconds:g} s); GET {status_url} gives the final "
+        "answer, or push again later: the same bytes are then answered 200",
+        headers={"Retry-After": str(services.settings.outage_retry_seconds),
+                 "Location": status_url},
+        kept=True,
+        sha256=sha256,
+        upload_id=upload_id,
+        status_url=status_url,
+    )  # fmt: skip
+
+
+def _answer_record(record: UploadResult, services: ServicesDep) -> JSONResponse:
+    segment = None
+    if record.segment_id is not None:
+        with services.db.read() as session:
+            segment = session.get(Segment, record.segment_id)
+    result = IngestResult(
+        record.outcome,
+        segment=segment,
+        code=record.code,
+        reason=record.reason,
+        quarantine_id=record.quarantine_id,
+        quarantine_kept=record.quarantine_kept,
+        camera_code=record.camera,
+        damaged=record.damaged,
+    )
+    return _answer(result, record.camera, services)
+
+
+@router.get(
+    "/api/v1/uploads/{upload_id}",
+    responses={
+        200: {"model": StoredSegment, "description": "stored earlier (the same bytes)"},
+        201: {"model": StoredSegment, "description": "stored"},
+        202: {"description": "still waiting for a worker; ask again after Retry-After"},
+        404: {"model": ErrorBody, "description": "no such upload of this token's cameras"},
+        409: {"model": ErrorBody, "description": "conflict, as the PUT would have answered"},
+        422: {"model": ErrorBody, "description": "not a usable video, as the PUT would have"},
+    },
+    summary="What became of an upload answered 202 (or 503 queued)",
+)
+async def upload_status(upload_id: str, services: ServicesDep, subject: CameraPusher) -> Response:
+    """The final answer the PUT would have given (201, 200, 409, 422), or 202 while the upload
+    waits; only to the token that pushed it (or an admin), kept for a day."""
+    unknown = ApiError(404, "unknown_upload", f"no upload {upload_id!r} of this token is known")
+    if not UPLOAD_ID.match(upload_id):
+        raise unknown
+    data_path, meta_path, result_path = staged_paths(services.settings.incoming_dir, upload_id)
+
+    def allowed(actor: str | None, camera: str | None) -> bool:
+        if subject.role == "admin":
+            return True
+        return actor == subject.actor and camera in subject.cameras
+
+    record = await anyio.to_thread.run_sync(read_result, result_path)
+    sidecar = await anyio.to_thread.run_sync(read_sidecar, meta_path)
+    if record is None and not (sidecar and os.path.lexists(data_path)):
+        # The worker removes the upload a moment before it writes the result (its coverage
+        # and hold follow-ups run between): wait for that moment rather than answer 404,
+        # which would make the host push the bytes again.
+        deadline = time.monotonic() + _RESULT_GRACE_SECONDS
+        while record is None and time.monotonic() < deadline:
+            await anyio.sleep(0.1)
+            record = await anyio.to_thread.run_sync(read_result, result_path)
+    if record is not None:
+        if not allowed(record.actor, record.camera):
+            raise unknown
+        return await run_in_threadpool(_answer_record, record, services)
+    if not sidecar or not allowed(sidecar.get("actor"), sidecar.get("camera")):
+        raise unknown
+    if not os.path.lexists(data_path):
+        # A worker killed between removing the upload and writing its result: the host
+        # pushes again after this 404, and is answered 200 if it was stored.
+        raise unknown
+    return JSONResponse(
+        {"status": "queued", "upload_id": upload_id, "status_url": _status_url(upload_id),
+         "sha256": sidecar.get("sha256"), "camera": sidecar.get("camera")},
+        status_code=202,
+        headers={"Retry-After": "1"},
+    )  # fmt: skip
 
 
 def _known_outage(services: ServicesDep) -> Outage | None:
