@@ -266,7 +266,7 @@ def _is_retryable(exc: Exception) -> bool:
 
 def schema_differences(connection: Connection) -> list[Any]:
     """What the database's schema lacks or has beyond the models, ignoring the job queue's
-    own tables (procrastinate's, made by migration 0013, not described by our models)."""
+    own tables (procrastinate's, made by migration 0015, not described by our models)."""
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 

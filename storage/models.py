@@ -159,7 +159,7 @@ class Sitting(Base):
     coverage_checked_at: Mapped[datetime | None]
     # What the stored verdict saw, per required camera: position, missing seconds and the first
     # gaps (services/coverage/verdicts.py `gap_summary`); written with the verdict so a list
-    # page never judges its sittings. None until the sitting is first judged after 0013.
+    # page never judges its sittings. None until the sitting is first judged after 0014.
     coverage_summary: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     # Once the centre closes a sitting's review, its findings are final: no author may edit.
     review_closed_at: Mapped[datetime | None]

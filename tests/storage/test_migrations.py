@@ -12,7 +12,7 @@ def test_migrations_build_exactly_the_models(services: Services) -> None:
 
 
 def test_postgresql_holds_the_job_queue_schema(services: Services) -> None:
-    """Migration 0013 applies procrastinate's schema on PostgreSQL, and nothing on SQLite."""
+    """Migration 0015 applies procrastinate's schema on PostgreSQL, and nothing on SQLite."""
     import sqlalchemy as sa
 
     tables = set(sa.inspect(services.db.engine).get_table_names())

@@ -1,7 +1,7 @@
 """the PostgreSQL job queue (procrastinate's schema)
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0015
+Revises: 0014
 Create Date: 2026-12-04 21:00:00
 
 On PostgreSQL, procrastinate's own schema (`procrastinate_jobs`, `procrastinate_workers`,
@@ -17,8 +17,8 @@ from __future__ import annotations
 from alembic import op
 from procrastinate.schema import SchemaManager
 
-revision = "0013"
-down_revision = "0012"
+revision = "0015"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
