@@ -212,6 +212,18 @@ def test_picture_problems_findings_and_holds_at_a_glance(
     assert rows["OWN-1"]["active_holds"] == 2
     assert rows["FAR-1"]["picture_problems"] == []
     assert rows["FAR-1"]["open_findings"] == 0 and rows["FAR-1"]["active_holds"] == 0
+    # The institution is the one supervised: its row says nothing of findings (its findings
+    # routes answer 403), in the list and in the CSV alike; the rest of the glance stays.
+    make_user(services, "t1glance", "institution", institution_code="T1")
+    own = login(client, "t1glance")
+    seen = {row["code"]: row for row in _list(client, own, date=DAY)["sittings"]}
+    assert seen["OWN-1"]["open_findings"] is None and seen["OWN-1"]["active_holds"] == 2
+    csv_text = client.get(
+        "/api/v1/sittings", params={"date": DAY, "format": "csv"}, headers=own
+    ).text
+    header, *lines = list(csv.reader(io.StringIO(csv_text.lstrip("\ufeff"))))
+    findings_column = next(n for n, name in enumerate(header) if "finding" in name.lower())
+    assert lines and all(line[findings_column] == "" for line in lines), csv_text
 
 
 def test_csv_of_what_is_shown(

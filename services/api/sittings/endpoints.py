@@ -128,7 +128,9 @@ def _wants_csv(request: Request, format_: str | None) -> bool:
     return "text/csv" in request.headers.get("accept", "")
 
 
-def _row_out(row: Row[Any], glance: Glance, settings: Settings, now: datetime) -> DaySitting:
+def _row_out(
+    row: Row[Any], glance: Glance, settings: Settings, now: datetime, *, findings_visible: bool
+) -> DaySitting:
     zone = settings.zone
     sitting: Sitting = row.Sitting
     cameras, deadline, ended = missing_of(sitting, settings, now)
@@ -171,16 +173,22 @@ def _row_out(row: Row[Any], glance: Glance, settings: Settings, now: datetime) -
             for camera in cameras
         ],
         picture_problems=[PictureProblem(**problem) for problem in glance.health],
-        open_findings=glance.open_findings,
+        open_findings=glance.open_findings if findings_visible else None,
         active_holds=glance.active_holds,
     )
 
 
 def _rows_out(
-    session: Session, rows: Sequence[Row[Any]], settings: Settings, now: datetime
+    session: Session, rows: Sequence[Row[Any]], settings: Settings, now: datetime, subject: Subject
 ) -> list[DaySitting]:
     found = glances(session, [row.Sitting for row in rows], settings)
-    return [_row_out(row, found[row.Sitting.id], settings, now) for row in rows]
+    # Institutions are the ones supervised: they see verdicts and gaps, never whether a
+    # supervisor recorded findings on them (their findings routes answer 403 too).
+    visible = subject.role != "institution"
+    return [
+        _row_out(row, found[row.Sitting.id], settings, now, findings_visible=visible)
+        for row in rows
+    ]
 
 
 _CSV_HEADER = (
@@ -231,7 +239,7 @@ def _csv_line(sitting: DaySitting) -> list[str]:
         sitting.status,
         missing if sitting.ended else "",
         problems,
-        str(sitting.open_findings),
+        "" if sitting.open_findings is None else str(sitting.open_findings),
         str(sitting.active_holds),
         sitting.upload_deadline,
     ]
@@ -243,7 +251,12 @@ def _csv_safe(cell: str) -> str:
 
 
 def _csv_stream(
-    services: ServicesDep, day: DayFilter, scope: ColumnElement[bool], sort: str, total: int
+    services: ServicesDep,
+    day: DayFilter,
+    scope: ColumnElement[bool],
+    sort: str,
+    total: int,
+    subject: Subject,
 ) -> Iterator[bytes]:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -253,7 +266,7 @@ def _csv_stream(
     now = datetime.now(UTC)
     with services.db.read() as session:
         for rows in iter_rows(session, day, scope, sort=sort, limit=total):
-            for sitting in _rows_out(session, rows, services.settings, now):
+            for sitting in _rows_out(session, rows, services.settings, now, subject):
                 writer.writerow([_csv_safe(cell) for cell in _csv_line(sitting)])
             yield buffer.getvalue().encode("utf-8")
             buffer.seek(0)
@@ -323,7 +336,7 @@ def list_sittings(
                     ),
                 )
             return StreamingResponse(
-                _csv_stream(services, day, scope, sort, total),
+                _csv_stream(services, day, scope, sort, total, subject),
                 media_type="text/csv; charset=utf-8",
                 headers={
                     "Content-Disposition": 'attachment; filename="sittings.csv"',
@@ -331,7 +344,7 @@ def list_sittings(
                 },
             )
         rows = page_rows(session, day, scope, sort=sort, limit=limit, offset=offset)
-        sittings = _rows_out(session, rows, services.settings, now)
+        sittings = _rows_out(session, rows, services.settings, now, subject)
     starts = day.starts_from or day.overlap_from
     ends = day.starts_before or day.overlap_to
     return SittingList(

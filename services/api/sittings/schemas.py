@@ -57,7 +57,9 @@ class DaySitting(SittingSummary):
     summarised: bool = Field(description="false until the verdict sweep stored its gap summary")
     missing: list[CameraMissing]
     picture_problems: list[PictureProblem]
-    open_findings: int
+    open_findings: int | None = Field(
+        description="findings not withdrawn; null for institutions, who are the ones supervised"
+    )
     active_holds: int
 
 
