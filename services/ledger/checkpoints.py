@@ -61,6 +61,12 @@ class LedgerRewritten(LedgerBroken):
     changed or removed. Signing a new one would vouch for the rewrite."""
 
 
+class SigningKeyChanged(LedgerBroken):
+    """The latest checkpoint was signed with another key than this process holds: two machines
+    with their own keys (the key file was not copied to every serve and worker), or a key
+    replaced by hand. Signing on would leave checkpoints no one key verifies."""
+
+
 class ProofRequestError(ValueError):
     """Sizes or a seq that do not describe a proof of the current ledger; the message says why."""
 
@@ -312,6 +318,17 @@ def make_checkpoint(
                 raise LedgerRewritten(
                     f"entries 1..{claimed} no longer give the root of {what}: the stored tree "
                     "was changed; run `examvault ledger verify`"
+                )
+        signed_by = [(f"stored checkpoint {stored.key}", stored.key_id)] if stored else []
+        if recorded is not None:
+            what = f"checkpoint {recorded.size} (recorded in the database)"
+            signed_by.append((what, recorded.key_id))
+        for what, key_id in signed_by:
+            if key_id != signer.key_id:
+                raise SigningKeyChanged(
+                    f"{what} was signed with key {key_id}, this process holds {signer.key_id}: "
+                    f"copy {KEY_FILE} from the data directory that made the ledger to every "
+                    "serve and worker (docs/operations.md, keys)"
                 )
         newest = max(claims, key=lambda claim: claim[1], default=None)
         _check_entries_since(

@@ -30,6 +30,7 @@ from services.ledger.checkpoints import (
     Checkpoint,
     CheckpointWriter,
     LedgerRewritten,
+    SigningKeyChanged,
     checkpoint_key,
     consistency_proof_for,
     inclusion_proof_for,
@@ -652,3 +653,25 @@ def test_serve_runs_the_writer_at_the_configured_cadence(services: Services) -> 
     assert (writer.every_entries, writer.every_seconds) == (7, 5.0)
     defaults = services.settings
     assert (defaults.ledger_checkpoint_entries, defaults.ledger_checkpoint_seconds) == (1000, 60.0)
+
+
+def test_a_process_with_another_signing_key_refuses_to_sign(
+    api: tuple[TestClient, dict[str, str]], registered: Services
+) -> None:
+    """Two machines that each made their own key (the key file not copied) would leave a
+    checkpoint chain no one key verifies: the second one refuses, in the writer and the API."""
+    client, auth = api
+    _append(registered, 3)
+    other = CheckpointSigner(Ed25519PrivateKey.generate())
+    first = make_checkpoint(registered.db, registered.store, other).checkpoint
+    _append(registered, 1)
+    with pytest.raises(SigningKeyChanged, match=f"signed with key {other.key_id}"):
+        make_checkpoint(
+            registered.db, registered.store, load_or_create_signer(registered.settings.data_dir)
+        )
+    answer = client.get("/api/v1/ledger/checkpoint", headers=auth)
+    assert answer.status_code == 500, answer.text
+    assert answer.json()["code"] == "signing_key_changed"
+    assert latest_stored_checkpoint(registered.store) == first
+    # The key that made the chain signs on.
+    assert make_checkpoint(registered.db, registered.store, other).checkpoint.size > first.size

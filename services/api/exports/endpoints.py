@@ -25,7 +25,7 @@ from services.evidence.exports import (
     StoreUnavailable,
     prepare_export,
 )
-from services.ledger.checkpoints import LedgerBroken, LedgerRewritten
+from services.ledger.checkpoints import LedgerBroken, LedgerRewritten, SigningKeyChanged
 from services.ledger.keys import load_or_create_signer
 
 logger = logging.getLogger(__name__)
@@ -123,6 +123,8 @@ def _export(code: str, reason: str, services: ServicesDep, subject: Subject) -> 
         raise ApiError(
             500, "ledger_rewritten", f"no export is signed over a rewritten ledger: {exc}"
         ) from exc
+    except SigningKeyChanged as exc:
+        raise ApiError(500, "signing_key_changed", f"no export is signed: {exc}") from exc
     except LedgerBroken as exc:
         raise ApiError(500, "ledger_broken", f"the ledger cannot be signed over: {exc}") from exc
     return _LedgeredStream(

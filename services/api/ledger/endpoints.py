@@ -44,6 +44,7 @@ from services.ledger.checkpoints import (
     LedgerBroken,
     LedgerRewritten,
     ProofRequestError,
+    SigningKeyChanged,
     consistency_proof_for,
     inclusion_proof_for,
     make_checkpoint,
@@ -80,6 +81,9 @@ LedgerReader = Annotated[Subject, Depends(_ledger_reader)]
 
 
 def _broken(exc: LedgerBroken) -> ApiError:
+    if isinstance(exc, SigningKeyChanged):
+        logger.error("checkpoint refused: %s", exc)
+        return ApiError(500, "signing_key_changed", f"no checkpoint is signed: {exc}")
     return ApiError(500, "ledger_broken", f"the ledger's tree cannot be built: {exc}")
 
 
