@@ -86,9 +86,25 @@ _ZH: list[tuple[re.Pattern[str], str]] = [
         ),
         (r"not valid JSON \((.*)\)", r"不是有效的 JSON（\1）"),
         (r"the JSON is nested too deeply", "JSON 嵌套层数过多"),
+        (
+            r"a number in the JSON is too long to read \((.*)\)",
+            r"JSON 中的数字过长，无法读取（\1）",
+        ),
+        (r"must not contain control characters", "不得包含控制字符"),
         (r"not UTF-8 text \(byte (\d+)\)", r"不是 UTF-8 文本（第 \1 字节）"),
     )
 ]
+
+
+# NUL (PostgreSQL text cannot hold it), the other C0 controls and DEL (terminal escapes, line
+# breaks inside a name, CSV cells that start a formula after a tab or CR) and the bidirectional
+# overrides (a name that reads differently than it sorts and compares). Imported names and
+# words are shown on pages, in CSV files and in the ledger: none of these belongs in them.
+CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]")
+
+
+def has_control_characters(value: str) -> bool:
+    return CONTROL_CHARACTERS.search(value) is not None
 
 
 def in_chinese(detail: str) -> str:

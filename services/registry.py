@@ -22,6 +22,7 @@ from services.exchange import (
     MAX_PROBLEMS,
     JsonLines,
     Problem,
+    has_control_characters,
     parse_json_with_lines,
     quoted,
     summary_text,
@@ -84,6 +85,11 @@ def parse_registry(text: str) -> dict[str, Any]:
         raise RegistryError(
             [Problem("the JSON is nested too deeply", detail="the JSON is nested too deeply")]
         ) from exc
+    except ValueError as exc:
+        # Not JSONDecodeError (caught above): Python's own bound on a number's digits (4,300),
+        # which json.loads hits after the syntax was fine. No registry field is a number.
+        detail = f"a number in the JSON is too long to read ({exc})"
+        raise RegistryError([Problem(detail, detail=detail)]) from exc
     problems = _Problems(lines)
     _validate(document, problems)
     if problems.found:
@@ -126,6 +132,9 @@ def _text(node: dict[str, Any], key: str, where: str, problems: _Problems) -> st
         return None
     if not value.strip():
         problems.add(f"{where}.{key}", "must not be empty", node, key)
+        return None
+    if has_control_characters(value):
+        problems.add(f"{where}.{key}", "must not contain control characters", node, key)
         return None
     return value
 

@@ -17,7 +17,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from services.coverage.verdicts import refresh_verdict
-from services.exchange import MAX_PROBLEMS, Problem, quoted, summary_text
+from services.exchange import (
+    MAX_PROBLEMS,
+    Problem,
+    has_control_characters,
+    quoted,
+    summary_text,
+)
 from services.ingest.clock import EARLIEST_PLAUSIBLE_START, LATEST_PLAUSIBLE_START
 from services.registry import CODE, ROOM_KINDS
 from services.settings import Settings
@@ -126,6 +132,8 @@ def _rows_and_problems(
             raw = item.get(column)
             if raw is None or not str(raw).strip():
                 found.append(_problem(where, column, "missing"))
+            elif has_control_characters(str(raw).strip()):
+                found.append(_problem(where, column, "must not contain control characters"))
             else:
                 values[column] = str(raw).strip()
         code = values.get("sitting_code")

@@ -39,6 +39,21 @@ class HoldError(ValueError):
     """A hold that cannot be placed or released as asked; the message says why."""
 
 
+# A reason and a case number are kept in the ledger for good and shown on every holds page:
+# bounded, as a finding's text is, so no one can grow the permanent record by megabytes.
+MAX_REASON = 2000
+MAX_CASE_REFERENCE = 200
+
+
+def _check_texts(reason: str, case_reference: str | None = None) -> None:
+    if not reason.strip():
+        raise HoldError("a hold needs a reason")
+    if len(reason) > MAX_REASON:
+        raise HoldError(f"a reason is at most {MAX_REASON} characters, this one {len(reason)}")
+    if case_reference is not None and len(case_reference) > MAX_CASE_REFERENCE:
+        raise HoldError(f"a case number is at most {MAX_CASE_REFERENCE} characters")
+
+
 @dataclass(frozen=True)
 class HoldRequest:
     reason: str
@@ -188,8 +203,7 @@ def _facts(segment: Segment) -> SegmentFacts:
 def place_hold(
     session: Session, store: BlobStore, settings: Settings, request: HoldRequest, *, actor: str
 ) -> Hold:
-    if not request.reason.strip():
-        raise HoldError("a hold needs a reason")
+    _check_texts(request.reason, request.case_reference)
     # Taken first, so a purge batch and this hold run one after the other: the batch either
     # sees the hold, or has finished and this hold no longer finds the purged segments.
     ledger.lock_head(session)
@@ -263,6 +277,7 @@ def place_hold(
 def release_hold(
     session: Session, store: BlobStore, settings: Settings, hold_id: int, *, actor: str, reason: str
 ) -> Hold:
+    _check_texts(reason)
     ledger.lock_head(session)
     hold = session.get(Hold, hold_id)
     if hold is None:

@@ -24,6 +24,8 @@ from services.api.deps import (
 )
 from services.api.errors import ApiError
 from services.retention.holds import (
+    MAX_CASE_REFERENCE,
+    MAX_REASON,
     HoldError,
     HoldRequest,
     place_hold,
@@ -37,8 +39,8 @@ router = APIRouter(tags=["holds"])
 
 
 class HoldIn(BaseModel):
-    reason: str = Field(min_length=1)
-    case_reference: str | None = None
+    reason: str = Field(min_length=1, max_length=MAX_REASON)
+    case_reference: str | None = Field(default=None, max_length=MAX_CASE_REFERENCE)
     sitting: str | None = Field(default=None, description="sitting code")
     camera: str | None = Field(default=None, description="camera code, with from and until")
     from_: BoundedDatetime | None = Field(default=None, alias="from", description="RFC 3339")
@@ -47,7 +49,7 @@ class HoldIn(BaseModel):
 
 
 class ReleaseIn(BaseModel):
-    reason: str = Field(min_length=1)
+    reason: str = Field(min_length=1, max_length=MAX_REASON)
 
 
 class HoldOut(BaseModel):

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from services.access.hosts import MAX_ERROR_TEXT, DaemonReport, cameras, host_views, record_report
 from services.access.scopes import Subject
@@ -72,6 +72,21 @@ class ReportIn(BaseModel):
     unfinished_files: int = Field(default=0, ge=0, le=10**9)
     last_success_at: str | None = Field(default=None, max_length=64)
     last_error_at: str | None = Field(default=None, max_length=64)
+
+    @field_validator("last_success_at", "last_error_at")
+    @classmethod
+    def _rfc3339(cls, value: str | None) -> str | None:
+        # Shown to the centre as a time: an RFC 3339 instant with its offset, nothing else.
+        if value is None:
+            return None
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not an RFC 3339 date-time") from exc
+        if moment.tzinfo is None:
+            raise ValueError(f"{value!r} has no UTC offset")
+        return value
+
     last_error: str | None = Field(default=None, max_length=MAX_ERROR_TEXT)
     disk_low: bool = False
 

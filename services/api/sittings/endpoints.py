@@ -246,8 +246,9 @@ def _csv_line(sitting: DaySitting) -> list[str]:
 
 
 def _csv_safe(cell: str) -> str:
-    # A cell that Excel would read as a formula (=, +, -, @) is quoted as text.
-    return "'" + cell if cell[:1] in ("=", "+", "-", "@") else cell
+    # A cell that Excel would read as a formula (=, +, -, @, or a tab or CR before one, as
+    # OWASP lists) is quoted as text.
+    return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
 
 
 def _csv_stream(
