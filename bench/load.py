@@ -791,13 +791,13 @@ def run_load(database_url: str, work: Path, config: LoadConfig) -> LoadReport:
 
 
 @contextmanager
-def own_schema(base_url: str) -> Iterator[tuple[str, str]]:
-    """A fresh schema for this run, dropped afterwards; the URL using it and the server's
-    version."""
+def own_schema(base_url: str, prefix: str = "bench_load") -> Iterator[tuple[str, str]]:
+    """A fresh schema for this run (bench/scale.py's too), dropped afterwards; the URL using it
+    and the server's version."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    schema = f"bench_load_{uuid.uuid4().hex[:12]}"
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as connection:

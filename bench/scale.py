@@ -29,15 +29,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import av
 
+from bench.load import own_schema
 from bench.machine import cpu_model, filesystem_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,26 +68,6 @@ REGISTRY = {
         }
     ]
 }
-
-
-@contextmanager
-def own_schema(base_url: str) -> Iterator[tuple[str, str]]:
-    """A fresh schema, dropped afterwards: the URL using it and the server's version."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    schema = f"bench_scale_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base_url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as connection:
-            version = str(connection.execute(text("SHOW server_version")).scalar())
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = make_url(base_url).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False), version
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        admin.dispose()
 
 
 def encode_batch(folder: Path, count: int, seconds: float) -> list[tuple[str, Path, str]]:
@@ -184,7 +162,7 @@ def _registered_workers(url: str) -> int:
 def run_one(
     workers: int, batch: list[tuple[str, Path, str]], base_url: str, scratch: Path
 ) -> dict[str, Any]:
-    with own_schema(base_url) as (url, _version):
+    with own_schema(base_url, "bench_scale") as (url, _version):
         data_dir = scratch / f"run-{workers}"
         env = _env(data_dir, url)
         for step in (("db", "upgrade"), ("registry", "import", str(scratch / "registry.json"))):
@@ -293,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         load_before = [round(value, 2) for value in os.getloadavg()]
         runs = [run_one(count, batch, args.postgres, scratch) for count in counts]
         load_after = [round(value, 2) for value in os.getloadavg()]
-        with own_schema(args.postgres) as (_url, version):
+        with own_schema(args.postgres, "bench_scale") as (_url, version):
             postgres_version = version
         filesystem = filesystem_of(scratch)
     base = next(run for run in runs if run["workers"] == counts[0])
